@@ -1,0 +1,11 @@
+"""ECG file readers and writers behind one entry point, :func:`read`."""
+from ecgfm.io.registry import (Reader, available_readers, find_reader, read, register_reader,
+                               supported_extensions)
+
+#: Modules whose import registers a reader. A new format adds its module here; callers of ``read`` never change.
+BUILTIN_READER_MODULES: list[str] = [
+    "ecgfm.io.wfdb_reader",
+]
+
+__all__ = ["read", "register_reader", "available_readers", "find_reader", "supported_extensions", "Reader",
+           "BUILTIN_READER_MODULES"]
