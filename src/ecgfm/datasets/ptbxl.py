@@ -1,0 +1,176 @@
+"""PTB-XL (Wagner et al., Sci Data 2020): metadata, label tasks, patient-level folds and preprocessed arrays.
+
+Works on the full database and on subsets where some records exist at only one rate: each record is read at the rate it
+has (preferring the requested one) and resampled by the preprocessing pipeline; what was used is reported.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ecgfm.config import cache_dir, ptbxl_dir
+from ecgfm.datasets.arrays import ArraySet
+from ecgfm.errors import ECGError
+from ecgfm.io import read
+from ecgfm.labels.ptbxl import TASKS, label_descriptions, parse_scp_codes, read_statements, task_labels
+from ecgfm.signal import Pipeline
+
+#: PTB-XL's recommended split: folds 1-8 train, 9 validation, 10 test (folds are patient-disjoint).
+TRAIN_FOLDS = tuple(range(1, 9))
+VAL_FOLDS = (9,)
+TEST_FOLDS = (10,)
+#: The two rates PTB-XL distributes and the metadata column naming each file.
+RATE_COLUMNS = {500: "filename_hr", 100: "filename_lr"}
+
+
+def split_of_fold(fold: int) -> str:
+    return "train" if fold in TRAIN_FOLDS else "val" if fold in VAL_FOLDS else "test"
+
+
+class PTBXL:
+    """A PTB-XL folder (the one holding ``ptbxl_database.csv``, ``scp_statements.csv``, ``records100/``, ``records500/``)."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        resolved = ptbxl_dir(root)
+        if resolved is None:
+            raise FileNotFoundError("PTB-XL location not set: pass a folder or set $ECGFM_PTBXL_DIR")
+        self.root = resolved.resolve()
+        for name in ("ptbxl_database.csv", "scp_statements.csv"):
+            if not (self.root / name).exists():
+                raise FileNotFoundError(f"{self.root / name} not found: is {self.root} a PTB-XL folder?")
+
+    @cached_property
+    def statements(self) -> pd.DataFrame:
+        return read_statements(self.root / "scp_statements.csv")
+
+    @cached_property
+    def metadata(self) -> pd.DataFrame:
+        """``ptbxl_database.csv`` indexed by ``ecg_id``, with parsed ``scp_codes`` and ``has_500``/``has_100`` flags."""
+        table = pd.read_csv(self.root / "ptbxl_database.csv", index_col="ecg_id")
+        table["scp_codes"] = table["scp_codes"].map(parse_scp_codes)
+        for rate, column in RATE_COLUMNS.items():
+            table[f"has_{rate}"] = [(self.root / f"{name}.hea").exists() and (self.root / f"{name}.dat").exists()
+                                    for name in table[column]]
+        table["split"] = table["strat_fold"].map(split_of_fold)
+        return table
+
+    def labels(self, task: str = "all") -> pd.Series:
+        """Each record's label set for ``task``."""
+        statements = self.statements
+        return self.metadata["scp_codes"].map(lambda codes: task_labels(codes, statements, task))
+
+    def label_counts(self, task: str = "all") -> pd.DataFrame:
+        """Positives per label and split (train/val/test), most frequent first."""
+        labels = self.labels(task)
+        rows = [(label, split) for labs, split in zip(labels, self.metadata["split"]) for label in labs]
+        counts = pd.DataFrame(rows, columns=["label", "split"]).value_counts().unstack(fill_value=0)
+        counts = counts.reindex(columns=["train", "val", "test"], fill_value=0)
+        counts["total"] = counts.sum(axis=1)
+        return counts.sort_values("total", ascending=False)
+
+    def label_names(self, task: str = "all", min_count: int = 1, folds=TRAIN_FOLDS,
+                    exclude: tuple[str, ...] | list[str] = ()) -> list[str]:
+        """Labels of ``task`` with at least ``min_count`` positives in ``folds`` (default: the training folds)."""
+        labels = self.labels(task)[self.metadata["strat_fold"].isin(list(folds))]
+        counts = pd.Series([lab for labs in labels for lab in labs]).value_counts()
+        unknown = set(exclude) - set(self.labels(task).explode().dropna())
+        if unknown:
+            raise ValueError(f"cannot exclude unknown {task} labels {sorted(unknown)}")
+        return sorted(str(k) for k, v in counts.items() if v >= min_count and k not in set(exclude))
+
+    def record_path(self, ecg_id: int, fs: float = 500) -> tuple[Path, int] | None:
+        """The WFDB record for ``ecg_id`` and its rate: the requested rate if present, else the other one."""
+        row = self.metadata.loc[ecg_id]
+        preferred = sorted(RATE_COLUMNS, key=lambda rate: (abs(rate - fs), -rate))
+        for rate in preferred:
+            if row[f"has_{rate}"]:
+                return self.root / f"{row[RATE_COLUMNS[rate]]}.hea", rate
+        return None
+
+    def read_record(self, ecg_id: int, fs: float = 500):
+        """Read one record as an :class:`~ecgfm.ECG` with PTB-XL metadata (patient, age, sex, fold, labels)."""
+        found = self.record_path(ecg_id, fs)
+        if found is None:
+            raise FileNotFoundError(f"PTB-XL record {ecg_id} has no signal file under {self.root}")
+        row = self.metadata.loc[ecg_id]
+        ecg = read(found[0])
+        return ecg.replace(record_id=str(ecg_id), patient_id=str(int(row["patient_id"])), age=_float(row["age"]),
+                           sex="M" if row["sex"] == 0 else "F", strat_fold=int(row["strat_fold"]),
+                           scp=sorted(row["scp_codes"]))
+
+    def summary(self) -> dict:
+        """Records found per rate, missing files, and label counts per split (see ``ecgfm data summary``)."""
+        meta = self.metadata
+        both = meta["has_500"] & meta["has_100"]
+        return {
+            "root": str(self.root),
+            "records": int(len(meta)),
+            "patients": int(meta["patient_id"].nunique()),
+            "records_500hz": int(meta["has_500"].sum()),
+            "records_100hz": int(meta["has_100"].sum()),
+            "records_both_rates": int(both.sum()),
+            "records_500hz_only": int((meta["has_500"] & ~meta["has_100"]).sum()),
+            "records_100hz_only": int((meta["has_100"] & ~meta["has_500"]).sum()),
+            "records_missing": int((~meta["has_500"] & ~meta["has_100"]).sum()),
+            "missing_ids": [int(i) for i in meta.index[~meta["has_500"] & ~meta["has_100"]]],
+            "records_per_split": {k: int(v) for k, v in meta["split"].value_counts().items()},
+            "records_per_fold": {int(k): int(v) for k, v in meta["strat_fold"].value_counts().sort_index().items()},
+            "statements_present": int(len(self.label_counts("all"))),
+        }
+
+    def load_arrays(self, fs: float = 100, task: str = "all", labels: list[str] | None = None,
+                    pipeline: Pipeline | None = None, cache: bool = True, progress: bool = True) -> ArraySet:
+        """Every available record, preprocessed to a fixed shape, with multi-hot labels (cached on disk).
+
+        ``pipeline`` defaults to :meth:`Pipeline.default` at ``fs``. ``labels`` defaults to every label of ``task``
+        present in the training folds. Records with no signal file at either rate are skipped (see :meth:`summary`).
+        """
+        pipeline = pipeline or Pipeline.default(fs=fs)
+        label_names = labels if labels is not None else self.label_names(task)
+        meta = self.metadata[self.metadata["has_500"] | self.metadata["has_100"]]
+        X = self._cached_signals(meta, pipeline, fs, cache, progress)
+        record_labels = self.labels(task).loc[meta.index]
+        Y = np.array([[name in labs for name in label_names] for labs in record_labels], dtype=np.float32)
+        Y = Y.reshape(len(meta), len(label_names))
+        descriptions = label_descriptions(self.statements, task)
+        return ArraySet(X=X, Y=Y, label_names=list(label_names), ids=meta.index.to_numpy(),
+                        patient_ids=meta["patient_id"].astype(int).astype(str).to_numpy(),
+                        folds=meta["strat_fold"].to_numpy(), preprocess=pipeline.to_dict(),
+                        label_descriptions={n: descriptions.get(n, n) for n in label_names})
+
+    def _cached_signals(self, meta: pd.DataFrame, pipeline: Pipeline, fs: float, cache: bool,
+                        progress: bool) -> np.ndarray:
+        key = hashlib.sha256(json.dumps([str(self.root), pipeline.to_dict(), fs, meta.index.tolist(),
+                                         (self.root / "ptbxl_database.csv").stat().st_mtime]).encode()).hexdigest()[:16]
+        path = cache_dir() / "ptbxl" / f"signals-{key}.npy"
+        if cache and path.exists():
+            return np.load(path, mmap_mode="r")
+        signals = [pipeline.to_array(self.read_record(ecg_id, fs))
+                   for ecg_id in tqdm(meta.index, desc=f"reading PTB-XL at {fs:g} Hz", disable=not progress,
+                                      unit="ECG")]
+        X = np.stack(signals).astype(np.float32)
+        if cache:
+            _atomic_save_npy(path, X)
+        return X
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _float(value) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
+__all__ = ["PTBXL", "ArraySet", "TASKS", "TRAIN_FOLDS", "VAL_FOLDS", "TEST_FOLDS", "ECGError"]
