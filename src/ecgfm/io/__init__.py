@@ -5,6 +5,7 @@ from ecgfm.io.registry import (Reader, available_readers, find_reader, read, reg
 #: Modules whose import registers a reader. A new format adds its module here; callers of ``read`` never change.
 BUILTIN_READER_MODULES: list[str] = [
     "ecgfm.io.wfdb_reader",
+    "ecgfm.io.array_reader",
 ]
 
 __all__ = ["read", "register_reader", "available_readers", "find_reader", "supported_extensions", "Reader",
