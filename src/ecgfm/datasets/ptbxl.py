@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -31,7 +33,12 @@ TEST_FOLDS = (10,)
 RATE_COLUMNS = {500: "filename_hr", 100: "filename_lr"}
 
 
+#: Split names in PTB-XL's recommended order.
+SPLITS = ("train", "val", "test")
+
+
 def split_of_fold(fold: int) -> str:
+    """``train`` (folds 1-8), ``val`` (9) or ``test`` (10)."""
     return "train" if fold in TRAIN_FOLDS else "val" if fold in VAL_FOLDS else "test"
 
 
@@ -106,10 +113,13 @@ class PTBXL:
                            sex="M" if row["sex"] == 0 else "F", strat_fold=int(row["strat_fold"]),
                            scp=sorted(row["scp_codes"]))
 
-    def summary(self) -> dict:
-        """Records found per rate, missing files, and label counts per split (see ``ecgfm data summary``)."""
+    def summary(self, task: str = "all") -> dict:
+        """Records found per rate, missing files, patients, records per fold/split and label counts per split."""
         meta = self.metadata
         both = meta["has_500"] & meta["has_100"]
+        counts = self.label_counts(task)
+        descriptions = label_descriptions(self.statements, task)
+        split_counts = meta["split"].value_counts()
         return {
             "root": str(self.root),
             "records": int(len(meta)),
@@ -121,45 +131,110 @@ class PTBXL:
             "records_100hz_only": int((meta["has_100"] & ~meta["has_500"]).sum()),
             "records_missing": int((~meta["has_500"] & ~meta["has_100"]).sum()),
             "missing_ids": [int(i) for i in meta.index[~meta["has_500"] & ~meta["has_100"]]],
-            "records_per_split": {k: int(v) for k, v in meta["split"].value_counts().items()},
+            "records_per_split": {split: int(split_counts.get(split, 0)) for split in SPLITS},
             "records_per_fold": {int(k): int(v) for k, v in meta["strat_fold"].value_counts().sort_index().items()},
             "statements_present": int(len(self.label_counts("all"))),
+            "task": task,
+            "label_counts": {str(label): {"description": descriptions.get(str(label), str(label)),
+                                          **{col: int(row[col]) for col in (*SPLITS, "total")}}
+                             for label, row in counts.iterrows()},
         }
 
     def load_arrays(self, fs: float = 100, task: str = "all", labels: list[str] | None = None,
-                    pipeline: Pipeline | None = None, cache: bool = True, progress: bool = True) -> ArraySet:
+                    pipeline: Pipeline | None = None, cache: bool = True, progress: bool = True,
+                    workers: int | None = None) -> ArraySet:
         """Every available record, preprocessed to a fixed shape, with multi-hot labels (cached on disk).
 
         ``pipeline`` defaults to :meth:`Pipeline.default` at ``fs``. ``labels`` defaults to every label of ``task``
-        present in the training folds. Records with no signal file at either rate are skipped (see :meth:`summary`).
+        present in the training folds. Records with no signal file at either rate are skipped (see :meth:`summary`);
+        records that fail to read are skipped with a warning naming each file. ``workers`` processes read in parallel
+        (default: every CPU; 1 reads in this process).
         """
         pipeline = pipeline or Pipeline.default(fs=fs)
-        label_names = labels if labels is not None else self.label_names(task)
+        label_names = list(labels) if labels is not None else self.label_names(task)
+        vocabulary = label_descriptions(self.statements, task)
+        unknown = [name for name in label_names if name not in vocabulary]
+        if unknown:
+            raise ValueError(f"labels {unknown} are not {task} labels of PTB-XL")
         meta = self.metadata[self.metadata["has_500"] | self.metadata["has_100"]]
-        X = self._cached_signals(meta, pipeline, fs, cache, progress)
+        X, ok = self._cached_signals(meta, pipeline, fs, cache, progress, workers)
+        meta = meta[ok]
         record_labels = self.labels(task).loc[meta.index]
         Y = np.array([[name in labs for name in label_names] for labs in record_labels], dtype=np.float32)
         Y = Y.reshape(len(meta), len(label_names))
-        descriptions = label_descriptions(self.statements, task)
-        return ArraySet(X=X, Y=Y, label_names=list(label_names), ids=meta.index.to_numpy(),
+        return ArraySet(X=X, Y=Y, label_names=label_names, ids=meta.index.to_numpy(),
                         patient_ids=meta["patient_id"].astype(int).astype(str).to_numpy(),
                         folds=meta["strat_fold"].to_numpy(), preprocess=pipeline.to_dict(),
-                        label_descriptions={n: descriptions.get(n, n) for n in label_names})
+                        label_descriptions={n: vocabulary.get(n, n) for n in label_names})
 
-    def _cached_signals(self, meta: pd.DataFrame, pipeline: Pipeline, fs: float, cache: bool,
-                        progress: bool) -> np.ndarray:
-        key = hashlib.sha256(json.dumps([str(self.root), pipeline.to_dict(), fs, meta.index.tolist(),
+    def _cached_signals(self, meta: pd.DataFrame, pipeline: Pipeline, fs: float, cache: bool, progress: bool,
+                        workers: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The preprocessed signals of ``meta``'s records and a mask of those that could be read."""
+        paths = [str(self.record_path(ecg_id, fs)[0]) for ecg_id in meta.index]
+        key = hashlib.sha256(json.dumps([str(self.root), pipeline.to_dict(), fs, meta.index.tolist(), paths,
                                          (self.root / "ptbxl_database.csv").stat().st_mtime]).encode()).hexdigest()[:16]
         path = cache_dir() / "ptbxl" / f"signals-{key}.npy"
-        if cache and path.exists():
-            return np.load(path, mmap_mode="r")
-        signals = [pipeline.to_array(self.read_record(ecg_id, fs))
-                   for ecg_id in tqdm(meta.index, desc=f"reading PTB-XL at {fs:g} Hz", disable=not progress,
-                                      unit="ECG")]
-        X = np.stack(signals).astype(np.float32)
+        mask_path = path.with_suffix(".ok.npy")
+        if cache and path.exists() and mask_path.exists():
+            return np.load(path, mmap_mode="r"), np.load(mask_path)
+        signals, failures = read_preprocessed(paths, pipeline, workers=workers, progress=progress,
+                                              desc=f"reading PTB-XL at {fs:g} Hz")
+        if failures:
+            listed = "; ".join(f"{name}: {reason}" for name, reason in list(failures.items())[:20])
+            more = f" (and {len(failures) - 20} more)" if len(failures) > 20 else ""
+            warnings.warn(f"skipped {len(failures)} unreadable PTB-XL records: {listed}{more}", stacklevel=3)
+        ok = np.array([p not in failures for p in paths], dtype=bool)
+        if not ok.any():
+            raise ECGError(f"none of the {len(paths)} PTB-XL records under {self.root} could be read")
+        X = np.stack([signal for signal in signals if signal is not None]).astype(np.float32)
         if cache:
-            _atomic_save_npy(path, X)
-        return X
+            _atomic_save_npy(path, X)  # the array first: a mask without its array is never trusted
+            _atomic_save_npy(mask_path, ok)
+        return X, ok
+
+
+#: Below this many records a process pool costs more (worker start-up, imports) than it saves.
+MIN_RECORDS_FOR_POOL = 200
+_CHUNK = 64
+
+
+def _read_chunk(paths: list[str], spec: dict) -> list[tuple[str, np.ndarray | None, str | None]]:
+    """Read and preprocess a chunk of records (runs in a worker process); failures come back as messages."""
+    pipeline = Pipeline.from_dict(spec)
+    out = []
+    for path in paths:
+        try:
+            out.append((path, pipeline.to_array(read(path)), None))
+        except ECGError as exc:
+            out.append((path, None, str(exc)))
+    return out
+
+
+def read_preprocessed(paths: list[str], pipeline: Pipeline, workers: int | None = None, progress: bool = True,
+                      desc: str = "reading ECGs") -> tuple[list[np.ndarray | None], dict[str, str]]:
+    """Read and preprocess many ECG files, in a process pool when it pays; failures are collected, not raised.
+
+    Returns the arrays in input order (``None`` where reading failed) and ``{path: reason}`` for the failures.
+    """
+    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    results: dict[str, tuple[np.ndarray | None, str | None]] = {}
+    bar = tqdm(total=len(paths), desc=desc, unit="ECG", disable=not progress)
+    spec = pipeline.to_dict()
+    if workers == 1 or len(paths) < MIN_RECORDS_FOR_POOL:
+        for chunk in chunks:
+            results.update({p: (x, err) for p, x, err in _read_chunk(chunk, spec)})
+            bar.update(len(chunk))
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+            futures = [pool.submit(_read_chunk, chunk, spec) for chunk in chunks]
+            for future in as_completed(futures):
+                chunk_result = future.result()
+                results.update({p: (x, err) for p, x, err in chunk_result})
+                bar.update(len(chunk_result))
+    bar.close()
+    failures = {p: results[p][1] for p in paths if results[p][1] is not None}
+    return [results[p][0] for p in paths], failures
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
@@ -173,4 +248,5 @@ def _float(value) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
-__all__ = ["PTBXL", "ArraySet", "TASKS", "TRAIN_FOLDS", "VAL_FOLDS", "TEST_FOLDS", "ECGError"]
+__all__ = ["PTBXL", "ArraySet", "TASKS", "TRAIN_FOLDS", "VAL_FOLDS", "TEST_FOLDS", "SPLITS", "split_of_fold",
+           "read_preprocessed"]

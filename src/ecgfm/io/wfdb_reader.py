@@ -42,36 +42,80 @@ def parse_challenge_comments(comments: list[str]) -> dict:
     return meta
 
 
-def _check_files(base: Path) -> None:
-    header = base.with_suffix(".hea")
-    if not header.exists():
-        raise ECGReadError(header, "WFDB header (.hea) not found")
+#: Bytes per sample of the WFDB storage formats (see the WFDB "signal" format spec). FLAC formats (508/516/524) are
+#: compressed, so their size cannot be checked. wfdb itself reports a short file only as a NumPy reshape error.
+BYTES_PER_SAMPLE = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2, "212": 1.5, "310": 4 / 3,
+                    "311": 4 / 3}
+
+
+def _signal_files(record) -> dict[str, tuple[str, int, int]]:
+    """Each signal file: (format, byte offset, values it must hold = sig_len x samples per frame of its signals)."""
+    offsets = record.byte_offset or [None] * record.n_sig
+    frames = record.samps_per_frame or [1] * record.n_sig
+    files: dict[str, tuple[str, int, int]] = {}
+    for i, name in enumerate(record.file_name):
+        fmt, offset, count = files.get(name, (record.fmt[i], offsets[i] or 0, 0))
+        files[name] = (fmt, offset, count + (frames[i] or 1) * record.sig_len)
+    return files
+
+
+def check_signal_files(base: Path, record) -> None:
+    """Refuse signal files whose size disagrees with the header (truncated data, or a header declaring too few samples)."""
+    header_path = base.with_suffix(".hea")
+    for name, (fmt, offset, n_values) in _signal_files(record).items():
+        data_file = base.parent / name
+        if data_file.suffix.lower() == ".mat":
+            _check_mat4(header_path, data_file, record, offset)
+        if fmt not in BYTES_PER_SAMPLE:
+            continue
+        size = data_file.stat().st_size
+        needed = offset + int(n_values * BYTES_PER_SAMPLE[fmt])
+        channels = record.file_name.count(name)
+        if size < needed:
+            held = int((size - offset) / BYTES_PER_SAMPLE[fmt]) // max(channels, 1)
+            raise ECGReadError(header_path, f"signal file {name} is truncated or does not match the header: the header "
+                                            f"declares {record.sig_len} samples x {channels} signals in format {fmt} "
+                                            f"({needed} bytes) but the file has {size} bytes (~{max(held, 0)} samples)")
+        frame_bytes = int(np.ceil(channels * BYTES_PER_SAMPLE[fmt]))
+        if size - needed >= max(frame_bytes, 4):  # allow the padding byte(s) of packed formats (212, 310, 311)
+            held = int((size - offset) / BYTES_PER_SAMPLE[fmt]) // max(channels, 1)
+            raise ECGReadError(header_path, f"header/data length mismatch: the header declares {record.sig_len} "
+                                            f"samples but signal file {name} holds ~{held} ({size} bytes)")
+
+
+def _check_mat4(header_path: Path, data_file: Path, record, offset: int) -> None:
+    """A WFDB ``.mat`` signal file must be MATLAB v4 (as ``wfdb2mat`` and the PhysioNet Challenges write), sized as declared."""
+    with open(data_file, "rb") as fh:
+        head = fh.read(max(offset, 20))
+    if head.startswith(b"MATLAB"):
+        raise ECGReadError(header_path, f"{data_file.name} is a MATLAB v5+ file; WFDB headers address raw samples at a "
+                                        "byte offset, which only MATLAB v4 files (scipy savemat format='4') have")
+    if len(head) < 20:
+        raise ECGReadError(header_path, f"{data_file.name} is too short to be a MATLAB v4 file")
+    # MATLAB v4 matrix header: five little-endian int32 (type, rows, cols, imaginary flag, name length).
+    _, rows, cols, _, _ = np.frombuffer(head[:20], dtype="<i4")
+    channels = record.file_name.count(data_file.name)
+    if (rows, cols) != (channels, record.sig_len) and (rows, cols) != (record.sig_len, channels):
+        raise ECGReadError(header_path, f"header/data length mismatch: the header declares {channels} signals x "
+                                        f"{record.sig_len} samples but {data_file.name} holds a {rows} x {cols} array")
 
 
 @register_reader("wfdb", (".hea", ".dat", ".mat"), description="WFDB record (.hea with .dat or .mat signal file)")
 def read_wfdb(path: Path, *, sampfrom: int = 0, sampto: int | None = None, check_units: bool = True) -> ECG:
     """Read a WFDB record; ``sampfrom``/``sampto`` select a window (in samples)."""
     base = _record_base(Path(path))
-    _check_files(base)
     header_path = base.with_suffix(".hea")
-    try:
-        header = wfdb.rdheader(str(base))
-    except Exception as exc:  # wfdb raises bare Exception/ValueError on malformed headers
-        raise ECGReadError(header_path, f"malformed WFDB header: {exc}") from exc
-    if not header.file_name:
-        raise ECGReadError(header_path, "WFDB header declares no signals")
-    for name in sorted(set(header.file_name)):
-        data_file = base.parent / name
-        if not data_file.exists():
-            raise ECGReadError(header_path, f"signal file {name} named in the header is missing")
-    if not header.sig_len:
-        raise ECGReadError(header_path, "WFDB header declares zero samples")
+    if not header_path.exists():
+        raise ECGReadError(header_path, "WFDB header (.hea) not found")
     try:
         record = wfdb.rdrecord(str(base), sampfrom=sampfrom, sampto=sampto)
-    except Exception as exc:
+    except Exception as exc:  # wfdb raises bare Exception/ValueError; find the real cause for a clear message
+        _diagnose(base, exc)
         raise ECGReadError(header_path, f"cannot read WFDB signal data: {exc}") from exc
+    if sampfrom == 0 and sampto is None:  # a window's record.sig_len is the window, not the file's length
+        check_signal_files(base, record)
     signal = record.p_signal
-    expected = (sampto or header.sig_len) - sampfrom
+    expected = (sampto or record.sig_len) - sampfrom
     if signal is None or signal.shape[0] != expected:
         got = 0 if signal is None else signal.shape[0]
         raise ECGReadError(header_path, f"signal file is truncated or does not match the header: "
@@ -82,7 +126,9 @@ def read_wfdb(path: Path, *, sampfrom: int = 0, sampto: int | None = None, check
         raise ECGReadError(header_path, str(exc)) from None
     signal = (signal * factors).T.astype(np.float32)
     if not np.isfinite(signal).all():
-        raise ECGReadError(header_path, "signal contains NaN or infinite samples (missing-value markers)")
+        lead, sample = np.argwhere(~np.isfinite(signal))[0]
+        raise ECGReadError(header_path, f"signal contains NaN or infinite samples (missing-value markers), first in "
+                                        f"{record.sig_name[lead]} at sample {sampfrom + sample}")
     if check_units:
         try:
             check_plausible_millivolts(signal)
@@ -92,3 +138,21 @@ def read_wfdb(path: Path, *, sampfrom: int = 0, sampto: int | None = None, check
             "comments": list(record.comments or [])}
     meta.update(parse_challenge_comments(record.comments or []))
     return ECG(signal=signal, fs=float(record.fs), leads=tuple(record.sig_name), meta=meta)
+
+
+def _diagnose(base: Path, exc: Exception) -> None:
+    """Raise a clear ``ECGReadError`` for a record wfdb could not read (malformed header, missing or short data)."""
+    header_path = base.with_suffix(".hea")
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as header_exc:
+        raise ECGReadError(header_path, f"malformed WFDB header: {header_exc}") from header_exc
+    if not header.file_name:
+        raise ECGReadError(header_path, "WFDB header declares no signals")
+    for name in sorted(set(header.file_name)):
+        if not (base.parent / name).exists():
+            raise ECGReadError(header_path, f"signal file {name} named in the header is missing")
+    if header.sig_len == 0:
+        raise ECGReadError(header_path, "zero-length signal: the WFDB header declares 0 samples")
+    if header.sig_len:
+        check_signal_files(base, header)

@@ -19,16 +19,25 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
 def resample(x: np.ndarray, fs_in: float, fs_out: float, max_denominator: int = 1000) -> np.ndarray:
     """Resample along the last axis with a polyphase anti-aliasing filter (``scipy.signal.resample_poly``).
 
+    The output has exactly ``round(n * fs_out / fs_in)`` samples, so durations stay consistent across rates.
     Non-integer rates (e.g. 599.88 Hz) use the closest rational ratio with denominator <= ``max_denominator``.
     """
     x = _as_2d(x)
-    if fs_in <= 0 or fs_out <= 0:
+    if not (np.isfinite(fs_in) and np.isfinite(fs_out)) or fs_in <= 0 or fs_out <= 0:
         raise ECGValueError(f"sampling rates must be positive, got {fs_in} -> {fs_out}")
     if fs_in == fs_out:
         return x.copy()
+    target = int(round(x.shape[-1] * fs_out / fs_in))
+    if target < 1:
+        raise ECGValueError(f"{x.shape[-1]} samples at {fs_in} Hz leave nothing at {fs_out} Hz")
     ratio = Fraction(fs_out / fs_in).limit_denominator(max_denominator)
     y = sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1, padtype="line")
-    return y.astype(np.float32)
+    # resample_poly returns ceil(n * up / down) samples; the approximated ratio can add or drop one more.
+    if y.shape[-1] >= target:
+        y = y[:, :target]
+    else:
+        y = np.pad(y, ((0, 0), (0, target - y.shape[-1])), mode="edge")
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 def crop_or_pad(x: np.ndarray, n_samples: int, mode: str = "center") -> np.ndarray:
