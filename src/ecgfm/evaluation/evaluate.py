@@ -1,0 +1,383 @@
+"""Evaluate score matrices like a clinical paper: per-label metrics with CIs, validation-set thresholds, summaries.
+
+:func:`evaluate_scores` reports one model; :func:`compare_scores` compares two models on the same records (paired).
+Both work on arrays (``y_true (N, L)`` with NaN = unknown, scores ``(N, L)``) and return plain result objects that
+:mod:`ecgfm.evaluation.report` writes as JSON, CSV and HTML.
+
+Statistical choices, stated once here:
+
+* AUC intervals: percentile bootstrap (default 1000 resamples, seeded), resampling patients when ``patient_ids`` is
+  given (ECGs of one patient are correlated), records otherwise. DeLong's standard error/interval is reported too.
+* Sensitivity, specificity, PPV, NPV: Wilson score intervals at the threshold fitted on the validation set.
+* Summaries: median across evaluable labels (the paper's headline), macro (mean) and micro AUC. Interval of a median or
+  mean = percentile interval of that statistic recomputed on every bootstrap replicate (labels resampled together).
+* Labels without both classes in the test set have no AUC: reported with the reason and counted as excluded.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import false_discovery_control
+from sklearn.metrics import roc_curve
+
+from ecgfm.evaluation.bootstrap import BootstrapReplicates, bootstrap_replicates, cluster_codes
+from ecgfm.evaluation.delong import delong_auc, delong_test
+from ecgfm.evaluation.intervals import percentile_interval, wilson_interval
+from ecgfm.evaluation.metrics import (
+    average_precision,
+    check_targets,
+    confusion_counts,
+    degenerate_reason,
+    micro_auc,
+    nan_mean,
+    nan_median,
+    rates_from_counts,
+)
+from ecgfm.evaluation.thresholds import ThresholdRule, choose_thresholds, parse_threshold_rule
+
+DEFAULT_N_BOOTSTRAP = 1000
+#: Rates that get a Wilson interval (a proportion with a known denominator); F1 gets a bootstrap interval instead.
+WILSON_RATES = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "ppv": ("tp", "fp"), "npv": ("tn", "fn")}
+
+ThresholdSpec = str | float | ThresholdRule | Sequence[float] | np.ndarray | Mapping[str, float]
+
+
+@dataclass
+class EvaluationResult:
+    """One model's evaluation: ``labels`` (one flat dict per label, also the CSV rows), ``summary`` and ``settings``.
+
+    ``curves`` maps each evaluable label to its test ROC curve ``(fpr, tpr)`` for plotting (not written to JSON).
+    """
+
+    labels: list[dict]
+    summary: dict
+    settings: dict
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class ComparisonResult:
+    """Paired comparison of models A and B on the same records; ``diff`` is always AUC(A) - AUC(B)."""
+
+    labels: list[dict]
+    summary: dict
+    settings: dict
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, repr=False)
+
+
+def resolve_thresholds(
+    spec: ThresholdSpec, label_names: list[str], val_true=None, val_score=None
+) -> tuple[np.ndarray, list[str | None], str, str]:
+    """Per-label thresholds ``(L,)``, per-label reasons, rule text and source ("validation", "fixed" or "given").
+
+    Data-driven rules are fitted on the validation arrays only; without them this raises instead of silently fitting
+    on the test set (which would overstate sensitivity and specificity).
+    """
+    n_labels = len(label_names)
+    if isinstance(spec, Mapping):
+        missing = [name for name in label_names if name not in spec]
+        if missing:
+            raise ValueError(f"thresholds mapping lacks labels: {', '.join(missing[:5])}")
+        values = np.array([float(spec[name]) for name in label_names])
+        return values, [None] * n_labels, "given per label", "given"
+    if isinstance(spec, (list, tuple, np.ndarray)):
+        values = np.asarray(spec, dtype=float)
+        if values.shape != (n_labels,):
+            raise ValueError(f"need one threshold per label ({n_labels}), got shape {values.shape}")
+        return values, [None] * n_labels, "given per label", "given"
+    rule = parse_threshold_rule(spec)
+    if not rule.needs_validation:
+        return np.full(n_labels, rule.value), [None] * n_labels, str(rule), "fixed"
+    if val_true is None or val_score is None:
+        raise ValueError(
+            f"threshold rule '{rule}' is fitted on a validation set: pass val_true and val_score (thresholds are "
+            "never fitted on the test set), or use a fixed threshold such as 0.5"
+        )
+    val_true, val_score, _ = check_targets(val_true, val_score, label_names)
+    values, reasons = choose_thresholds(val_true, val_score, rule)
+    return values, reasons, str(rule), "validation"
+
+
+def _label_counts(y: np.ndarray) -> tuple[int, int, int]:
+    """Known positives, known negatives and unknowns in one label column."""
+    n_pos = int(np.sum(y == 1))
+    n_neg = int(np.sum(y == 0))
+    return n_pos, n_neg, int(y.size - n_pos - n_neg)
+
+
+def _roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Test ROC curve of one label for plotting (scikit-learn's, with collinear points dropped)."""
+    known = ~np.isnan(y)
+    fpr, tpr, _ = roc_curve(y[known], s[known], drop_intermediate=True)
+    return fpr.astype(np.float32), tpr.astype(np.float32)
+
+
+def _interval(replicates: np.ndarray | None, level: float) -> tuple[float, float]:
+    """Percentile interval of a 1-D replicate vector as floats (NaN, NaN without replicates)."""
+    if replicates is None:
+        return float("nan"), float("nan")
+    low, high = percentile_interval(replicates, level)
+    return float(low), float(high)
+
+
+def _rowwise(stat: Callable[[np.ndarray], float], replicates: np.ndarray, columns: np.ndarray) -> np.ndarray | None:
+    """Apply a summary (median/mean over labels) to each bootstrap replicate row, over the chosen label columns."""
+    if replicates is None or not np.any(columns):
+        return None
+    sub = replicates[:, columns]
+    return np.array([stat(row) for row in sub])
+
+
+def _f1_replicates(boot: BootstrapReplicates, model: int) -> np.ndarray:
+    """F1 of every replicate and label from the bootstrap confusion counts."""
+    rates = rates_from_counts(boot.tp[model], boot.fp[model], boot.tn[model], boot.fn[model])
+    return rates["f1"]
+
+
+def evaluate_scores(
+    y_true,
+    y_score,
+    label_names: Sequence[str] | None = None,
+    *,
+    val_true=None,
+    val_score=None,
+    thresholds: ThresholdSpec = "youden",
+    patient_ids=None,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = 0.95,
+    progress: Callable[[int], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate one model's test scores: per-label AUC/AP/sens/spec/PPV/NPV/F1 with CIs and paper-style summaries.
+
+    ``thresholds`` is a rule (``"youden"``, ``"sens>=0.9"``, ``"spec>=0.95"``) fitted on ``val_true``/``val_score``, a
+    fixed number, or explicit per-label thresholds (array or ``{label: threshold}``). ``n_bootstrap=0`` skips the
+    bootstrap (DeLong and Wilson intervals are still given).
+    """
+    y_true, y_score, label_names = check_targets(y_true, y_score, label_names)
+    thr, thr_reasons, rule_text, thr_source = resolve_thresholds(thresholds, label_names, val_true, val_score)
+    _, n_clusters, unit = cluster_codes(patient_ids, y_true.shape[0])
+    boot = None
+    if n_bootstrap > 0:
+        boot = bootstrap_replicates(y_true, y_score, thr, patient_ids, n_bootstrap, seed, progress=progress)
+    counts = confusion_counts(y_true, y_score, thr)
+    rates = rates_from_counts(counts["tp"], counts["fp"], counts["tn"], counts["fn"])
+    f1_reps = _f1_replicates(boot, 0) if boot is not None else None
+
+    rows, curves = [], {}
+    for j, name in enumerate(label_names):
+        y, s = y_true[:, j], y_score[:, j]
+        n_pos, n_neg, n_unknown = _label_counts(y)
+        reason = degenerate_reason(n_pos, n_neg)
+        row = {"label": name, "n_pos": n_pos, "n_neg": n_neg, "n_unknown": n_unknown,
+               "prevalence": n_pos / (n_pos + n_neg) if n_pos + n_neg else float("nan")}
+        known = ~np.isnan(y)
+        if reason is None:
+            dl = delong_auc(y[known], s[known], level)
+            row.update(auc=dl.auc, auc_se_delong=dl.se, auc_delong_ci_low=dl.ci_low, auc_delong_ci_high=dl.ci_high)
+            curves[name] = _roc_points(y, s)
+        else:
+            row.update(auc=float("nan"), auc_se_delong=float("nan"),
+                       auc_delong_ci_low=float("nan"), auc_delong_ci_high=float("nan"))
+        row["auc_ci_low"], row["auc_ci_high"] = _interval(None if boot is None else boot.auc[0, :, j], level)
+        row["average_precision"] = average_precision(y, s) if n_pos else float("nan")
+        row["ap_ci_low"], row["ap_ci_high"] = _interval(None if boot is None else boot.ap[0, :, j], level)
+        row["threshold"] = float(thr[j])
+        for key in ("tp", "fp", "tn", "fn"):
+            row[key] = counts[key][j]
+        for rate, (hit, miss) in WILSON_RATES.items():
+            row[rate] = float(rates[rate][j])
+            k, n = counts[hit][j], counts[hit][j] + counts[miss][j]
+            low, high = wilson_interval(k, n, level) if np.isfinite(n) else (np.nan, np.nan)
+            row[f"{rate}_ci_low"], row[f"{rate}_ci_high"] = float(low), float(high)
+        row["f1"] = float(rates["f1"][j])
+        row["f1_ci_low"], row["f1_ci_high"] = _interval(None if f1_reps is None else f1_reps[:, j], level)
+        row["excluded"] = reason is not None
+        row["reason"] = reason
+        row["threshold_reason"] = thr_reasons[j]
+        rows.append(row)
+
+    summary = _summary(rows, boot, y_true, y_score, level, rule_text, thr_source)
+    settings = {
+        "n_records": int(y_true.shape[0]), "n_labels": len(label_names), "threshold_rule": rule_text,
+        "threshold_source": thr_source, "n_bootstrap": int(n_bootstrap), "seed": int(seed), "ci_level": level,
+        "bootstrap_unit": unit, "n_clusters": int(n_clusters), "ci_method": {
+            "auc": "percentile bootstrap" + (" (patient-level)" if unit == "patient" else "") + "; DeLong also given",
+            "sensitivity/specificity/ppv/npv": "Wilson score", "f1/average_precision/summaries": "percentile bootstrap"},
+    }
+    return EvaluationResult(rows, summary, settings, curves)
+
+
+def _summary(rows, boot, y_true, y_score, level, rule_text, thr_source) -> dict:
+    """Median/macro/micro summaries with bootstrap intervals and the excluded-label accounting."""
+    auc = np.array([r["auc"] for r in rows])
+    evaluable = np.isfinite(auc)
+    sens = np.array([r["sensitivity"] for r in rows])
+    spec = np.array([r["specificity"] for r in rows])
+    operating = evaluable & np.isfinite(sens) & np.isfinite(spec)
+    ap = np.array([r["average_precision"] for r in rows])
+    reps = {}
+    if boot is not None:
+        boot_rates = rates_from_counts(boot.tp[0], boot.fp[0], boot.tn[0], boot.fn[0])
+        reps = {"auc": boot.auc[0], "ap": boot.ap[0], "sens": boot_rates["sensitivity"],
+                "spec": boot_rates["specificity"]}
+
+    def stat_with_ci(stat, values, key, columns):
+        point = stat(values[columns]) if np.any(columns) else float("nan")
+        low, high = _interval(_rowwise(stat, reps.get(key), columns), level)
+        return {"value": point, "ci_low": low, "ci_high": high}
+
+    summary = {
+        "n_labels": len(rows),
+        "n_evaluable": int(evaluable.sum()),
+        "n_excluded": int((~evaluable).sum()),
+        "excluded": [{"label": r["label"], "reason": r["reason"]} for r in rows if r["excluded"]],
+        "n_with_operating_point": int(operating.sum()),
+        "without_threshold": [{"label": r["label"], "reason": r["threshold_reason"]}
+                              for r in rows if r["threshold_reason"]],
+        "median_auc": stat_with_ci(nan_median, auc, "auc", evaluable),
+        "macro_auc": stat_with_ci(nan_mean, auc, "auc", evaluable),
+        # Micro pools every known (record, label) pair, degenerate labels included (scikit-learn's definition);
+        # no CI because pairs from one record are not independent and the pooled bootstrap would be costly.
+        "micro_auc": {"value": micro_auc(y_true, y_score), "ci_low": float("nan"), "ci_high": float("nan")},
+        "median_average_precision": stat_with_ci(nan_median, ap, "ap", evaluable),
+        "median_sensitivity": stat_with_ci(nan_median, sens, "sens", operating),
+        "median_specificity": stat_with_ci(nan_median, spec, "spec", operating),
+        "threshold_rule": rule_text,
+        "threshold_source": thr_source,
+    }
+    summary["text"] = summary_sentence(summary, level)
+    return summary
+
+
+def _fmt(stat: Mapping, digits: int = 3) -> str:
+    """``0.912 (95% CI 0.901-0.925)``-style text for a summary statistic (CI left out when unavailable)."""
+    value = stat["value"]
+    if not np.isfinite(value):
+        return "n/a"
+    text = f"{value:.{digits}f}"
+    if np.isfinite(stat["ci_low"]) and np.isfinite(stat["ci_high"]):
+        text += f" (CI {stat['ci_low']:.{digits}f}-{stat['ci_high']:.{digits}f})"
+    return text
+
+
+def summary_sentence(summary: Mapping, level: float = 0.95) -> str:
+    """The abstract-style headline: median AUC, sensitivity and specificity with CIs across N labels."""
+    ci = f"{level:.0%} CI"
+    where = {"validation": "chosen on the validation set", "fixed": "fixed", "given": "given"}[summary["threshold_source"]]
+    text = (
+        f"Median AUC {_fmt(summary['median_auc'])}, median sensitivity {_fmt(summary['median_sensitivity'])} and "
+        f"median specificity {_fmt(summary['median_specificity'])} at {summary['threshold_rule']} thresholds {where}, "
+        f"across {summary['n_evaluable']} labels"
+    ).replace("(CI ", f"({ci} ")
+    if summary["n_excluded"]:
+        text += f" ({summary['n_excluded']} of {summary['n_labels']} excluded: no positives or negatives in the test set)"
+    return text + "."
+
+
+def compare_scores(
+    y_true,
+    score_a,
+    score_b,
+    label_names: Sequence[str] | None = None,
+    *,
+    model_names: tuple[str, str] = ("A", "B"),
+    patient_ids=None,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = 0.95,
+    alpha: float = 0.05,
+    progress: Callable[[int], None] | None = None,
+) -> ComparisonResult:
+    """Paired per-label comparison of two models on the same records: AUCs, difference A - B with DeLong CI/p-value,
+    Benjamini-Hochberg adjusted p-values across labels, and a paired (cluster) bootstrap CI of the difference."""
+    y_true, score_a, label_names = check_targets(y_true, score_a, label_names)
+    _, score_b, _ = check_targets(y_true, score_b, label_names)
+    _, n_clusters, unit = cluster_codes(patient_ids, y_true.shape[0])
+    boot = None
+    if n_bootstrap > 0:
+        boot = bootstrap_replicates(y_true, [score_a, score_b], None, patient_ids, n_bootstrap, seed, progress=progress)
+    rows, curves = [], {}
+    for j, name in enumerate(label_names):
+        y = y_true[:, j]
+        known = ~np.isnan(y)
+        n_pos, n_neg, n_unknown = _label_counts(y)
+        reason = degenerate_reason(n_pos, n_neg)
+        row = {"label": name, "n_pos": n_pos, "n_neg": n_neg, "n_unknown": n_unknown}
+        nan = float("nan")
+        if reason is None:
+            test = delong_test(y[known], score_a[known, j], score_b[known, j], level)
+            row.update(auc_a=test.auc_a, auc_b=test.auc_b, diff=test.diff, diff_se_delong=test.se,
+                       diff_delong_ci_low=test.ci_low, diff_delong_ci_high=test.ci_high, z_delong=test.z,
+                       p_delong=test.p_value)
+            curves[name] = [_roc_points(y, score_a[:, j]), _roc_points(y, score_b[:, j])]
+        else:
+            row.update(auc_a=nan, auc_b=nan, diff=nan, diff_se_delong=nan, diff_delong_ci_low=nan,
+                       diff_delong_ci_high=nan, z_delong=nan, p_delong=nan)
+        if boot is not None:
+            row["auc_a_ci_low"], row["auc_a_ci_high"] = _interval(boot.auc[0, :, j], level)
+            row["auc_b_ci_low"], row["auc_b_ci_high"] = _interval(boot.auc[1, :, j], level)
+            row["diff_boot_ci_low"], row["diff_boot_ci_high"] = _interval(boot.auc[0, :, j] - boot.auc[1, :, j], level)
+        else:
+            for key in ("auc_a_ci", "auc_b_ci", "diff_boot_ci"):
+                row[f"{key}_low"] = row[f"{key}_high"] = nan
+        row["excluded"] = reason is not None
+        row["reason"] = reason
+        rows.append(row)
+
+    p = np.array([r["p_delong"] for r in rows])
+    tested = np.isfinite(p)
+    q = np.full(p.shape, np.nan)
+    if tested.any():
+        q[tested] = false_discovery_control(p[tested], method="bh")
+    for row, q_value in zip(rows, q):
+        row["p_fdr_bh"] = float(q_value)
+
+    summary = _compare_summary(rows, boot, level, alpha, model_names)
+    settings = {
+        "n_records": int(y_true.shape[0]), "n_labels": len(label_names), "model_a": model_names[0],
+        "model_b": model_names[1], "n_bootstrap": int(n_bootstrap), "seed": int(seed), "ci_level": level,
+        "alpha": alpha, "bootstrap_unit": unit, "n_clusters": int(n_clusters),
+        "ci_method": {"diff": "DeLong (Sun & Xu fast algorithm) and paired percentile bootstrap",
+                      "p_fdr_bh": "Benjamini-Hochberg across evaluable labels"},
+    }
+    return ComparisonResult(rows, summary, settings, curves)
+
+
+def _compare_summary(rows, boot, level, alpha, model_names) -> dict:
+    """Median AUCs of both models, the median per-label difference with bootstrap CI and significance counts."""
+    auc_a = np.array([r["auc_a"] for r in rows])
+    auc_b = np.array([r["auc_b"] for r in rows])
+    evaluable = np.isfinite(auc_a) & np.isfinite(auc_b)
+    q = np.array([r["p_fdr_bh"] for r in rows])
+    diff = auc_a - auc_b
+
+    def stat_with_ci(values, reps):
+        point = nan_median(values[evaluable]) if evaluable.any() else float("nan")
+        low, high = _interval(_rowwise(nan_median, reps, evaluable), level)
+        return {"value": point, "ci_low": low, "ci_high": high}
+
+    reps_a = boot.auc[0] if boot is not None else None
+    reps_b = boot.auc[1] if boot is not None else None
+    summary = {
+        "n_labels": len(rows),
+        "n_evaluable": int(evaluable.sum()),
+        "n_excluded": int((~evaluable).sum()),
+        "excluded": [{"label": r["label"], "reason": r["reason"]} for r in rows if r["excluded"]],
+        "median_auc_a": stat_with_ci(auc_a, reps_a),
+        "median_auc_b": stat_with_ci(auc_b, reps_b),
+        "median_diff": stat_with_ci(diff, None if boot is None else reps_a - reps_b),
+        "n_a_better": int(np.sum(evaluable & (q < alpha) & (diff > 0))),
+        "n_b_better": int(np.sum(evaluable & (q < alpha) & (diff < 0))),
+        "n_a_higher_auc": int(np.sum(evaluable & (diff > 0))),
+    }
+    a, b = model_names
+    summary["text"] = (
+        f"Median AUC {a} {_fmt(summary['median_auc_a'])} vs {b} {_fmt(summary['median_auc_b'])}; median per-label "
+        f"difference ({a} - {b}) {_fmt(summary['median_diff'])} across {summary['n_evaluable']} labels. "
+        f"{a} had the higher AUC for {summary['n_a_higher_auc']} labels; significantly better (DeLong, "
+        f"Benjamini-Hochberg q < {alpha:g}) for {summary['n_a_better']}, significantly worse for {summary['n_b_better']}."
+    ).replace("(CI ", f"({level:.0%} CI ")
+    return summary

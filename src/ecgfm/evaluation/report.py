@@ -1,0 +1,264 @@
+"""Write evaluation results as ``metrics.json``, ``metrics.csv`` and a self-contained HTML report.
+
+The JSON holds everything (command, config, settings, summary, per-label rows; NaN written as ``null``); the CSV has
+one row per label with the same columns; the HTML (no external files: figures are embedded PNG) shows the abstract-style
+summary, ROC curves and the per-label table sorted by AUC. Files are written atomically (temporary file, then rename).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecgfm.evaluation.evaluate import ComparisonResult, EvaluationResult
+from ecgfm.plotting.roc import RocPanel, figure_to_data_uri, plot_roc_grid
+
+SCHEMA = "ecgfm.evaluation/1"
+EVALUATION_FILES = {"json": "metrics.json", "csv": "metrics.csv", "html": "report.html"}
+COMPARISON_FILES = {"json": "comparison.json", "csv": "comparison.csv", "html": "comparison.html"}
+
+
+def to_jsonable(value):
+    """Recursively convert numpy scalars/arrays and non-finite floats (to ``None``) for strict JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text to ``path`` via a temporary file in the same folder and a rename (no half-written reports)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # plain open() so the file gets the usual umask mode
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _document(kind: str, result, command: str | None, config: Mapping | None) -> dict:
+    """The JSON document shared by evaluation and comparison outputs."""
+    from ecgfm import __version__
+
+    return {
+        "schema": SCHEMA,
+        "kind": kind,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "ecgfm_version": __version__,
+        "command": command,
+        "config": dict(config or {}),
+        "settings": result.settings,
+        "summary": result.summary,
+        "labels": result.labels,
+    }
+
+
+def _fmt(value, digits: int = 3) -> str:
+    """A number for the HTML table ("-" for missing)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer() and abs(value) > 1):
+        return f"{int(value)}"
+    return f"{value:.{digits}f}"
+
+
+def _with_ci(row: Mapping, key: str, low: str | None = None, high: str | None = None) -> str:
+    """``0.912 (0.901-0.925)`` for a per-label value and its interval."""
+    value = _fmt(row.get(key))
+    lo, hi = row.get(low or f"{key}_ci_low"), row.get(high or f"{key}_ci_high")
+    if value != "-" and lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+        value += f" <span class=ci>({lo:.3f}-{hi:.3f})</span>"
+    return value
+
+
+def _stat(stat: Mapping) -> str:
+    return _with_ci(stat, "value", "ci_low", "ci_high")
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1400px}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.abstract{background:#f4f7fb;border-left:4px solid #1f77b4;padding:.8em 1em;font-size:1.05em;line-height:1.5}
+table{border-collapse:collapse;font-size:.85em}th,td{padding:.25em .6em;border-bottom:1px solid #eee;text-align:right}
+th{background:#fafafa;position:sticky;top:0}td:first-child,th:first-child{text-align:left}
+tr.excluded td{color:#999}.ci{color:#777;font-size:.9em}pre{background:#f6f6f6;padding:.8em;overflow-x:auto}
+img{max-width:100%}
+"""
+
+
+def _page(title: str, body: list[str]) -> str:
+    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _provenance(command: str | None, config: Mapping | None, settings: Mapping) -> list[str]:
+    """HTML block with the exact command, its config and the statistical settings."""
+    return [
+        "<h2>Provenance</h2>",
+        f"<p>Command:</p><pre>{html.escape(command or '(not recorded)')}</pre>",
+        f"<p>Config:</p><pre>{html.escape(json.dumps(to_jsonable(dict(config or {})), indent=2))}</pre>",
+        f"<p>Settings:</p><pre>{html.escape(json.dumps(to_jsonable(dict(settings)), indent=2))}</pre>",
+    ]
+
+
+def _table(headers: list[str], rows: list[tuple[bool, list[str]]]) -> str:
+    """An HTML table; each row is ``(excluded, cells)`` with cells already escaped/formatted."""
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    body = "".join(
+        f"<tr{' class=excluded' if excluded else ''}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        for excluded, cells in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _sorted_by(rows: list[dict], key: str) -> list[dict]:
+    """Rows by descending ``key``, rows without a value (excluded labels) last."""
+    def order(row):
+        value = row.get(key)
+        return (0, -value) if value is not None and math.isfinite(value) else (1, row["label"])
+    return sorted(rows, key=order)
+
+
+def render_evaluation_html(result: EvaluationResult, command: str | None = None, config: Mapping | None = None,
+                           title: str = "ecgfm evaluation") -> str:
+    """Self-contained HTML report for one model."""
+    s = result.summary
+    level = result.settings["ci_level"]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p class=abstract>{html.escape(s['text'])}</p>", "<h2>Summary</h2>"]
+    summary_rows = [
+        (False, ["Median AUC", _stat(s["median_auc"])]),
+        (False, ["Macro AUC (mean)", _stat(s["macro_auc"])]),
+        (False, ["Micro AUC (pooled)", _stat(s["micro_auc"])]),
+        (False, ["Median average precision", _stat(s["median_average_precision"])]),
+        (False, ["Median sensitivity", _stat(s["median_sensitivity"])]),
+        (False, ["Median specificity", _stat(s["median_specificity"])]),
+        (False, ["Labels evaluated / total", f"{s['n_evaluable']} / {s['n_labels']}"]),
+        (False, ["Threshold", html.escape(f"{s['threshold_rule']} ({s['threshold_source']})")]),
+        (False, ["Records / bootstrap", html.escape(
+            f"{result.settings['n_records']} records, {result.settings['n_bootstrap']} resamples by "
+            f"{result.settings['bootstrap_unit']} ({result.settings['n_clusters']} clusters), seed "
+            f"{result.settings['seed']}, {level:.0%} intervals")]),
+    ]
+    body.append(_table(["Statistic", f"Value ({level:.0%} CI)"], summary_rows))
+    if s["excluded"]:
+        items = "".join(f"<li>{html.escape(e['label'])}: {html.escape(e['reason'])}</li>" for e in s["excluded"])
+        body.append(f"<p>{s['n_excluded']} labels excluded from medians and macro AUC:</p><ul>{items}</ul>")
+    if s["without_threshold"]:
+        items = "".join(f"<li>{html.escape(e['label'])}: {html.escape(e['reason'])}</li>" for e in s["without_threshold"])
+        body.append(f"<p>Labels without an operating threshold:</p><ul>{items}</ul>")
+
+    rows = _sorted_by(result.labels, "auc")
+    panels = [RocPanel(f"{r['label']}  AUC {r['auc']:.3f}", [(*result.curves[r["label"]], "test")],
+                       [(1.0 - r["specificity"], r["sensitivity"], "operating point")])
+              for r in rows if r["label"] in result.curves]
+    if panels:
+        body.append("<h2>ROC curves (test set; dot = operating threshold)</h2>")
+        body.append(f"<img alt='ROC curves' src='{figure_to_data_uri(plot_roc_grid(panels))}'>")
+
+    body.append("<h2>Per-label metrics (sorted by AUC)</h2>")
+    headers = ["Label", "Pos", "Neg", "AUC (bootstrap CI)", "AUC DeLong CI", "AP", "Threshold", "Sensitivity",
+               "Specificity", "PPV", "NPV", "F1", "Note"]
+    table_rows = []
+    for r in rows:
+        delong = (f"{r['auc_delong_ci_low']:.3f}-{r['auc_delong_ci_high']:.3f}"
+                  if math.isfinite(r["auc_delong_ci_low"]) else "-")
+        note = "; ".join(x for x in (r["reason"], r["threshold_reason"]) if x)
+        table_rows.append((r["excluded"], [
+            html.escape(r["label"]), _fmt(r["n_pos"]), _fmt(r["n_neg"]), _with_ci(r, "auc"), delong,
+            _with_ci(r, "average_precision", "ap_ci_low", "ap_ci_high"), _fmt(r["threshold"], 4),
+            _with_ci(r, "sensitivity"), _with_ci(r, "specificity"), _with_ci(r, "ppv"), _with_ci(r, "npv"),
+            _with_ci(r, "f1"), html.escape(note)]))
+    body.append(_table(headers, table_rows))
+    body.append(f"<p class=ci>Sensitivity/specificity/PPV/NPV intervals: Wilson score. AUC, AP and F1 intervals: "
+                f"percentile bootstrap ({result.settings['bootstrap_unit']}-level).</p>")
+    body += _provenance(command, config, result.settings)
+    return _page(title, body)
+
+
+def render_comparison_html(result: ComparisonResult, command: str | None = None, config: Mapping | None = None,
+                           title: str = "ecgfm model comparison") -> str:
+    """Self-contained HTML report for a paired two-model comparison."""
+    s = result.summary
+    a, b = result.settings["model_a"], result.settings["model_b"]
+    level = result.settings["ci_level"]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p class=abstract>{html.escape(s['text'])}</p>", "<h2>Summary</h2>"]
+    body.append(_table(["Statistic", f"Value ({level:.0%} CI)"], [
+        (False, [f"Median AUC {html.escape(a)}", _stat(s["median_auc_a"])]),
+        (False, [f"Median AUC {html.escape(b)}", _stat(s["median_auc_b"])]),
+        (False, [f"Median difference ({html.escape(a)} - {html.escape(b)})", _stat(s["median_diff"])]),
+        (False, [f"Labels where {html.escape(a)} is significantly better / worse",
+                 f"{s['n_a_better']} / {s['n_b_better']}"]),
+        (False, ["Labels evaluated / total", f"{s['n_evaluable']} / {s['n_labels']}"]),
+    ]))
+    if s["excluded"]:
+        items = "".join(f"<li>{html.escape(e['label'])}: {html.escape(e['reason'])}</li>" for e in s["excluded"])
+        body.append(f"<p>{s['n_excluded']} labels excluded:</p><ul>{items}</ul>")
+    rows = _sorted_by(result.labels, "diff")
+    panels = [RocPanel(f"{r['label']}  {r['auc_a']:.3f} vs {r['auc_b']:.3f}",
+                       [(*result.curves[r["label"]][0], a), (*result.curves[r["label"]][1], b)])
+              for r in rows if r["label"] in result.curves]
+    if panels:
+        body.append("<h2>ROC curves</h2>")
+        body.append(f"<img alt='ROC curves' src='{figure_to_data_uri(plot_roc_grid(panels))}'>")
+    body.append(f"<h2>Per-label paired comparison (sorted by difference {html.escape(a)} - {html.escape(b)})</h2>")
+    headers = ["Label", "Pos", "Neg", f"AUC {html.escape(a)}", f"AUC {html.escape(b)}", "Difference",
+               "DeLong CI", "Bootstrap CI", "p (DeLong)", "q (BH)", "Note"]
+    table_rows = []
+    for r in rows:
+        delong = (f"{r['diff_delong_ci_low']:.3f} to {r['diff_delong_ci_high']:.3f}"
+                  if math.isfinite(r["diff_delong_ci_low"]) else "-")
+        boot = (f"{r['diff_boot_ci_low']:.3f} to {r['diff_boot_ci_high']:.3f}"
+                if math.isfinite(r["diff_boot_ci_low"]) else "-")
+        table_rows.append((r["excluded"], [
+            html.escape(r["label"]), _fmt(r["n_pos"]), _fmt(r["n_neg"]), _with_ci(r, "auc_a"), _with_ci(r, "auc_b"),
+            _fmt(r["diff"]), delong, boot, _fmt(r["p_delong"], 4), _fmt(r["p_fdr_bh"], 4),
+            html.escape(r["reason"] or "")]))
+    body.append(_table(headers, table_rows))
+    body += _provenance(command, config, result.settings)
+    return _page(title, body)
+
+
+def _write(kind: str, result, out_dir, command, config, files: Mapping[str, str], render) -> dict[str, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {key: out / name for key, name in files.items()}
+    document = to_jsonable(_document(kind, result, command, config))
+    atomic_write_text(paths["json"], json.dumps(document, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["csv"], pd.DataFrame(result.labels).to_csv(index=False))
+    atomic_write_text(paths["html"], render(result, command, config))
+    return paths
+
+
+def write_evaluation(result: EvaluationResult, out_dir, command: str | None = None,
+                     config: Mapping | None = None) -> dict[str, Path]:
+    """Write ``metrics.json``, ``metrics.csv`` and ``report.html`` into ``out_dir``; returns their paths."""
+    return _write("evaluation", result, out_dir, command, config, EVALUATION_FILES, render_evaluation_html)
+
+
+def write_comparison(result: ComparisonResult, out_dir, command: str | None = None,
+                     config: Mapping | None = None) -> dict[str, Path]:
+    """Write ``comparison.json``, ``comparison.csv`` and ``comparison.html`` into ``out_dir``; returns their paths."""
+    return _write("comparison", result, out_dir, command, config, COMPARISON_FILES, render_comparison_html)
