@@ -1,0 +1,106 @@
+"""``ModelInfo``: everything needed to rebuild and correctly use a trained model, stored beside its weights."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from ecgfm.leads import STANDARD_LEADS
+
+#: Version of the ``ModelInfo`` layout written into every checkpoint / config.json.
+INFO_FORMAT_VERSION = 1
+
+
+def _version() -> str:
+    from ecgfm import __version__
+
+    return __version__
+
+
+@dataclass
+class ModelInfo:
+    """Self-description of a model: architecture, labels, input contract, preprocessing, thresholds, provenance.
+
+    Attributes:
+        arch: registered architecture name (``ecgfm.models.list_models()``).
+        arch_kwargs: keyword arguments given to ``ecgfm.models.create`` (JSON values).
+        labels: output label codes, one per logit, in logit order (e.g. PTB-XL SCP statements ``"NORM"``, ``"IMI"``).
+        label_descriptions: human-readable description per label code.
+        leads: input lead order (canonical names, :data:`ecgfm.leads.STANDARD_LEADS` by default).
+        fs: sampling rate (Hz) the model expects; inputs are resampled to it by ``preprocess``.
+        window: samples per model input window (the training crop); ``None`` means whole records.
+        stride: step (samples) between test-time sliding windows; predictions aggregate over windows.
+        aggregate: how window logits combine into a record prediction: ``"max"`` or ``"mean"``.
+        preprocess: the preprocessing spec (``Preprocess.to_dict()``) applied before the model.
+        thresholds: per-label decision thresholds on the probability scale (filled in by evaluation).
+        training: the training configuration (``TrainConfig`` as a dict) and run facts (epochs run, best epoch).
+        data: description of the training data (dataset, version, task, folds, counts, held-out labels).
+        metrics: headline metrics (e.g. ``{"val_macro_auc": 0.93}``) with the split they were measured on.
+        created / ecgfm_version: provenance; ``extra`` keeps unknown keys from newer versions.
+    """
+
+    arch: str
+    labels: list[str]
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    label_descriptions: dict[str, str] = field(default_factory=dict)
+    leads: list[str] = field(default_factory=lambda: list(STANDARD_LEADS))
+    fs: float | None = None
+    window: int | None = None
+    stride: int | None = None
+    aggregate: str = "max"
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    ecgfm_version: str = field(default_factory=_version)
+    format_version: int = INFO_FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = [str(label) for label in self.labels]
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("ModelInfo.labels has duplicates")
+        if self.aggregate not in ("max", "mean"):
+            raise ValueError(f"aggregate must be 'max' or 'mean', got {self.aggregate!r}")
+        unknown = set(self.thresholds) - set(self.labels)
+        if unknown:
+            raise ValueError(f"thresholds for labels the model does not predict: {sorted(unknown)}")
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def in_leads(self) -> int:
+        return len(self.leads)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict (the ``config.json`` of a saved model)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelInfo":
+        """Inverse of :meth:`to_dict`; keys this version does not know are kept in ``extra``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known}
+        if "arch" not in kwargs or "labels" not in kwargs:
+            raise ValueError("model info needs at least 'arch' and 'labels'")
+        kwargs["extra"] = {**kwargs.get("extra", {}), **extra}
+        return cls(**kwargs)
+
+    @classmethod
+    def from_model(cls, model, labels, **kwargs: Any) -> "ModelInfo":
+        """Info for a model built by :func:`ecgfm.models.create` (arch and kwargs are read from the model)."""
+        if not getattr(model, "arch_name", ""):
+            raise ValueError("model was not built by ecgfm.models.create(); its architecture is unknown")
+        labels = list(labels)
+        if len(labels) != model.num_labels:
+            raise ValueError(f"{len(labels)} label names for a model with {model.num_labels} outputs")
+        return cls(arch=model.arch_name, arch_kwargs=dict(model.arch_kwargs), labels=labels, **kwargs)
+
+    def replace(self, **changes: Any) -> "ModelInfo":
+        return dataclasses.replace(self, **changes)

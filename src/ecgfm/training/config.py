@@ -1,0 +1,79 @@
+"""``TrainConfig``: every knob of a training run, saved as ``config.json`` in the run directory."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters and runtime options of :func:`ecgfm.training.fit`.
+
+    Defaults follow Strodthoff et al. 2020 (PTB-XL benchmark): AdamW, one-cycle, lr 1e-2, weight decay 1e-2,
+    batch 128, random 2.5-s crops (``window=250`` samples at 100 Hz) and test-time sliding windows with a 1.25-s
+    stride whose logits are aggregated by their maximum.
+    """
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-2
+    weight_decay: float = 1e-2
+    schedule: str = "onecycle"  # "onecycle" | "cosine" (linear warm-up then cosine) | "constant"
+    warmup_frac: float = 0.3  # fraction of steps spent warming up (one-cycle pct_start / cosine warm-up)
+    window: int | None = 250  # training crop and test window in samples; None = whole records
+    stride: int | None = None  # test-time window step in samples; None = window // 2
+    aggregate: str = "max"  # combine window logits by "max" or "mean"
+    class_weights: str | None = None  # None | "balanced" (pos_weight = neg/pos) | "sqrt" (its square root)
+    max_pos_weight: float = 50.0  # cap so a label with 3 positives does not dominate the loss
+    patience: int | None = None  # stop after this many epochs without a better validation score
+    monitor: str = "val_macro_auc"  # checkpoint selection / early stopping: "val_macro_auc" or "val_loss"
+    amp: bool | None = None  # bf16 autocast; None = on for CUDA, off on CPU (slow there)
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    workers: int = 0  # DataLoader worker processes
+    seed: int = 0
+    grad_accum: int = 1  # optimiser step every N batches (effective batch = batch_size * grad_accum)
+    max_grad_norm: float | None = None  # clip gradients to this L2 norm
+    eval_batch_size: int = 256  # windows per forward pass at validation
+    num_threads: int | None = None  # torch.set_num_threads for CPU runs; None = leave as is
+    progress: bool = True  # tqdm progress bar on stderr
+    tensorboard: bool = True  # write TensorBoard logs when torch.utils.tensorboard is importable
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.schedule in ("onecycle", "cosine", "constant"), "schedule must be onecycle, cosine or constant"),
+            (0 <= self.warmup_frac < 1, "warmup_frac must be in [0, 1)"),
+            (self.window is None or self.window >= 1, "window must be >= 1 samples"),
+            (self.stride is None or self.stride >= 1, "stride must be >= 1 samples"),
+            (self.aggregate in ("max", "mean"), "aggregate must be max or mean"),
+            (self.class_weights in (None, "balanced", "sqrt"), "class_weights must be None, balanced or sqrt"),
+            (self.patience is None or self.patience >= 1, "patience must be >= 1"),
+            (self.monitor in ("val_macro_auc", "val_loss"), "monitor must be val_macro_auc or val_loss"),
+            (self.grad_accum >= 1, "grad_accum must be >= 1"),
+            (self.workers >= 0, "workers must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig: {message}")
+
+    @property
+    def test_stride(self) -> int | None:
+        """Sliding-window step at test time (half a window unless set)."""
+        if self.window is None:
+            return None
+        return self.stride or max(self.window // 2, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**data)

@@ -1,0 +1,92 @@
+"""Datasets for training: in-memory arrays, deterministic random crops, and test-time sliding windows.
+
+The contract between data and trainer is any ``torch.utils.data.Dataset`` whose items are ``(x, y)`` with
+``x`` float32 ``(leads, samples)`` in millivolts and ``y`` float32 ``(labels,)`` multi-hot (NaN = label unknown).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class ArrayDataset(Dataset):
+    """In-memory ECGs ``X`` (N, leads, samples) with labels ``Y`` (N, labels) as a Dataset of (x, y) tensors."""
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray):
+        X, Y = np.asarray(X), np.asarray(Y)
+        if X.ndim != 3:
+            raise ValueError(f"X must have shape (N, leads, samples), got {X.shape}")
+        if Y.ndim != 2 or len(Y) != len(X):
+            raise ValueError(f"Y must have shape (N={len(X)}, labels), got {Y.shape}")
+        self.X = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        self.Y = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.X[index], self.Y[index]
+
+
+def labels_of(dataset: Dataset) -> np.ndarray:
+    """All label vectors of a dataset as an (N, L) array (fast path for :class:`ArrayDataset` and crops of it)."""
+    base = getattr(dataset, "dataset", dataset)
+    if isinstance(base, ArrayDataset):
+        return base.Y.numpy()
+    if hasattr(base, "Y"):
+        return np.asarray(base.Y, dtype=np.float32)
+    return np.stack([np.asarray(base[i][1], dtype=np.float32) for i in range(len(base))])
+
+
+def fit_length(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad (at the end) a record shorter than ``length`` samples; longer records are returned unchanged."""
+    missing = length - x.shape[-1]
+    return torch.nn.functional.pad(x, (0, missing)) if missing > 0 else x
+
+
+class RandomCropDataset(Dataset):
+    """Random ``window``-sample crops of another dataset's records (training augmentation, Strodthoff et al.).
+
+    The crop start of item ``i`` in epoch ``e`` comes from a generator seeded with ``(seed, e, i)``, so crops are
+    identical however many DataLoader workers run and whatever order items are drawn in: a resumed run sees the
+    same crops. Call :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, dataset: Dataset, window: int, seed: int = 0):
+        if window < 1:
+            raise ValueError(f"window must be >= 1 samples, got {window}")
+        self.dataset, self.window, self.seed, self.epoch = dataset, int(window), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.dataset[index]
+        x = fit_length(torch.as_tensor(x, dtype=torch.float32), self.window)
+        room = x.shape[-1] - self.window
+        start = 0
+        if room > 0:
+            rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+            start = int(rng.integers(0, room + 1))
+        return x[..., start:start + self.window], torch.as_tensor(y, dtype=torch.float32)
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Start samples of sliding windows covering ``length`` samples; the last window ends at the record's end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def sliding_windows(x: torch.Tensor, window: int, stride: int) -> torch.Tensor:
+    """Cut a batch ``(B, leads, T)`` into windows ``(B, n_windows, leads, window)`` (see :func:`window_starts`)."""
+    x = fit_length(x, window)
+    starts = window_starts(x.shape[-1], window, stride)
+    return torch.stack([x[..., s:s + window] for s in starts], dim=1)

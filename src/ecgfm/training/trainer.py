@@ -1,0 +1,295 @@
+"""The training loop: multi-label BCE, AdamW + one-cycle/cosine, random crops, sliding-window validation,
+early stopping on validation macro-AUC, and resumable, self-describing checkpoints.
+
+Everything a run does is in :func:`fit`, top to bottom. A run directory holds::
+
+    config.json    the ModelInfo (architecture, labels, preprocessing, training config, data description)
+    metrics.jsonl  one line per epoch: train loss, val macro-AUC, lr, ECGs/s, elapsed seconds
+    last.pt        everything needed to resume: model, optimiser, scheduler, RNG states, history
+    best.pt        the model of the best validation epoch (+ info), what ecgfm.models.load_checkpoint reads
+    tb/            TensorBoard logs (when torch.utils.tensorboard is importable)
+
+Determinism: the shuffle order of epoch ``e`` comes from a generator seeded with ``(seed, e)`` and crops from
+``(seed, e, index)``; the torch/NumPy/Python RNG states are saved with every checkpoint. A run killed at any point
+and resumed from ``last.pt`` (end of the last finished epoch) therefore reproduces the uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
+from ecgfm.models.info import ModelInfo
+from ecgfm.training.config import TrainConfig
+from ecgfm.training.data import RandomCropDataset, labels_of
+from ecgfm.training.metrics import macro_auc
+from ecgfm.training.predict import autocast_context, predict_logits
+from ecgfm.training.schedules import build_scheduler
+from ecgfm.training.state import capture_rng_state, restore_rng_state, seed_everything
+
+#: Options that change the result; a resumed run must use the same values as the run it continues.
+RESULT_AFFECTING = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_frac", "window", "stride",
+                    "aggregate", "class_weights", "max_pos_weight", "monitor", "seed", "grad_accum", "max_grad_norm")
+
+Callback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model (best validation weights loaded), its info and the history."""
+
+    model: nn.Module
+    info: ModelInfo
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_score: float | None = None
+    stopped_early: bool = False
+    run_dir: Path | None = None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU is an error, not a silent fallback."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
+    return device
+
+
+def masked_bce_with_logits(logits: torch.Tensor, targets: torch.Tensor,
+                           pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean binary cross-entropy over the known (non-NaN) label entries."""
+    known = ~torch.isnan(targets)
+    loss = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(targets, nan=0.0), pos_weight=pos_weight,
+                                              reduction="none")
+    return (loss * known).sum() / known.sum().clamp(min=1)
+
+
+def positive_weights(Y: np.ndarray, mode: str | None, cap: float) -> torch.Tensor | None:
+    """BCE ``pos_weight`` per label: negatives/positives ("balanced") or its square root ("sqrt"), capped."""
+    if mode is None:
+        return None
+    known = ~np.isnan(Y)
+    pos = np.nansum(Y, axis=0)
+    neg = known.sum(axis=0) - pos
+    ratio = neg / np.maximum(pos, 1.0)
+    weight = np.sqrt(ratio) if mode == "sqrt" else ratio
+    return torch.tensor(np.clip(weight, 1.0, cap), dtype=torch.float32)
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on weights only (no decay on biases and normalisation parameters)."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim > 1 else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def _is_better(score: float, best: float | None) -> bool:
+    return not math.isnan(score) and (best is None or score > best)
+
+
+def _open_tensorboard(run_dir: Path | None, enabled: bool):
+    if run_dir is None or not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard is optional: torch.utils.tensorboard needs the tensorboard package
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tb"))
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(row) + "\n" for row in history)
+    atomic_write_bytes(run_dir / "metrics.jsonl", lambda tmp: Path(tmp).write_text(text))
+
+
+def _progress(loader, enabled: bool, desc: str):
+    if not enabled:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, config: TrainConfig | None = None,
+        run_dir: str | Path | None = None, info: ModelInfo | None = None, resume: bool = False,
+        callbacks: Sequence[Callback] = ()) -> FitResult:
+    """Train ``model`` (multi-label logits) on a Dataset of ``(x (leads, T), y (labels,))`` items.
+
+    Validation (if ``val_set`` is given) runs after every epoch with sliding windows; the best macro-AUC epoch is
+    kept in ``best.pt`` and loaded into the returned model. ``resume=True`` continues from ``run_dir/last.pt``.
+    ``callbacks`` are called as ``cb("step", {...})`` after each optimiser step and ``cb("epoch", row)`` after
+    each epoch (an exception raised there stops the run, like a kill; tests use this).
+    """
+    config = config or TrainConfig()
+    run_dir = Path(run_dir) if run_dir is not None else None
+    device = resolve_device(config.device)
+    amp = config.amp if config.amp is not None else device.type == "cuda"
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    if len(train_set) == 0:
+        raise ValueError("the training set is empty")
+
+    # --- the self-description saved with every checkpoint
+    train_Y = labels_of(train_set)
+    if info is None:
+        info = ModelInfo.from_model(model, [f"label_{i}" for i in range(model.num_labels)])
+    if info.num_labels != train_Y.shape[1]:
+        raise ValueError(f"the training labels have {train_Y.shape[1]} columns but the model info has {info.num_labels}")
+    info = info.replace(window=config.window, stride=config.test_stride, aggregate=config.aggregate,
+                        training={**info.training, "config": config.to_dict()})
+
+    # --- data: random crops of each record, reshuffled with an epoch-seeded generator
+    seed_everything(config.seed)
+    train_data = RandomCropDataset(train_set, config.window, seed=config.seed) if config.window else train_set
+    generator = torch.Generator()
+    drop_last = len(train_data) > config.batch_size  # a last batch of 1 would break BatchNorm
+    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=drop_last,
+                        num_workers=config.workers, generator=generator, pin_memory=device.type == "cuda")
+    val_Y = labels_of(val_set) if val_set is not None else None
+
+    # --- model, loss weights, optimiser, schedule
+    model.to(device)
+    pos_weight = positive_weights(train_Y, config.class_weights, config.max_pos_weight)
+    pos_weight = pos_weight.to(device) if pos_weight is not None else None
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
+    scheduler = build_scheduler(optimizer, config.schedule, config.epochs * steps_per_epoch, config.lr,
+                                config.warmup_frac)
+
+    # --- fresh start or resume
+    history: list[dict[str, Any]] = []
+    start_epoch, global_step, best_score, best_epoch, bad_epochs, elapsed_before = 0, 0, None, None, 0, 0.0
+    last_path = run_dir / "last.pt" if run_dir else None
+    if run_dir is not None:
+        if last_path.exists() and not resume:
+            raise ValueError(f"{run_dir} already holds a run (last.pt); pass resume=True or choose another folder")
+        if resume and last_path.exists():
+            ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+            stored = ckpt["info"]["training"]["config"]
+            changed = {k: (stored.get(k), getattr(config, k)) for k in RESULT_AFFECTING if stored.get(k) != getattr(config, k)}
+            if changed:
+                raise ValueError(f"cannot resume {run_dir}: options differ from the original run {changed}")
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            restore_rng_state(ckpt["rng"], generator)
+            start_epoch, global_step = ckpt["epoch"], ckpt["global_step"]
+            best_score, best_epoch, bad_epochs = ckpt["best_score"], ckpt["best_epoch"], ckpt["bad_epochs"]
+            history, elapsed_before = list(ckpt["history"]), ckpt["elapsed"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(info.to_dict(), indent=2)))
+        _write_metrics(run_dir, history)  # a resumed run drops lines of an epoch that had no checkpoint
+    writer = _open_tensorboard(run_dir, config.tensorboard)
+
+    stopped_early, best_state = False, None
+    clock = time.perf_counter() - elapsed_before
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if config.patience is not None and bad_epochs >= config.patience:
+                stopped_early = True
+                break
+            # ---- train one epoch
+            if isinstance(train_data, RandomCropDataset):
+                train_data.set_epoch(epoch)
+            generator.manual_seed(config.seed * 1_000_003 + epoch)
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum, seen, epoch_start = 0.0, 0, time.perf_counter()
+            bar = _progress(loader, config.progress, f"epoch {epoch + 1}/{config.epochs}")
+            for i, (x, y) in enumerate(bar):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with autocast_context(device, amp):
+                    logits = model(x)
+                loss = masked_bce_with_logits(logits.float(), y, pos_weight)
+                (loss / config.grad_accum).backward()
+                if (i + 1) % config.grad_accum == 0 or i + 1 == len(loader):
+                    if config.max_grad_norm:
+                        nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    scheduler.step()
+                    global_step += 1
+                    for cb in callbacks:
+                        cb("step", {"epoch": epoch, "step": global_step, "loss": loss.item()})
+                loss_sum += loss.item() * len(x)
+                seen += len(x)
+                if config.progress:
+                    rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", ecg_s=f"{rate:.0f}")
+            train_time = time.perf_counter() - epoch_start
+
+            # ---- validate with sliding windows
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": global_step, "train_loss": loss_sum / max(seen, 1),
+                                   "lr": optimizer.param_groups[0]["lr"], "train_ecgs_per_s": seen / max(train_time, 1e-9)}
+            if val_set is not None:
+                val_start = time.perf_counter()
+                logits = predict_logits(model, val_set, config.window, config.test_stride, config.aggregate,
+                                        batch_size=config.eval_batch_size, device=device, amp=amp)
+                row["val_loss"] = float(masked_bce_with_logits(torch.from_numpy(logits), torch.from_numpy(val_Y)))
+                row["val_macro_auc"] = macro_auc(val_Y, 1 / (1 + np.exp(-logits)))
+                row["val_seconds"] = time.perf_counter() - val_start
+                score = row[config.monitor] if config.monitor == "val_macro_auc" else -row["val_loss"]
+            else:
+                score = -row["train_loss"]  # no validation set: keep the latest (lowest-loss) model
+            row["elapsed_s"] = time.perf_counter() - clock
+            history.append(row)
+
+            improved = _is_better(score, best_score) or val_set is None
+            if improved:
+                best_score, best_epoch, bad_epochs = score, epoch + 1, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            info = info.replace(training={**info.training, "epochs_run": epoch + 1, "best_epoch": best_epoch},
+                                metrics={**info.metrics, "best_" + config.monitor: best_score})
+
+            # ---- checkpoints (atomic), metrics, logs
+            if run_dir is not None:
+                weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                if improved:
+                    torch_save_atomic({"model": weights, "info": info.to_dict(), "epoch": epoch + 1, "metrics": row},
+                                      run_dir / "best.pt")
+                torch_save_atomic({
+                    "model": weights, "info": info.to_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": capture_rng_state(generator), "epoch": epoch + 1,
+                    "global_step": global_step, "best_score": best_score, "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs, "history": history, "elapsed": row["elapsed_s"],
+                }, last_path)
+                _write_metrics(run_dir, history)
+            if writer is not None:
+                for key, value in row.items():
+                    if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                        writer.add_scalar(key, value, epoch + 1)
+                writer.flush()
+            for cb in callbacks:
+                cb("epoch", row)
+    finally:
+        if writer is not None:
+            writer.close()
+
+    # ---- hand back the best model (from memory, or from best.pt when the best epoch was before a resume)
+    if best_state is None and run_dir is not None and (run_dir / "best.pt").exists():
+        best_state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["model"]
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    info = info.replace(training={**info.training, "stopped_early": stopped_early})
+    if run_dir is not None:
+        atomic_write_bytes(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(info.to_dict(), indent=2)))
+    model.eval()
+    return FitResult(model=model, info=info, history=history, best_epoch=best_epoch, best_score=best_score,
+                     stopped_early=stopped_early, run_dir=run_dir)

@@ -1,0 +1,210 @@
+"""The training loop, its pieces (loss, crops, windows, metric) and resumable checkpoints, on synthetic ECG-like data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from ecgfm.models import create, load_checkpoint
+from ecgfm.training import (ArrayDataset, RandomCropDataset, TrainConfig, fit, macro_auc, masked_bce_with_logits,
+                            per_label_auc, predict_logits, sliding_windows, window_starts)
+from ecgfm.training.trainer import positive_weights
+
+TINY = {"widths": [8, 16], "depths": [1, 1], "stem_width": 8, "kernel_size": 5, "stem_kernel_size": 7}
+
+
+def synthetic(n: int = 96, length: int = 400, seed: int = 0):
+    """Noise ECGs where label j adds a sinusoid of its own frequency to lead j (learnable in a few epochs)."""
+    rng = np.random.default_rng(seed)
+    Y = (rng.random((n, 3)) < 0.4).astype(np.float32)
+    t = np.arange(length) / 100.0
+    X = rng.normal(0, 0.3, (n, 12, length)).astype(np.float32)
+    for j, freq in enumerate((3.0, 7.0, 13.0)):
+        X[:, j, :] += Y[:, j, None] * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    return ArrayDataset(X[: n * 2 // 3], Y[: n * 2 // 3]), ArrayDataset(X[n * 2 // 3:], Y[n * 2 // 3:])
+
+
+def quick_config(**overrides) -> TrainConfig:
+    base = dict(epochs=3, batch_size=16, lr=1e-2, window=200, progress=False, num_threads=1, seed=0)
+    return TrainConfig(**{**base, **overrides})
+
+
+def new_model(labels: int = 3):
+    torch.manual_seed(0)
+    return create("resnet1d", labels, **TINY)
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def test_masked_bce_ignores_unknown_labels_and_matches_torch():
+    logits = torch.tensor([[0.3, -1.0], [2.0, 0.5]])
+    targets = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
+    known = ~torch.isnan(targets)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[known], targets[known])
+    torch.testing.assert_close(masked_bce_with_logits(logits, targets), expected)
+
+
+def test_positive_weights():
+    Y = np.array([[1, 0], [0, 0], [0, 1], [0, np.nan]], dtype=np.float32)
+    np.testing.assert_allclose(positive_weights(Y, "balanced", 50).numpy(), [3.0, 2.0])
+    np.testing.assert_allclose(positive_weights(Y, "sqrt", 50).numpy(), [np.sqrt(3), np.sqrt(2)], rtol=1e-6)
+    assert positive_weights(Y, None, 50) is None
+    assert positive_weights(np.zeros((100, 1), np.float32), "balanced", 50).item() == 50  # no positives: capped
+
+
+def test_macro_auc_matches_sklearn_and_skips_single_class_labels():
+    rng = np.random.default_rng(1)
+    y = (rng.random((50, 3)) < 0.5).astype(float)
+    s = rng.random((50, 3)) + y * 0.3
+    assert macro_auc(y, s) == pytest.approx(roc_auc_score(y, s, average="macro"))
+    y_one_class = y.copy()
+    y_one_class[:, 2] = 0
+    aucs = per_label_auc(y_one_class, s)
+    assert np.isnan(aucs[2]) and macro_auc(y_one_class, s) == pytest.approx(np.mean(aucs[:2]))
+    y_nan = y.copy()
+    y_nan[:10, 0] = np.nan
+    assert per_label_auc(y_nan, s)[0] == pytest.approx(roc_auc_score(y[10:, 0], s[10:, 0]))
+    assert np.isnan(per_label_auc(y, s, min_positives=1000)).all()
+
+
+def test_random_crops_are_deterministic_per_seed_epoch_and_index():
+    data = ArrayDataset(np.arange(2 * 12 * 50, dtype=np.float32).reshape(2, 12, 50), np.zeros((2, 1), np.float32))
+    crops = RandomCropDataset(data, window=20, seed=3)
+    first = [crops[i][0] for i in (0, 1)]
+    assert all(x.shape == (12, 20) for x in first)
+    torch.testing.assert_close(crops[1][0], first[1])  # same epoch, same item: same crop
+    starts = set()
+    for epoch in range(10):
+        crops.set_epoch(epoch)
+        starts.add(int(crops[0][0][0, 0]))
+    assert len(starts) > 1  # crops move between epochs
+    short = RandomCropDataset(ArrayDataset(np.ones((1, 12, 5), np.float32), np.zeros((1, 1), np.float32)), window=8)
+    assert short[0][0].shape == (12, 8) and short[0][0][:, 5:].abs().sum() == 0  # zero-padded at the end
+
+
+def test_sliding_windows_cover_the_whole_record():
+    assert window_starts(1000, 250, 125) == list(range(0, 751, 125))
+    assert window_starts(1010, 250, 125)[-1] == 760  # last window flush with the end
+    assert window_starts(100, 250, 125) == [0]
+    x = torch.arange(2 * 12 * 1000, dtype=torch.float32).reshape(2, 12, 1000)
+    w = sliding_windows(x, 250, 125)
+    assert w.shape == (2, 7, 12, 250)
+    torch.testing.assert_close(w[1, 3], x[1, :, 375:625])
+
+
+def test_predict_logits_aggregates_window_logits_by_max_or_mean():
+    model = new_model().eval()
+    train, _ = synthetic(n=6)
+    x = train.X[:2]
+    windows = sliding_windows(x, 200, 100)  # (2, 3, 12, 200)
+    with torch.no_grad():
+        per_window = model(windows.flatten(0, 1)).reshape(2, 3, -1)
+    subset = ArrayDataset(x.numpy(), train.Y[:2].numpy())
+    np.testing.assert_allclose(predict_logits(model, subset, 200, 100, "max"), per_window.amax(1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(predict_logits(model, subset, 200, 100, "mean"), per_window.mean(1).numpy(), atol=1e-5)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="aggregate"):
+        TrainConfig(aggregate="median")
+    assert TrainConfig(window=250).test_stride == 125 and TrainConfig(window=None).test_stride is None
+    assert TrainConfig.from_dict(TrainConfig(lr=0.1).to_dict()).lr == 0.1
+    with pytest.raises(ValueError, match="unknown training options"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def test_fit_learns_and_writes_a_self_describing_run(tmp_path):
+    train, val = synthetic()
+    result = fit(new_model(), train, val, quick_config(epochs=6, schedule="cosine"), run_dir=tmp_path)
+    assert result.best_score > 0.9, result.history
+    assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "metrics.jsonl", "last.pt", "best.pt"}
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"train_loss", "val_macro_auc", "lr", "train_ecgs_per_s", "elapsed_s"} <= set(rows[0])
+    model, info = load_checkpoint(tmp_path / "best.pt")
+    assert info.arch == "resnet1d" and info.arch_kwargs == TINY and info.window == 200 and info.stride == 100
+    assert info.training["config"]["epochs"] == 6 and info.training["best_epoch"] == result.best_epoch
+    np.testing.assert_allclose(predict_logits(model, val, 200), predict_logits(result.model, val, 200), atol=1e-6)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["metrics"]["best_val_macro_auc"] == pytest.approx(result.best_score)
+
+
+def test_fit_without_run_dir_or_validation_and_with_options():
+    train, _ = synthetic(n=48)
+    cfg = quick_config(epochs=2, class_weights="sqrt", grad_accum=2, max_grad_norm=1.0, amp=True, window=None,
+                       schedule="constant")
+    result = fit(new_model(), train, None, cfg)  # bf16 autocast on CPU, whole records, no validation
+    assert len(result.history) == 2 and result.best_epoch == 2 and result.run_dir is None
+
+
+class Killed(Exception):
+    """Raised from a callback to simulate the process dying."""
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same_run(a_model, a_history, b_model, b_history):
+    for key, value in _weights(a_model).items():
+        assert torch.equal(value, b_model.state_dict()[key]), key
+    deterministic = ("epoch", "step", "train_loss", "lr", "val_loss", "val_macro_auc")
+    assert [{k: r[k] for k in deterministic} for r in a_history] == [{k: r[k] for k in deterministic} for r in b_history]
+
+
+@pytest.mark.parametrize("kill_at", ["epoch_end", "mid_epoch"])
+def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, kill_at):
+    train, val = synthetic()
+    cfg = quick_config(epochs=3)
+    straight = fit(new_model(), train, val, cfg, run_dir=tmp_path / "straight")
+
+    def kill(event, state):
+        if kill_at == "epoch_end" and event == "epoch" and state["epoch"] == 1:
+            raise Killed
+        if kill_at == "mid_epoch" and event == "step" and state["epoch"] == 1 and state["step"] == 6:
+            raise Killed  # in the second epoch (0-based 1), after some optimiser steps
+
+    with pytest.raises(Killed):
+        fit(new_model(), train, val, cfg, run_dir=tmp_path / "killed", callbacks=[kill])
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["epoch"] == 1
+    torch.manual_seed(123)  # the resumed process starts with a different global RNG state
+    resumed = fit(new_model(), train, val, cfg, run_dir=tmp_path / "killed", resume=True)
+    _assert_same_run(straight.model, straight.history, resumed.model, resumed.history)
+    lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_workers_do_not_change_the_result():
+    train, val = synthetic(n=48)
+    a = fit(new_model(), train, val, quick_config(epochs=1))
+    b = fit(new_model(), train, val, quick_config(epochs=1, workers=2))
+    _assert_same_run(a.model, a.history, b.model, b.history)
+
+
+def test_resume_guards(tmp_path):
+    train, val = synthetic(n=48)
+    fit(new_model(), train, val, quick_config(epochs=1), run_dir=tmp_path)
+    with pytest.raises(ValueError, match="already holds a run"):
+        fit(new_model(), train, val, quick_config(epochs=1), run_dir=tmp_path)
+    with pytest.raises(ValueError, match="options differ.*lr"):
+        fit(new_model(), train, val, quick_config(epochs=1, lr=0.1), run_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="labels have 3 columns"):
+        fit(new_model(labels=4), train, val, quick_config(epochs=1))
+
+
+def test_early_stopping_on_noise_labels():
+    train, val = synthetic(n=60)
+    rng = np.random.default_rng(0)
+    noise = ArrayDataset(val.X.numpy(), (rng.random(val.Y.shape) < 0.5).astype(np.float32))
+    result = fit(new_model(), train, noise, quick_config(epochs=12, patience=2))
+    assert result.stopped_early and len(result.history) < 12
+    assert len(result.history) - result.best_epoch == 2  # stopped exactly `patience` epochs after the best one
