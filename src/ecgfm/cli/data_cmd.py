@@ -31,7 +31,8 @@ def summary_tables(summary: dict) -> list[Table]:
     for split, count in summary["records_per_split"].items():
         folds.add_row("all", f"[bold]{split}[/]", f"[bold]{count}[/]")
 
-    labels = Table(title=f"Label counts per split, task '{summary['task']}' (any likelihood, incl. 0, is positive)")
+    labels = Table(title=f"Label counts per split, task '{summary['task']}' (records with a signal file; "
+                         "a statement with any likelihood, incl. 0, is positive)")
     for column, justify in (("label", "left"), ("description", "left"), ("train", "right"), ("val", "right"),
                             ("test", "right"), ("total", "right")):
         labels.add_column(column, justify=justify)

@@ -74,21 +74,31 @@ class PTBXL:
         statements = self.statements
         return self.metadata["scp_codes"].map(lambda codes: task_labels(codes, statements, task))
 
-    def label_counts(self, task: str = "all") -> pd.DataFrame:
-        """Positives per label and split (train/val/test), most frequent first."""
-        labels = self.labels(task)
-        rows = [(label, split) for labs, split in zip(labels, self.metadata["split"]) for label in labs]
+    @property
+    def available(self) -> pd.Series:
+        """Boolean per record: a signal file exists at 500 or 100 Hz."""
+        return self.metadata["has_500"] | self.metadata["has_100"]
+
+    def label_counts(self, task: str = "all", available_only: bool = True) -> pd.DataFrame:
+        """Positives per label and split (train/val/test), most frequent first.
+
+        ``available_only`` counts only records with a signal file (the ones :meth:`load_arrays` returns).
+        """
+        meta = self.metadata[self.available] if available_only else self.metadata
+        labels = self.labels(task).loc[meta.index]
+        rows = [(label, split) for labs, split in zip(labels, meta["split"]) for label in labs]
         counts = pd.DataFrame(rows, columns=["label", "split"]).value_counts().unstack(fill_value=0)
-        counts = counts.reindex(columns=["train", "val", "test"], fill_value=0)
+        counts = counts.reindex(columns=list(SPLITS), fill_value=0)
         counts["total"] = counts.sum(axis=1)
-        return counts.sort_values("total", ascending=False)
+        return counts.sort_values(["total", "label"], ascending=[False, True]) if len(counts) else counts
 
     def label_names(self, task: str = "all", min_count: int = 1, folds=TRAIN_FOLDS,
                     exclude: tuple[str, ...] | list[str] = ()) -> list[str]:
-        """Labels of ``task`` with at least ``min_count`` positives in ``folds`` (default: the training folds)."""
-        labels = self.labels(task)[self.metadata["strat_fold"].isin(list(folds))]
-        counts = pd.Series([lab for labs in labels for lab in labs]).value_counts()
-        unknown = set(exclude) - set(self.labels(task).explode().dropna())
+        """Labels of ``task`` with at least ``min_count`` positives among available records in ``folds``."""
+        meta = self.metadata
+        labels = self.labels(task)[meta["strat_fold"].isin(list(folds)) & self.available]
+        counts = pd.Series([lab for labs in labels for lab in labs], dtype=object).value_counts()
+        unknown = set(exclude) - set(label_descriptions(self.statements, task))
         if unknown:
             raise ValueError(f"cannot exclude unknown {task} labels {sorted(unknown)}")
         return sorted(str(k) for k, v in counts.items() if v >= min_count and k not in set(exclude))
@@ -133,7 +143,7 @@ class PTBXL:
             "missing_ids": [int(i) for i in meta.index[~meta["has_500"] & ~meta["has_100"]]],
             "records_per_split": {split: int(split_counts.get(split, 0)) for split in SPLITS},
             "records_per_fold": {int(k): int(v) for k, v in meta["strat_fold"].value_counts().sort_index().items()},
-            "statements_present": int(len(self.label_counts("all"))),
+            "statements_present": int(len(self.label_counts("all"))),  # among records with a signal file
             "task": task,
             "label_counts": {str(label): {"description": descriptions.get(str(label), str(label)),
                                           **{col: int(row[col]) for col in (*SPLITS, "total")}}
@@ -156,7 +166,7 @@ class PTBXL:
         unknown = [name for name in label_names if name not in vocabulary]
         if unknown:
             raise ValueError(f"labels {unknown} are not {task} labels of PTB-XL")
-        meta = self.metadata[self.metadata["has_500"] | self.metadata["has_100"]]
+        meta = self.metadata[self.available]
         X, ok = self._cached_signals(meta, pipeline, fs, cache, progress, workers)
         meta = meta[ok]
         record_labels = self.labels(task).loc[meta.index]

@@ -92,13 +92,19 @@ def notch(x: np.ndarray, fs: float, freq: float = 50.0, quality: float = 30.0) -
 
 
 def normalize(x: np.ndarray, method: str = "zscore", eps: float = 1e-6) -> np.ndarray:
-    """Per-lead normalisation: ``"zscore"`` (mean 0, sd 1), ``"center"`` (mean 0) or ``"none"``."""
+    """Per-lead normalisation: ``"zscore"`` (mean 0, sd 1), ``"center"`` (mean 0) or ``"none"``.
+
+    Computed in float64 so a constant lead centres to exactly ~0; leads with sd <= ``eps`` (flat or missing leads)
+    are only centred, never blown up by dividing by ~0.
+    """
     x = _as_2d(x)
     if method == "none":
         return x.copy()
-    centered = x - x.mean(axis=-1, keepdims=True)
-    if method == "center":
-        return centered
+    if method not in ("zscore", "center"):
+        raise ECGValueError(f"unknown normalisation {method!r}; use 'zscore', 'center' or 'none'")
+    x64 = x.astype(np.float64)
+    centered = x64 - x64.mean(axis=-1, keepdims=True)
     if method == "zscore":
-        return centered / (x.std(axis=-1, keepdims=True) + eps)
-    raise ECGValueError(f"unknown normalisation {method!r}; use 'zscore', 'center' or 'none'")
+        sd = centered.std(axis=-1, keepdims=True)
+        centered = centered / np.where(sd > eps, sd, 1.0)
+    return centered.astype(np.float32)
