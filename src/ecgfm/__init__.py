@@ -10,4 +10,17 @@ from ecgfm.leads import STANDARD_LEADS
 
 __version__ = "0.1.0"
 
-__all__ = ["ECG", "read", "ECGError", "ECGReadError", "ECGValueError", "STANDARD_LEADS", "__version__"]
+__all__ = ["ECG", "read", "ECGError", "ECGReadError", "ECGValueError", "STANDARD_LEADS", "Predictor", "__version__"]
+
+#: Public names imported on first use, so ``import ecgfm`` stays fast (no torch import at package import time).
+_LAZY = {"Predictor": "ecgfm.inference.predictor"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ecgfm' has no attribute {name!r}")

@@ -19,6 +19,10 @@ app = typer.Typer(
 #: Command modules, in the order their commands appear in ``ecgfm --help``.
 COMMAND_MODULES = [
     "ecgfm.cli.data_cmd",
+    "ecgfm.cli.evaluate_cmd",
+    "ecgfm.cli.predict_cmd",
+    "ecgfm.cli.serve_cmd",
+    "ecgfm.cli.export_cmd",
 ]
 
 for _name in COMMAND_MODULES:
