@@ -6,6 +6,14 @@ from ecgfm.io.registry import (Reader, available_readers, find_reader, read, reg
 BUILTIN_READER_MODULES: list[str] = [
     "ecgfm.io.wfdb_reader",
     "ecgfm.io.array_reader",
+    "ecgfm.io.muse",
+    "ecgfm.io.hl7_aecg",
+    "ecgfm.io.philips",
+    "ecgfm.io.dicom",
+    "ecgfm.io.edf",
+    "ecgfm.io.scp",
+    "ecgfm.io.ishne",
+    "ecgfm.io.contec",
 ]
 
 __all__ = ["read", "register_reader", "available_readers", "find_reader", "supported_extensions", "Reader",
