@@ -1,0 +1,194 @@
+"""``ecgfm evaluate`` and ``ecgfm compare-models``: paper-style evaluation reports from prediction files.
+
+The Python-level functions :func:`evaluate_predictions` and :func:`compare_predictions` are what the commands call; code
+that already holds arrays (a predictor run, a notebook) can call them directly.
+"""
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from ecgfm.cli.common import console, err_console, is_interactive, user_errors
+from ecgfm.evaluation.evaluate import (
+    DEFAULT_N_BOOTSTRAP,
+    ComparisonResult,
+    EvaluationResult,
+    ThresholdSpec,
+    compare_scores,
+    evaluate_scores,
+)
+from ecgfm.evaluation.predictions import load_predictions
+from ecgfm.evaluation.report import write_comparison, write_evaluation
+
+
+def evaluate_predictions(
+    y_true,
+    y_score,
+    label_names: Sequence[str],
+    out_dir,
+    val_true=None,
+    val_score=None,
+    patient_ids=None,
+    thresholds: ThresholdSpec = "youden",
+    command: str | None = None,
+    config: Mapping | None = None,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = 0.95,
+    progress=None,
+) -> tuple[EvaluationResult, dict[str, Path]]:
+    """Evaluate test scores and write ``metrics.json``, ``metrics.csv`` and ``report.html`` into ``out_dir``.
+
+    Thresholds are fitted on ``val_true``/``val_score`` (see :func:`ecgfm.evaluation.evaluate_scores`). ``command``
+    and ``config`` are recorded verbatim in the JSON and the HTML so the report says how it was produced.
+    """
+    result = evaluate_scores(y_true, y_score, label_names, val_true=val_true, val_score=val_score,
+                             thresholds=thresholds, patient_ids=patient_ids, n_bootstrap=n_bootstrap, seed=seed,
+                             level=level, progress=progress)
+    return result, write_evaluation(result, out_dir, command=command, config=config)
+
+
+def compare_predictions(
+    y_true,
+    score_a,
+    score_b,
+    label_names: Sequence[str],
+    out_dir,
+    patient_ids=None,
+    model_names: tuple[str, str] = ("A", "B"),
+    command: str | None = None,
+    config: Mapping | None = None,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = 0.95,
+    progress=None,
+) -> tuple[ComparisonResult, dict[str, Path]]:
+    """Compare two models' scores on the same records; writes ``comparison.json``/``.csv``/``.html`` into ``out_dir``."""
+    result = compare_scores(y_true, score_a, score_b, label_names, model_names=model_names, patient_ids=patient_ids,
+                            n_bootstrap=n_bootstrap, seed=seed, level=level, progress=progress)
+    return result, write_comparison(result, out_dir, command=command, config=config)
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The command as an equivalent, copy-pasteable line built from the parsed options (also under test runners)."""
+    parts = ["ecgfm", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None:
+            continue
+        flag = param.opts[0] if param.opts else f"--{param.name}"
+        if isinstance(value, bool):
+            if value:
+                parts.append(flag)
+            continue
+        parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _progress_bar(total: int, description: str):
+    """A tqdm bar on stderr (quiet when not interactive) and the callback that advances it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=description, unit="resample", disable=not is_interactive(), leave=False)
+
+    def update(done: int) -> None:
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+def _same_records(path_a: Path, a, path_b: Path, b) -> None:
+    """Refuse to pair two prediction files that do not describe the same records and labels in the same order."""
+    if a.label_names != b.label_names:
+        raise ValueError(f"{path_a} and {path_b} have different label names or order")
+    if a.y_true.shape != b.y_true.shape:
+        raise ValueError(f"{path_a} and {path_b} cover different numbers of records ({a.y_true.shape[0]} vs "
+                         f"{b.y_true.shape[0]})")
+    if a.record_ids is not None and b.record_ids is not None and not np.array_equal(a.record_ids, b.record_ids):
+        raise ValueError(f"{path_a} and {path_b} list different record ids (a paired comparison needs the same records)")
+    if not np.array_equal(np.isnan(a.y_true), np.isnan(b.y_true)) or not np.array_equal(
+            np.nan_to_num(a.y_true), np.nan_to_num(b.y_true)):
+        raise ValueError(f"{path_a} and {path_b} have different true labels")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    def evaluate(
+        ctx: typer.Context,
+        predictions: Path = typer.Option(..., "--predictions", help="Test-set prediction file (.npz: y_true, "
+                                         "y_score, label_names, optional record_ids/patient_ids)."),
+        val_predictions: Path = typer.Option(None, "--val-predictions",
+                                             help="Validation-set prediction file; thresholds are fitted on it."),
+        out: Path = typer.Option(Path("evaluation"), "--out", help="Output folder for metrics.json/.csv, report.html."),
+        threshold: str = typer.Option("youden", "--threshold",
+                                      help="Operating threshold rule: youden, 'sens>=0.9', 'spec>=0.95' or a number."),
+        n_bootstrap: int = typer.Option(DEFAULT_N_BOOTSTRAP, "--bootstrap", min=0, help="Bootstrap resamples (0: none)."),
+        seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
+        level: float = typer.Option(0.95, "--ci", min=0.5, max=0.999, help="Confidence level."),
+    ) -> None:
+        """Evaluate predictions like a clinical paper: per-label AUC, AP, sensitivity, specificity, PPV, NPV, F1 with
+        95% CIs (patient-level bootstrap, Wilson, DeLong), median/macro/micro summaries, JSON/CSV/HTML report.
+
+        Example: ecgfm evaluate --predictions runs/test.npz --val-predictions runs/val.npz --threshold youden --out runs/eval
+        """
+        with user_errors():
+            test = load_predictions(predictions)
+            val = load_predictions(val_predictions) if val_predictions is not None else None
+            if val is not None and val.label_names != test.label_names:
+                raise ValueError(f"{val_predictions} and {predictions} have different label names or order")
+            bar, update = _progress_bar(n_bootstrap, "bootstrap")
+            with bar:
+                result, paths = evaluate_predictions(
+                    test.y_true, test.y_score, test.label_names, out,
+                    val_true=None if val is None else val.y_true, val_score=None if val is None else val.y_score,
+                    patient_ids=test.patient_ids, thresholds=_threshold_spec(threshold), command=command_line(ctx),
+                    config={k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()},
+                    n_bootstrap=n_bootstrap, seed=seed, level=level, progress=update)
+        console.print(result.summary["text"], highlight=False)
+        for path in paths.values():
+            err_console.print(f"wrote {path}", highlight=False)
+
+    @app.command("compare-models")
+    def compare_models(
+        ctx: typer.Context,
+        predictions_a: Path = typer.Option(..., "--predictions-a", help="Prediction file of model A (.npz)."),
+        predictions_b: Path = typer.Option(..., "--predictions-b", help="Prediction file of model B, same records."),
+        name_a: str = typer.Option("A", "--name-a", help="Display name of model A."),
+        name_b: str = typer.Option("B", "--name-b", help="Display name of model B."),
+        out: Path = typer.Option(Path("comparison"), "--out", help="Output folder for comparison.json/.csv/.html."),
+        n_bootstrap: int = typer.Option(DEFAULT_N_BOOTSTRAP, "--bootstrap", min=0, help="Bootstrap resamples (0: none)."),
+        seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
+        level: float = typer.Option(0.95, "--ci", min=0.5, max=0.999, help="Confidence level."),
+    ) -> None:
+        """Compare two models on the same records, label by label: AUC A, AUC B, difference with DeLong CI and
+        p-value (Benjamini-Hochberg adjusted across labels) and a paired patient-level bootstrap CI.
+
+        Example: ecgfm compare-models --predictions-a runs/pretrained/test.npz --predictions-b runs/scratch/test.npz --name-a pretrained --name-b scratch --out runs/compare
+        """
+        with user_errors():
+            a = load_predictions(predictions_a)
+            b = load_predictions(predictions_b)
+            _same_records(predictions_a, a, predictions_b, b)
+            patients = a.patient_ids if a.patient_ids is not None else b.patient_ids
+            bar, update = _progress_bar(n_bootstrap, "bootstrap")
+            with bar:
+                result, paths = compare_predictions(
+                    a.y_true, a.y_score, b.y_score, a.label_names, out, patient_ids=patients,
+                    model_names=(name_a, name_b), command=command_line(ctx),
+                    config={k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()},
+                    n_bootstrap=n_bootstrap, seed=seed, level=level, progress=update)
+        console.print(result.summary["text"], highlight=False)
+        for path in paths.values():
+            err_console.print(f"wrote {path}", highlight=False)
+
+
+def _threshold_spec(text: str) -> ThresholdSpec:
+    """A CLI threshold argument: a number becomes a fixed threshold, anything else a rule name."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
