@@ -1,0 +1,52 @@
+"""What a file holds, as a JSON-ready dict: format, leads, rate, duration, per-lead amplitude range, metadata."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ecgfm.ecg import ECG
+from ecgfm.io.registry import find_reader, read
+
+#: Metadata keys shown first (the rest follow under ``other``).
+MAIN_META_KEYS = ("record_id", "patient_id", "age", "sex", "acquisition_time", "device", "waveform")
+
+
+def summarize(ecg: ECG) -> dict[str, Any]:
+    """Summary of an :class:`ECG`: shape, per-lead min/max/peak-to-peak (mV), statements and metadata."""
+    lo, hi = ecg.signal.min(axis=1), ecg.signal.max(axis=1)
+    amplitude = {lead: {"min_mv": round(float(a), 4), "max_mv": round(float(b), 4), "ptp_mv": round(float(b - a), 4)}
+                 for lead, a, b in zip(ecg.leads, lo, hi)}
+    skip = {"statements", "source", "format", *MAIN_META_KEYS}
+    return {
+        "source": ecg.meta.get("source"),
+        "format": ecg.meta.get("format"),
+        "leads": list(ecg.leads),
+        "fs_hz": ecg.fs,
+        "n_samples": ecg.n_samples,
+        "duration_s": round(ecg.duration, 4),
+        "amplitude": amplitude,
+        "statements": list(ecg.meta.get("statements", [])),
+        "metadata": {key: _jsonable(ecg.meta[key]) for key in MAIN_META_KEYS if key in ecg.meta},
+        "other": {key: _jsonable(value) for key, value in ecg.meta.items() if key not in skip},
+    }
+
+
+def describe_file(path: str | os.PathLike, format: str | None = None, **options) -> dict[str, Any]:
+    """Read ``path`` (any supported format) and summarise it, naming the reader that was used."""
+    reader = find_reader(path, format)
+    summary = summarize(read(path, format=reader.name, **options))
+    summary["format"] = summary["format"] or reader.name
+    summary["reader"] = reader.description
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
