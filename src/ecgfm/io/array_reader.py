@@ -248,8 +248,11 @@ def read_csv(path: Path, *, fs: float | None = None, leads: Sequence[str] | None
     delimiter = _delimiter(path, body)
     first = [cell.strip().strip('"') for cell in body[0].split(delimiter)]
     header = None if all(_is_number(cell) for cell in first if cell) else first
-    frame = pd.read_csv(io.StringIO("\n".join(body)), sep=delimiter, header=0 if header else None,
-                        skipinitialspace=True, dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(io.StringIO("\n".join(body)), sep=delimiter, header=0 if header else None,
+                            skipinitialspace=True, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as exc:  # e.g. a row with more values than the header has columns
+        raise ECGReadError(path, f"malformed table (wrong lead count on some row?): {exc}") from None
     names = None
     if header is not None:
         keep = [c for c in frame.columns if str(c).strip().lower() not in INDEX_COLUMNS]
@@ -276,5 +279,8 @@ def _numeric(path: Path, frame: pd.DataFrame, has_header: bool) -> np.ndarray:
         cell = values[row, col].strip()
         if not _is_number(cell):
             column = frame.columns[col] if has_header else col + 1
+            if not cell:
+                raise ECGReadError(path, f"missing value at data row {row + 1}, column {column} "
+                                         "(a row shorter than the others: wrong lead count?)")
             raise ECGReadError(path, f"non-numeric value {cell!r} at data row {row + 1}, column {column}")
     return values.astype(np.float64)  # pragma: no cover - every cell parsed

@@ -1,0 +1,101 @@
+"""WFDB reader: PTB-XL-style .hea/.dat, PhysioNet Challenge 2020/21 .hea/.mat, and agreement with wfdb.rdsamp."""
+import numpy as np
+import pytest
+import wfdb
+from scipy.io import loadmat
+
+import ecgfm
+from ecgfm import STANDARD_LEADS
+from ecgfm.io.wfdb_reader import parse_challenge_comments
+from ecgfm.leads import canonical_lead_names
+
+
+def test_round_trip_through_wrsamp(tmp_path, synthetic_ecg, write_wfdb):
+    ecg = synthetic_ecg(fs=500, seconds=10)
+    header = write_wfdb(tmp_path, "rec1", ecg, sig_names=[n.upper() for n in ecg.leads])  # PTB-XL writes "AVR"
+    for path in (header, tmp_path / "rec1.dat"):
+        out = ecgfm.read(path)
+        assert out.leads == STANDARD_LEADS and out.fs == 500 and out.record_id == "rec1"
+        assert out.meta["format"] == "wfdb" and out.meta["source"] == str(header)
+        np.testing.assert_allclose(out.signal, ecg.signal, atol=0.5 / 1000 + 1e-6)  # half an ADC step at 1000/mV
+
+
+def test_window_selects_samples(tmp_path, synthetic_ecg, write_wfdb):
+    ecg = synthetic_ecg(fs=250, seconds=8)
+    header = write_wfdb(tmp_path, "win", ecg)
+    full = ecgfm.read(header)
+    part = ecgfm.read(header, sampfrom=250, sampto=750)
+    np.testing.assert_array_equal(part.signal, full.signal[:, 250:750])
+
+
+def test_microvolt_header_units_are_converted(tmp_path, synthetic_ecg):
+    ecg = synthetic_ecg(fs=500, seconds=2, leads=("I", "II"))
+    wfdb.wrsamp("uv", fs=500, units=["uV", "uV"], sig_name=["I", "II"], p_signal=ecg.signal.T.astype(float) * 1000,
+                fmt=["16", "16"], adc_gain=[1.0, 1.0], baseline=[0, 0], write_dir=str(tmp_path))
+    out = ecgfm.read(tmp_path / "uv.hea")
+    np.testing.assert_allclose(out.signal, ecg.signal, atol=1e-3)
+
+
+def test_challenge_mat_record(tmp_path, synthetic_ecg, write_challenge):
+    ecg = synthetic_ecg(fs=500, seconds=10)
+    header = write_challenge(tmp_path, "A0001", ecg, age="74", sex="Male", dx=("59118001", "164884008"))
+    assert (tmp_path / "A0001.hea").read_text().splitlines()[1].startswith("A0001.mat 16+24 1000/mV 16 0 ")
+    val = loadmat(tmp_path / "A0001.mat")["val"]
+    assert val.dtype == np.int16 and val.shape == (12, 5000)
+    # wfdb itself reads the record; our reader agrees with it and with the raw matrix / gain
+    p_signal, fields = wfdb.rdsamp(str(tmp_path / "A0001"))
+    np.testing.assert_array_equal(p_signal.T, val / 1000.0)
+    for path in (header, tmp_path / "A0001.mat"):
+        out = ecgfm.read(path)
+        np.testing.assert_array_equal(out.signal, (val / 1000.0).astype(np.float32))
+        assert out.fs == fields["fs"] == 500 and out.leads == STANDARD_LEADS
+    meta = out.meta
+    assert meta["age"] == 74.0 and meta["sex"] == "M"
+    assert meta["snomed"] == ["59118001", "164884008"]  # RBBB, ventricular ectopics
+    assert meta["scp"] == ["CRBBB", "PVC"]
+
+
+@pytest.mark.parametrize("comments, expected", [
+    (["Age: 74", "Sex: Male", "Dx: 164889003,426783006"],
+     {"age": 74.0, "sex": "M", "snomed": ["164889003", "426783006"], "scp": ["AFIB", "SR"]}),
+    (["Age: NaN", "Sex: Female", "Dx: 251146004, 10370003"],
+     {"age": None, "sex": "F", "snomed": ["251146004", "10370003"], "scp": ["LVOLT", "PACE"]}),
+    (["Age: 61", "Sex: Unknown", "Dx: 426627000"], {"age": 61.0, "sex": None, "snomed": ["426627000"], "scp": []}),
+    (["recorded in a dry run"], {}),
+])
+def test_challenge_header_comments(comments, expected):
+    assert parse_challenge_comments(comments) == expected
+
+
+# --- agreement with wfdb.rdsamp on the real PTB-XL folder ------------------------------------------------------------
+SAMPLE_SIZE = 300
+
+
+def _records(ptbxl_dir, request):
+    headers = sorted(ptbxl_dir.glob("records*/*/*.hea"))
+    if request.config.getoption("--all-records"):
+        return headers
+    rng = np.random.default_rng(20261124)
+    return [headers[i] for i in sorted(rng.choice(len(headers), size=min(SAMPLE_SIZE, len(headers)), replace=False))]
+
+
+@pytest.mark.ptbxl
+def test_ptbxl_records_match_wfdb_rdsamp(ptbxl_dir, request):
+    """A seeded sample of 300 records (both rates) by default; every record with ``pytest --all-records``."""
+    headers = _records(ptbxl_dir, request)
+    assert any("records500" in str(h) for h in headers) and any("records100" in str(h) for h in headers)
+    for header in headers:
+        reference, fields = wfdb.rdsamp(str(header.with_suffix("")))
+        ecg = ecgfm.read(header)
+        np.testing.assert_array_equal(ecg.signal, reference.T.astype(np.float32), err_msg=str(header))
+        assert ecg.fs == fields["fs"] and ecg.leads == canonical_lead_names(fields["sig_name"]), header
+        assert ecg.n_samples == (5000 if fields["fs"] == 500 else 1000), header
+
+
+@pytest.mark.ptbxl
+def test_ptbxl_limb_leads_obey_einthoven(ptbxl_dir):
+    """PTB-XL's carts derive III and the augmented leads from I and II; stored values agree to 1 ADC step (1 µV)."""
+    for header in sorted(ptbxl_dir.glob("records*/*/*.hea"))[::200]:
+        ecg = ecgfm.read(header)
+        assert np.abs(ecg.lead("I") + ecg.lead("III") - ecg.lead("II")).max() <= 0.0011, header
+        assert np.abs(ecg.lead("aVR") + ecg.lead("aVL") + ecg.lead("aVF")).max() <= 0.0021, header
