@@ -15,7 +15,7 @@ from ecgfm.errors import ECGReadError
 from ecgfm.inference import Predictor, discover_inputs
 from ecgfm.inference.predictor import output_format
 from ecgfm.signal import Pipeline
-from predict_fixtures import DESCRIPTIONS, LABELS, PTBXL_DIR, make_tiny_model, synthetic_signal, write_wfdb
+from predict_fixtures import DESCRIPTIONS, LABELS, make_tiny_model, synthetic_signal, write_wfdb
 
 torch.set_num_threads(1)
 
@@ -37,8 +37,9 @@ def ecg_folder(tmp_path):
     write_wfdb(tmp_path, "rec_a", fs=500, seed=1)
     write_wfdb(tmp_path / "sub", "rec_b", fs=250, seed=2)
     write_wfdb(tmp_path / "sub" / "deeper", "rec_c", fs=100, seconds=8, seed=3)
-    np.savez(tmp_path / "rec_d.npz", signal=synthetic_signal(360, 10, seed=4, leads=8).astype(np.float32), fs=360.0,
-             leads=np.array(["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]))
+    eight = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    np.savez(tmp_path / "rec_d.npz", signal=synthetic_signal(360, 10, seed=4, leads=eight), fs=360.0,
+             leads=np.array(eight))
     bad = write_wfdb(tmp_path, "rec_bad", fs=500, seed=5)
     data = bad.with_suffix(".dat")
     data.write_bytes(data.read_bytes()[:1000])  # truncated signal file
@@ -110,7 +111,8 @@ def test_predict_raises_read_error_naming_the_file(predictor, tmp_path):
     bad.write_text("this is not a header\n")
     with pytest.raises(ECGReadError, match="broken.hea"):
         predictor.predict(bad)
-    few_leads = ECG(synthetic_signal(100, 10, leads=3), 100.0, ["V1", "V2", "V3"], {"source": "three.npz"})
+    three = ("V1", "V2", "V3")
+    few_leads = ECG(synthetic_signal(100, 10, leads=three), 100.0, three, {"source": "three.npz"})
     with pytest.raises(ECGReadError, match="three.npz: preprocessing failed"):
         predictor.predict(few_leads)
 
@@ -169,11 +171,9 @@ def test_import_ecgfm_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "ok\n"
 
 
-def test_real_ptbxl_records_at_both_rates(predictor):
+def test_real_ptbxl_records_at_both_rates(predictor, ptbxl_dir):
     """Real data: PTB-XL records at 100 and 500 Hz all predict, each resampled to the model's 100 Hz x 10 s input."""
-    if not (PTBXL_DIR / "ptbxl_database.csv").exists():
-        pytest.skip(f"PTB-XL not found at {PTBXL_DIR}; set ECGFM_PTBXL_DIR")
-    files = sorted((PTBXL_DIR / "records100").glob("*/*.hea"))[:8] + sorted((PTBXL_DIR / "records500").glob("*/*.hea"))[:8]
+    files = sorted((ptbxl_dir / "records100").glob("*/*.hea"))[:8] + sorted((ptbxl_dir / "records500").glob("*/*.hea"))[:8]
     assert len(files) == 16, "PTB-XL folder has too few records"
     report = predictor.predict_many(files, batch_size=5)
     assert not report.failures and len(report.predictions) == 16

@@ -1,0 +1,86 @@
+"""ONNX export: parity with PyTorch on real PTB-XL records, dynamic batch size, the ONNX backend of predict."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ecgfm.cli.main import app
+from ecgfm.inference import Predictor
+from ecgfm.inference.onnx import OnnxBackend, export_onnx, max_abs_difference, onnx_model_for
+from ecgfm.models import load_pretrained
+from predict_fixtures import make_tiny_model, write_wfdb
+
+pytest.importorskip("onnxruntime")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory):
+    """The tiny model exported once for the module: (onnx path, torch model, info)."""
+    model, info = load_pretrained(model_dir)
+    path = export_onnx(model, info, tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return path, model, info
+
+
+def test_parity_with_pytorch_on_real_ptbxl_records(exported, ptbxl_dir):
+    path, model, info = exported
+    predictor = Predictor.from_pretrained(path.parent, backend="onnx")
+    files = sorted((ptbxl_dir / "records100").glob("*/*.hea"))[:16] + sorted((ptbxl_dir / "records500").glob("*/*.hea"))[:16]
+    batch = np.stack([predictor.preprocess(f)[0] for f in files])
+    diff = max_abs_difference(model, info, path, batch)
+    print(f"ONNX vs PyTorch on {len(files)} PTB-XL records: max |logit difference| = {diff:.2e}")
+    assert diff < 1e-4
+
+
+def test_dynamic_batch_axis(exported):
+    path, model, info = exported
+    backend = OnnxBackend(path, num_threads=1)
+    rng = np.random.default_rng(0)
+    for batch_size in (1, 3, 17):
+        x = rng.normal(0, 0.5, (batch_size, 12, 1000)).astype(np.float32)
+        assert backend(x).shape == (batch_size, len(info.labels))
+    assert max_abs_difference(model, info, path) < 1e-4  # random inputs, batch of 4
+
+
+def test_config_beside_onnx_and_predictor_backends_agree(exported, model_dir, tmp_path):
+    path, model, info = exported
+    assert json.loads((path.parent / "config.json").read_text()) == info.to_dict()
+    header = write_wfdb(tmp_path, "rec", fs=500, seed=3)
+    via_onnx_file = Predictor.from_pretrained(path, backend="onnx").predict(header)
+    via_torch = Predictor.from_pretrained(model_dir).predict(header)
+    assert via_onnx_file.findings[0].label == via_torch.findings[0].label
+    assert max(abs(via_onnx_file.probabilities[k] - via_torch.probabilities[k]) for k in info.labels) < 1e-5
+    with pytest.raises(ValueError, match="different model"):
+        export_onnx(model, info.replace(labels=["X", "Y", "Z"], thresholds={}), path)
+
+
+def test_onnx_backend_exports_into_cache_once(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGFM_CACHE_DIR", str(tmp_path / "cache"))
+    first, _ = onnx_model_for(model_dir)
+    assert first.is_relative_to(tmp_path / "cache") and (first.parent / "config.json").exists()
+    stamp = first.stat().st_mtime_ns
+    again, _ = onnx_model_for(model_dir)
+    assert again == first and again.stat().st_mtime_ns == stamp
+
+
+def test_export_and_predict_cli(model_dir, tmp_path):
+    runner = CliRunner(env={"COLUMNS": "250"})
+    out = tmp_path / "deploy" / "model.onnx"
+    result = runner.invoke(app, ["export", "--onnx", str(out), "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    assert out.exists() and (out.parent / "config.json").exists() and "difference" in result.output
+    write_wfdb(tmp_path / "ecgs", "a", fs=250, seed=1)
+    result = runner.invoke(app, ["predict", str(tmp_path / "ecgs"), "--model", str(out), "--backend", "onnx",
+                                 "-o", str(tmp_path / "p.csv"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["export", "--onnx", str(tmp_path / "model.txt"), "--model", str(model_dir)])
+    assert result.exit_code == 2 and ".onnx" in result.output
