@@ -19,6 +19,7 @@ app = typer.Typer(
 #: Command modules, in the order their commands appear in ``ecgfm --help``.
 COMMAND_MODULES = [
     "ecgfm.cli.data_cmd",
+    "ecgfm.cli.ingest_cmd",
     "ecgfm.cli.pretrain_cmd",
     "ecgfm.cli.embed_cmd",
     "ecgfm.cli.info_cmd",
