@@ -71,8 +71,9 @@ class PTBXL:
 
     def labels(self, task: str = "all") -> pd.Series:
         """Each record's label set for ``task``."""
-        statements = self.statements
-        return self.metadata["scp_codes"].map(lambda codes: task_labels(codes, statements, task))
+        # task_labels is a per-statement union, so map each statement once and combine per record (fast).
+        per_code = {code: task_labels({code: 0.0}, self.statements, task) for code in self.statements.index}
+        return self.metadata["scp_codes"].map(lambda codes: set().union(*(per_code.get(c, ()) for c in codes)))
 
     @property
     def available(self) -> pd.Series:
@@ -104,9 +105,13 @@ class PTBXL:
         return sorted(str(k) for k, v in counts.items() if v >= min_count and k not in set(exclude))
 
     def record_path(self, ecg_id: int, fs: float = 500) -> tuple[Path, int] | None:
-        """The WFDB record for ``ecg_id`` and its rate: the requested rate if present, else the other one."""
+        """The WFDB record for ``ecg_id`` and its rate, or ``None`` when neither file exists.
+
+        Prefers the lowest rate >= ``fs`` (downsampling keeps information, upsampling cannot add it), then the highest
+        rate below it: 100 Hz for ``fs=100``; 500 Hz for 250 or 500 Hz; 100 Hz only when no 500 Hz file exists.
+        """
         row = self.metadata.loc[ecg_id]
-        preferred = sorted(RATE_COLUMNS, key=lambda rate: (abs(rate - fs), -rate))
+        preferred = sorted(RATE_COLUMNS, key=lambda rate: (rate < fs, rate if rate >= fs else -rate))
         for rate in preferred:
             if row[f"has_{rate}"]:
                 return self.root / f"{row[RATE_COLUMNS[rate]]}.hea", rate
