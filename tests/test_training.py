@@ -99,11 +99,11 @@ def test_sliding_windows_cover_the_whole_record():
 def test_predict_logits_aggregates_window_logits_by_max_or_mean():
     model = new_model().eval()
     train, _ = synthetic(n=6)
-    x = train.X[:2]
+    x = torch.from_numpy(train.X[:2])
     windows = sliding_windows(x, 200, 100)  # (2, 3, 12, 200)
     with torch.no_grad():
         per_window = model(windows.flatten(0, 1)).reshape(2, 3, -1)
-    subset = ArrayDataset(x.numpy(), train.Y[:2].numpy())
+    subset = ArrayDataset(x.numpy(), train.Y[:2])
     np.testing.assert_allclose(predict_logits(model, subset, 200, 100, "max"), per_window.amax(1).numpy(), atol=1e-5)
     np.testing.assert_allclose(predict_logits(model, subset, 200, 100, "mean"), per_window.mean(1).numpy(), atol=1e-5)
 
@@ -204,7 +204,7 @@ def test_resume_guards(tmp_path):
 def test_early_stopping_on_noise_labels():
     train, val = synthetic(n=60)
     rng = np.random.default_rng(0)
-    noise = ArrayDataset(val.X.numpy(), (rng.random(val.Y.shape) < 0.5).astype(np.float32))
+    noise = ArrayDataset(val.X, (rng.random(val.Y.shape) < 0.5).astype(np.float32))
     result = fit(new_model(), train, noise, quick_config(epochs=12, patience=2))
     assert result.stopped_early and len(result.history) < 12
     assert len(result.history) - result.best_epoch == 2  # stopped exactly `patience` epochs after the best one

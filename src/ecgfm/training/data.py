@@ -11,29 +11,36 @@ from torch.utils.data import Dataset
 
 
 class ArrayDataset(Dataset):
-    """In-memory ECGs ``X`` (N, leads, samples) with labels ``Y`` (N, labels) as a Dataset of (x, y) tensors."""
+    """ECGs ``X`` (N, leads, samples) with labels ``Y`` (N, labels) as a Dataset of float32 (x, y) tensors.
+
+    ``X`` may be a read-only memory map (e.g. ``ArraySet.X`` from the PTB-XL cache): records are copied one at a
+    time as they are drawn, so a disk-backed array is never loaded whole.
+    """
 
     def __init__(self, X: np.ndarray, Y: np.ndarray):
-        X, Y = np.asarray(X), np.asarray(Y)
         if X.ndim != 3:
             raise ValueError(f"X must have shape (N, leads, samples), got {X.shape}")
         if Y.ndim != 2 or len(Y) != len(X):
             raise ValueError(f"Y must have shape (N={len(X)}, labels), got {Y.shape}")
-        self.X = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-        self.Y = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32))
+        self.X = X
+        self.Y = np.ascontiguousarray(Y, dtype=np.float32)
+
+    @classmethod
+    def from_arrayset(cls, arrays) -> "ArrayDataset":
+        """View of an :class:`ecgfm.datasets.arrays.ArraySet` (``.X``, ``.Y``)."""
+        return cls(arrays.X, arrays.Y)
 
     def __len__(self) -> int:
         return len(self.X)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.X[index], self.Y[index]
+        x = torch.from_numpy(np.array(self.X[index], dtype=np.float32))
+        return x, torch.from_numpy(self.Y[index].copy())
 
 
 def labels_of(dataset: Dataset) -> np.ndarray:
     """All label vectors of a dataset as an (N, L) array (fast path for :class:`ArrayDataset` and crops of it)."""
     base = getattr(dataset, "dataset", dataset)
-    if isinstance(base, ArrayDataset):
-        return base.Y.numpy()
     if hasattr(base, "Y"):
         return np.asarray(base.Y, dtype=np.float32)
     return np.stack([np.asarray(base[i][1], dtype=np.float32) for i in range(len(base))])

@@ -88,8 +88,21 @@ def positive_weights(Y: np.ndarray, mode: str | None, cap: float) -> torch.Tenso
     return torch.tensor(np.clip(weight, 1.0, cap), dtype=torch.float32)
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with weight decay on weights only (no decay on biases and normalisation parameters)."""
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
+                    param_groups: Sequence[dict[str, Any]] | None = None) -> torch.optim.AdamW:
+    """AdamW with weight decay on weights only (no decay on biases and normalisation parameters).
+
+    ``param_groups`` (``[{"params": [...], "lr_scale": s}, ...]``) trains each group at ``lr * s`` (discriminative
+    fine-tuning, see ``ecgfm.transfer``); parameters that do not require gradients are left out either way.
+    """
+    if param_groups is not None:
+        groups = []
+        for source in param_groups:
+            params = [p for p in source["params"] if p.requires_grad]
+            group_lr = lr * float(source.get("lr_scale", 1.0))
+            groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, "lr": group_lr},
+                       {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": group_lr}]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
     decay, no_decay = [], []
     for param in model.parameters():
         if param.requires_grad:
@@ -99,7 +112,13 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.o
 
 
 def _is_better(score: float, best: float | None) -> bool:
-    return not math.isnan(score) and (best is None or score > best)
+    """Higher is better; the first epoch always counts (so best.pt exists) and a NaN score (e.g. a validation set
+    where every label has one class) never beats a real one."""
+    if best is None:
+        return True
+    if math.isnan(best):
+        return not math.isnan(score)
+    return not math.isnan(score) and score > best
 
 
 def _open_tensorboard(run_dir: Path | None, enabled: bool):
@@ -127,13 +146,14 @@ def _progress(loader, enabled: bool, desc: str):
 
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, config: TrainConfig | None = None,
         run_dir: str | Path | None = None, info: ModelInfo | None = None, resume: bool = False,
-        callbacks: Sequence[Callback] = ()) -> FitResult:
+        callbacks: Sequence[Callback] = (), param_groups: Sequence[dict[str, Any]] | None = None) -> FitResult:
     """Train ``model`` (multi-label logits) on a Dataset of ``(x (leads, T), y (labels,))`` items.
 
     Validation (if ``val_set`` is given) runs after every epoch with sliding windows; the best macro-AUC epoch is
     kept in ``best.pt`` and loaded into the returned model. ``resume=True`` continues from ``run_dir/last.pt``.
     ``callbacks`` are called as ``cb("step", {...})`` after each optimiser step and ``cb("epoch", row)`` after
     each epoch (an exception raised there stops the run, like a kill; tests use this).
+    ``param_groups`` gives parameter groups their own learning-rate scale (see :func:`build_optimizer`).
     """
     config = config or TrainConfig()
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -166,10 +186,10 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     model.to(device)
     pos_weight = positive_weights(train_Y, config.class_weights, config.max_pos_weight)
     pos_weight = pos_weight.to(device) if pos_weight is not None else None
-    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    optimizer = build_optimizer(model, config.lr, config.weight_decay, param_groups)
     steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
-    scheduler = build_scheduler(optimizer, config.schedule, config.epochs * steps_per_epoch, config.lr,
-                                config.warmup_frac)
+    scheduler = build_scheduler(optimizer, config.schedule, config.epochs * steps_per_epoch,
+                                [group["lr"] for group in optimizer.param_groups], config.warmup_frac)
 
     # --- fresh start or resume
     history: list[dict[str, Any]] = []
@@ -177,7 +197,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     last_path = run_dir / "last.pt" if run_dir else None
     if run_dir is not None:
         if last_path.exists() and not resume:
-            raise ValueError(f"{run_dir} already holds a run (last.pt); pass resume=True or choose another folder")
+            raise ValueError(f"{run_dir} already holds a run (last.pt); resume it (resume=True, --resume) or choose another folder")
         if resume and last_path.exists():
             ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
             stored = ckpt["info"]["training"]["config"]
@@ -241,7 +261,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
                 logits = predict_logits(model, val_set, config.window, config.test_stride, config.aggregate,
                                         batch_size=config.eval_batch_size, device=device, amp=amp)
                 row["val_loss"] = float(masked_bce_with_logits(torch.from_numpy(logits), torch.from_numpy(val_Y)))
-                row["val_macro_auc"] = macro_auc(val_Y, 1 / (1 + np.exp(-logits)))
+                row["val_macro_auc"] = macro_auc(val_Y, logits)  # AUC is rank-based: logits rank like probabilities
                 row["val_seconds"] = time.perf_counter() - val_start
                 score = row[config.monitor] if config.monitor == "val_macro_auc" else -row["val_loss"]
             else:

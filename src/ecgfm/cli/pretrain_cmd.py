@@ -1,0 +1,124 @@
+"""``ecgfm pretrain``: train a foundation model from scratch (a thin shell over :func:`ecgfm.training.pretrain`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ecgfm.cli.common import console, user_errors
+
+
+def parse_model_kwargs(items: list[str]) -> dict:
+    """``["widths=[32,64]", "se=true"]`` -> ``{"widths": [32, 64], "se": True}`` (values parsed as JSON)."""
+    kwargs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-kw expects KEY=VALUE, got {item!r}")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value  # a bare string
+    return kwargs
+
+
+def register(app: typer.Typer) -> None:
+    from ecgfm.labels.ptbxl import TASKS
+    from ecgfm.training.config import TrainConfig
+
+    defaults = TrainConfig()
+
+    @app.command("models")
+    def models_command(
+        fs: float = typer.Option(100.0, "--fs", help="Sampling rate for the FLOP count of a 10-s ECG."),
+    ) -> None:
+        """List the registered architectures with their parameters and FLOPs per 10-s 12-lead ECG.
+
+        Example: ecgfm models --fs 100
+        """
+        from rich.table import Table
+
+        from ecgfm.models import count_flops, count_params, create, list_models
+
+        table = Table(title=f"ecgfm architectures (FLOPs for one 10-s 12-lead ECG at {fs:g} Hz, 71 labels)")
+        for column in ("model", "parameters", "GFLOPs", "embedding size", "description"):
+            table.add_column(column, justify="left" if column in ("model", "description") else "right")
+        from ecgfm.models.registry import _MODELS
+
+        for name in list_models():
+            net = create(name, 71)
+            doc = (_MODELS[name].__doc__ or "").strip().splitlines()[0]
+            table.add_row(name, f"{count_params(net) / 1e6:.2f} M",
+                          f"{count_flops(net, (1, 12, int(round(10 * fs)))) / 1e9:.2f}", str(net.num_features), doc)
+        console.print(table)
+
+    @app.command("pretrain")
+    def pretrain_command(
+        out: Path = typer.Option(..., "--out", "-o", help="Run directory (config.json, metrics.jsonl, last.pt, "
+                                 "best.pt, pretrained/)."),
+        ptbxl: Optional[Path] = typer.Option(None, "--ptbxl", help="PTB-XL folder (default: $ECGFM_PTBXL_DIR)."),
+        task: str = typer.Option("all", "--task", help=f"PTB-XL label task: {', '.join(TASKS)}."),
+        exclude_labels: Optional[str] = typer.Option(None, "--exclude-labels", help="Comma-separated statements to "
+                                                     "hold out of pre-training (e.g. to fine-tune on them later)."),
+        min_count: int = typer.Option(10, "--min-count", min=1, help="Keep labels with at least this many "
+                                      "positives in the training folds."),
+        fs: float = typer.Option(100.0, "--fs", help="Sampling rate of the model input (Hz); records are resampled."),
+        model: str = typer.Option("resnet1d", "--model", help="Architecture (see `ecgfm models`)."),
+        model_kw: List[str] = typer.Option([], "--model-kw", help="Architecture option KEY=VALUE (JSON value); "
+                                           "repeatable, e.g. --model-kw 'widths=[32,64,96,128]'."),
+        epochs: int = typer.Option(defaults.epochs, "--epochs", min=1),
+        batch_size: int = typer.Option(defaults.batch_size, "--batch-size", min=1),
+        lr: float = typer.Option(defaults.lr, "--lr", help="Peak learning rate (AdamW)."),
+        weight_decay: float = typer.Option(defaults.weight_decay, "--weight-decay"),
+        schedule: str = typer.Option(defaults.schedule, "--schedule", help="onecycle, cosine or constant."),
+        window: float = typer.Option(2.5, "--window", help="Training crop / test window in seconds (0: whole "
+                                     "records); test windows step by half a window."),
+        aggregate: str = typer.Option(defaults.aggregate, "--aggregate", help="Combine window logits by max or mean."),
+        class_weights: str = typer.Option("none", "--class-weights", help="none, balanced (pos_weight = neg/pos) "
+                                          "or sqrt."),
+        patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Stop after this many epochs "
+                                               "without a better validation macro-AUC."),
+        grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Optimiser step every N batches."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+        amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on for CUDA)."),
+        workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+        seed: int = typer.Option(0, "--seed"),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (stderr)."),
+    ) -> None:
+        """Pre-train a multi-label ECG model on PTB-XL statements (folds 1-8 train, fold 9 validation).
+
+        Keeps the epoch with the best validation macro-AUC (best.pt) and writes a resumable last.pt every epoch.
+
+        Example: ecgfm pretrain --ptbxl ../shared/data/ptbxl --task all --model resnet1d --epochs 30 --out runs/fm
+        """
+        from ecgfm.training.pretrain import pretrain, ptbxl_training_data
+
+        with user_errors():
+            if task not in TASKS:
+                raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+            if class_weights not in ("none", "balanced", "sqrt"):
+                raise ValueError(f"--class-weights must be none, balanced or sqrt, got {class_weights!r}")
+            config = TrainConfig(
+                epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
+                window=int(round(window * fs)) if window > 0 else None, aggregate=aggregate,
+                class_weights=None if class_weights == "none" else class_weights, patience=patience,
+                grad_accum=grad_accum, device=device, amp=amp, workers=workers, num_threads=threads, seed=seed,
+                progress=progress,
+            )
+            kwargs = parse_model_kwargs(model_kw)
+            excluded = [s.strip() for s in exclude_labels.split(",") if s.strip()] if exclude_labels else []
+            # Data sources build a TrainingData (Datasets + labels + preprocessing spec); PTB-XL is the built-in one.
+            data = ptbxl_training_data(ptbxl, task=task, fs=fs, min_count=min_count, exclude_labels=excluded,
+                                       progress=progress)
+            console.print(f"pre-training [bold]{model}[/] on {len(data.train)} ECGs ({len(data.labels)} labels), "
+                          f"validating on {len(data.val) if data.val is not None else 0}; run folder {out}")
+            result = pretrain(data, model=model, model_kwargs=kwargs, config=config, run_dir=out, resume=resume)
+        last = result.history[-1] if result.history else {}
+        best = f"best validation macro-AUC {result.best_score:.4f}" if data.val is not None else "no validation set"
+        console.print(f"done: {len(result.history)} epochs, {best} at epoch {result.best_epoch}"
+                      f"{' (stopped early)' if result.stopped_early else ''}; "
+                      f"{last.get('train_ecgs_per_s', 0):.0f} ECGs/s; model in {out / 'best.pt'}")

@@ -1,0 +1,99 @@
+"""Pre-training entry point: build the training data, build the model, run :func:`ecgfm.training.fit`.
+
+``ecgfm pretrain`` is a thin shell over :func:`pretrain`. Data sources plug in by returning a :class:`TrainingData`
+(:func:`ptbxl_training_data` for PTB-XL; a manifest/store source returns the same thing with its own Datasets).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ecgfm.leads import STANDARD_LEADS
+from ecgfm.models import ModelInfo, create, save_pretrained
+from ecgfm.training.config import TrainConfig
+from ecgfm.training.data import ArrayDataset, labels_of
+from ecgfm.training.trainer import FitResult, fit
+
+#: Default sampling rate of pre-training (Hz): PTB-XL's low-rate files, the benchmark's choice.
+DEFAULT_FS = 100.0
+
+
+@dataclass
+class TrainingData:
+    """Everything a data source hands the trainer: Datasets of ``(x (leads, T) mV, y (labels,))`` and their labels.
+
+    ``preprocess`` is the preprocessing spec (``Pipeline.to_dict()``) the records went through, so inference can
+    repeat it; ``description`` says where the data came from (dataset, task, folds, counts) and ends up in the
+    checkpoint's ``ModelInfo.data``.
+    """
+
+    train: Dataset
+    val: Dataset | None
+    labels: list[str]
+    fs: float
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    label_descriptions: dict[str, str] = field(default_factory=dict)
+    leads: list[str] = field(default_factory=lambda: list(STANDARD_LEADS))
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def _label_counts(dataset: Dataset | None, labels: Sequence[str]) -> dict[str, int]:
+    if dataset is None:
+        return {}
+    return {name: int(count) for name, count in zip(labels, np.nansum(labels_of(dataset), axis=0))}
+
+
+def ptbxl_training_data(root: str | Path | None = None, task: str = "all", fs: float = DEFAULT_FS,
+                        min_count: int = 10, exclude_labels: Sequence[str] = (), train_folds=range(1, 9),
+                        val_folds=(9,), progress: bool = True) -> TrainingData:
+    """PTB-XL training (folds 1-8) and validation (fold 9) sets for a benchmark ``task``.
+
+    Labels are the task's statements with at least ``min_count`` positives in the training folds, minus
+    ``exclude_labels`` (statements held out, e.g. to study them later as "rare" fine-tuning targets).
+    """
+    from ecgfm.datasets.ptbxl import PTBXL
+    from ecgfm.signal import Pipeline
+
+    dataset = PTBXL(root)
+    labels = dataset.label_names(task, min_count=min_count, folds=tuple(train_folds), exclude=tuple(exclude_labels))
+    if not labels:
+        raise ValueError(f"no {task} labels with >= {min_count} training positives in {dataset.root}")
+    pipeline = Pipeline.default(fs=fs)
+    arrays = dataset.load_arrays(fs=fs, task=task, labels=labels, pipeline=pipeline, progress=progress)
+    train = arrays.subset(np.isin(arrays.folds, list(train_folds)))
+    val = arrays.subset(np.isin(arrays.folds, list(val_folds))) if val_folds else None
+    train_set = ArrayDataset.from_arrayset(train)
+    val_set = ArrayDataset.from_arrayset(val) if val is not None and len(val) else None
+    description = {
+        "dataset": "PTB-XL", "root": str(dataset.root), "task": task, "min_count": min_count,
+        "excluded_labels": sorted(exclude_labels), "train_folds": list(train_folds), "val_folds": list(val_folds),
+        "n_train": len(train), "n_val": 0 if val_set is None else len(val),
+        "n_train_patients": int(len(set(train.patient_ids))),
+        "train_positives": _label_counts(train_set, labels), "val_positives": _label_counts(val_set, labels),
+    }
+    return TrainingData(train=train_set, val=val_set, labels=list(labels), fs=float(fs), preprocess=pipeline.to_dict(),
+                        label_descriptions=dict(arrays.label_descriptions), leads=list(pipeline.leads or STANDARD_LEADS),
+                        description=description)
+
+
+def pretrain(data: TrainingData, model: str = "resnet1d", model_kwargs: dict[str, Any] | None = None,
+             config: TrainConfig | None = None, run_dir: str | Path | None = None, resume: bool = False) -> FitResult:
+    """Train ``model`` from scratch on ``data``; writes the run directory and ``run_dir/pretrained/``.
+
+    The model is initialised from ``config.seed`` so a run is reproducible end to end. ``run_dir/pretrained`` holds
+    ``model.safetensors`` + ``config.json`` of the best epoch (what ``ecgfm.models.load_pretrained`` reads).
+    """
+    config = config or TrainConfig()
+    torch.manual_seed(config.seed)
+    net = create(model, num_labels=len(data.labels), in_leads=len(data.leads), **(model_kwargs or {}))
+    info = ModelInfo.from_model(net, data.labels, label_descriptions=data.label_descriptions, leads=data.leads,
+                                fs=data.fs, preprocess=data.preprocess, data=data.description)
+    result = fit(net, data.train, data.val, config, run_dir=run_dir, info=info, resume=resume)
+    if run_dir is not None:
+        save_pretrained(result.model, result.info, Path(run_dir) / "pretrained")
+    return result

@@ -1,0 +1,116 @@
+"""End-to-end: ``ecgfm pretrain`` on a small PTB-XL-shaped folder, resume, ``ecgfm embed`` to parquet/npy/npz."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ecgfm.cli.main import app
+from ecgfm.models import load_checkpoint, load_pretrained
+from ecgfm.training.pretrain import ptbxl_training_data
+
+runner = CliRunner()
+
+
+def flat(result) -> str:
+    """The command's output with line wrapping undone (rich wraps long messages)."""
+    return " ".join(result.output.split())
+TINY_KW = ["--model-kw", "widths=[8,16]", "--model-kw", "depths=[1,1]", "--model-kw", "stem_width=8"]
+
+
+def pretrain_args(fake_ptbxl, out, *extra):
+    return ["pretrain", "--ptbxl", str(fake_ptbxl), "--out", str(out), "--min-count", "1", "--model", "resnet1d",
+            *TINY_KW, "--epochs", "2", "--batch-size", "4", "--threads", "1", "--no-progress", *extra]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGFM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_help_has_examples():
+    for command in ("pretrain", "embed", "models"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Example: ecgfm " + command in flat(result)
+
+
+def test_ptbxl_training_data_uses_folds_and_exclusions(fake_ptbxl, cache):
+    data = ptbxl_training_data(fake_ptbxl, min_count=1, exclude_labels=["PVC"], progress=False)
+    assert "PVC" not in data.labels and "IMI" in data.labels
+    assert len(data.train) == 6 and len(data.val) == 2  # folds 1-8 / 9; record 10 (fold 10) is test
+    assert data.description["excluded_labels"] == ["PVC"] and data.description["train_positives"]["IMI"] == 2
+    assert data.preprocess["steps"][2] == {"name": "resample", "fs": 100.0}
+    x, y = data.train[0]
+    assert x.shape == (12, 1000) and x.dtype == torch.float32 and y.shape == (len(data.labels),)
+
+
+def test_pretrain_resume_and_embed(fake_ptbxl, tmp_path, cache):
+    run = tmp_path / "run"
+    result = runner.invoke(app, pretrain_args(fake_ptbxl, run, "--exclude-labels", "PVC"))
+    assert result.exit_code == 0, result.output
+    assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "pretrained"} <= {p.name for p in run.iterdir()}
+    model, info = load_checkpoint(run / "best.pt")
+    assert info.fs == 100.0 and info.window == 250 and info.stride == 125 and "PVC" not in info.labels
+    assert info.data["dataset"] == "PTB-XL" and info.preprocess["steps"]
+    assert info.label_descriptions["IMI"] == "inferior myocardial infarction"
+    assert info.training["config"]["epochs"] == 2
+    pretrained, _ = load_pretrained(run / "pretrained")
+    x = torch.randn(1, 12, 1000)
+    torch.testing.assert_close(pretrained(x), model(x))
+
+    # a run folder is never overwritten silently; --resume on a finished run changes nothing
+    again = runner.invoke(app, pretrain_args(fake_ptbxl, run, "--exclude-labels", "PVC"))
+    assert again.exit_code == 2 and "already holds a run" in flat(again)
+    resumed = runner.invoke(app, pretrain_args(fake_ptbxl, run, "--exclude-labels", "PVC", "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+    # embeddings of the whole PTB-XL folder: one row per record with a signal file
+    out = tmp_path / "emb.parquet"
+    embedded = runner.invoke(app, ["embed", str(run / "best.pt"), str(fake_ptbxl), "--out", str(out), "--no-progress"])
+    assert embedded.exit_code == 0, embedded.output
+    table = pd.read_parquet(out)
+    features = [c for c in table.columns if c.startswith("f")]
+    assert len(table) == 9 and len(features) == model.num_features
+    assert {"id", "patient_id", "strat_fold"} <= set(table.columns)
+    assert np.isfinite(table[features].to_numpy()).all()
+
+    # embeddings of files: same vectors as for the same records in the PTB-XL run; a bad file is reported
+    record = fake_ptbxl / "records100" / "00000" / "00002_lr.hea"
+    bad = tmp_path / "broken.hea"
+    bad.write_text("not a header\n")
+    npz = tmp_path / "emb.npz"
+    files = runner.invoke(app, ["embed", str(run / "best.pt"), str(record), str(bad), "--out", str(npz)])
+    assert files.exit_code == 1 and "broken.hea" in flat(files)
+    stored = np.load(npz)
+    assert list(stored["ids"]) == ["00002_lr"]  # the record name from the WFDB header
+    row = table[table["id"] == "2"][features].to_numpy()
+    np.testing.assert_allclose(stored["embeddings"], row, rtol=1e-4, atol=1e-5)
+
+    npy = tmp_path / "emb.npy"
+    assert runner.invoke(app, ["embed", str(run / "pretrained"), str(record), "--out", str(npy)]).exit_code == 0
+    assert np.load(npy).shape == (1, model.num_features)
+    assert (tmp_path / "emb.ids.txt").read_text().strip()
+
+
+def test_pretrain_and_embed_reject_bad_arguments(fake_ptbxl, tmp_path, cache):
+    bad_task = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--task", "nope"))
+    assert bad_task.exit_code == 2 and "unknown task" in flat(bad_task)
+    bad_model = runner.invoke(app, ["pretrain", "--ptbxl", str(fake_ptbxl), "--out", str(tmp_path / "r"),
+                                    "--model", "nope", "--min-count", "1", "--no-progress"])
+    assert bad_model.exit_code == 2 and "unknown model" in flat(bad_model)
+    bad_exclusion = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--exclude-labels", "XYZ"))
+    assert bad_exclusion.exit_code == 2 and "XYZ" in flat(bad_exclusion)
+    missing = runner.invoke(app, ["embed", str(tmp_path / "none.pt"), str(fake_ptbxl), "--out", str(tmp_path / "e.npy")])
+    assert missing.exit_code == 2 and "none.pt" in flat(missing)
+    bad_out = runner.invoke(app, ["embed", str(tmp_path / "none.pt"), str(fake_ptbxl), "--out", str(tmp_path / "e.txt")])
+    assert bad_out.exit_code == 2 and ".parquet" in flat(bad_out)
+
+
+def test_models_command_lists_costs():
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0 and "xresnet1d101" in flat(result) and "inception1d" in flat(result)
