@@ -303,8 +303,11 @@ def _run_tasks(tasks, paths, out: Path, spec: StoreSpec, loader, workers: int, p
                 bar.update(stop - start)
             return
         # forkserver: workers start from a clean single-threaded process (zarr runs an I/O thread in this one)
-        context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                                              else "spawn")
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])  # import once in the server, not in every worker
+        else:  # pragma: no cover - platforms without fork
+            context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                  initargs=(str(out), spec.to_dict(), loader)) as pool:
             futures = {pool.submit(_ingest_shard, shard, start, stop, paths[start:stop]): stop - start
