@@ -93,12 +93,14 @@ def _rhythm(root: ET.Element, path: Path) -> tuple[float, list[str], np.ndarray]
 def trim_calibration(counts: np.ndarray) -> np.ndarray:
     """Drop the trailing block Philips appends after the ECG: a flat gap and a 1 mV calibration pulse.
 
-    It is recognised as the trailing run of samples at which every lead has the same value (which a recorded
-    12-lead ECG practically never shows for more than a sample), and only removed if longer than a few samples.
+    It is recognised as the trailing run of samples at which every lead has the same value and which contains a
+    non-zero plateau (the pulse) of at least 10 samples; a flat all-zero tail alone (a quantised noise-free
+    recording) is left untouched.
     """
     same = np.all(counts == counts[:1], axis=0)
-    run = len(same) - (np.flatnonzero(~same)[-1] + 1) if (~same).any() else 0
-    return counts[:, :len(same) - run] if run > 4 else counts
+    start = np.flatnonzero(~same)[-1] + 1 if (~same).any() else 0
+    pulse = np.count_nonzero(counts[0, start:])
+    return counts[:, :start] if pulse >= 10 and start > 0 else counts
 
 
 def _lead_labels(waves: ET.Element, signal_info: ET.Element | None, path: Path) -> list[str]:

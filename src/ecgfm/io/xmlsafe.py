@@ -92,8 +92,19 @@ def sniff_root(head: bytes) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+_DOCTYPE = re.compile(r"<!DOCTYPE\s+(?:[\w.-]+:)?([\w.-]+)")
+
+
 def root_is(head: bytes, name: str, namespace: str | None = None) -> bool:
-    """Whether the XML root element is ``name`` (and declares ``namespace``, when given)."""
+    """Whether the XML root element is ``name`` (and declares ``namespace``, when given).
+
+    A ``<!DOCTYPE name ...>`` also counts: a file whose internal DTD pushes the root element past the sniffed bytes
+    (an entity bomb) must still reach the reader, whose parser refuses it with a specific message.
+    """
+    text = _COMMENT.sub("", _decode_head(head))
+    doctype = _DOCTYPE.search(text)
+    if doctype and doctype.group(1) == name:
+        return True
     found = sniff_root(head)
     if found is None or found[0] != name:
         return False
