@@ -6,6 +6,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ecgfm.evaluation.bootstrap import bootstrap_replicates, cluster_codes, draw_weights
 from ecgfm.evaluation.intervals import percentile_interval
+from ecgfm.evaluation.metrics import ScoreBins
 
 
 def _data(seed=0, n=400, n_labels=4, ties=True):
@@ -59,7 +60,7 @@ def test_unit_weights_reproduce_point_estimates_on_adversarial_labels():
 
     aucs = []
     for j in range(4):
-        design = _label_design(y[:, j], s[:, j], np.arange(6), 6, 0.5)
+        design = _label_design(ScoreBins.from_scores(y[:, j], s[:, j]), np.arange(6), 6, 0.5)
         auc, ap, tp, fp, tn, fn = _stats_from_counts(design.matrix @ np.ones((6, 1), np.float32), design)
         aucs.append(auc[0])
         assert tp[0] + fn[0] == y[:, j].sum() and fp[0] + tn[0] == 6 - y[:, j].sum()

@@ -67,7 +67,7 @@ def compare_predictions(
     level: float = 0.95,
     progress=None,
 ) -> tuple[ComparisonResult, dict[str, Path]]:
-    """Compare two models' scores on the same records; writes ``comparison.json``/``.csv``/``.html`` into ``out_dir``."""
+    """Compare two models' scores on the same records; writes comparison.json/.csv/.html into ``out_dir``."""
     result = compare_scores(y_true, score_a, score_b, label_names, model_names=model_names, patient_ids=patient_ids,
                             n_bootstrap=n_bootstrap, seed=seed, level=level, progress=progress)
     return result, write_comparison(result, out_dir, command=command, config=config)
@@ -109,7 +109,8 @@ def _same_records(path_a: Path, a, path_b: Path, b) -> None:
         raise ValueError(f"{path_a} and {path_b} cover different numbers of records ({a.y_true.shape[0]} vs "
                          f"{b.y_true.shape[0]})")
     if a.record_ids is not None and b.record_ids is not None and not np.array_equal(a.record_ids, b.record_ids):
-        raise ValueError(f"{path_a} and {path_b} list different record ids (a paired comparison needs the same records)")
+        raise ValueError(f"{path_a} and {path_b} list different record ids (a paired comparison needs the same "
+                         "records)")
     if not np.array_equal(np.isnan(a.y_true), np.isnan(b.y_true)) or not np.array_equal(
             np.nan_to_num(a.y_true), np.nan_to_num(b.y_true)):
         raise ValueError(f"{path_a} and {path_b} have different true labels")
@@ -126,7 +127,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("evaluation"), "--out", help="Output folder for metrics.json/.csv, report.html."),
         threshold: str = typer.Option("youden", "--threshold",
                                       help="Operating threshold rule: youden, 'sens>=0.9', 'spec>=0.95' or a number."),
-        n_bootstrap: int = typer.Option(DEFAULT_N_BOOTSTRAP, "--bootstrap", min=0, help="Bootstrap resamples (0: none)."),
+        n_bootstrap: int = typer.Option(DEFAULT_N_BOOTSTRAP, "--bootstrap", min=0,
+                                        help="Bootstrap resamples (0: none)."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
         level: float = typer.Option(0.95, "--ci", min=0.5, max=0.999, help="Confidence level."),
     ) -> None:
@@ -160,7 +162,8 @@ def register(app: typer.Typer) -> None:
         name_a: str = typer.Option("A", "--name-a", help="Display name of model A."),
         name_b: str = typer.Option("B", "--name-b", help="Display name of model B."),
         out: Path = typer.Option(Path("comparison"), "--out", help="Output folder for comparison.json/.csv/.html."),
-        n_bootstrap: int = typer.Option(DEFAULT_N_BOOTSTRAP, "--bootstrap", min=0, help="Bootstrap resamples (0: none)."),
+        n_bootstrap: int = typer.Option(DEFAULT_N_BOOTSTRAP, "--bootstrap", min=0,
+                                        help="Bootstrap resamples (0: none)."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
         level: float = typer.Option(0.95, "--ci", min=0.5, max=0.999, help="Confidence level."),
     ) -> None:

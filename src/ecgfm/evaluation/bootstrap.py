@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from ecgfm.evaluation.metrics import ScoreBins
+
 #: Upper bound on the float32 weight matrix of one chunk (elements), about 64 MB.
 _CHUNK_ELEMENTS = 16_000_000
 _MAX_CHUNK = 64
@@ -68,7 +70,7 @@ class _LabelDesign:
     threshold_gap: int | None  # positive bins below the threshold (None: no threshold)
 
 
-def _label_design(y, s, codes, n_clusters: int, threshold: float) -> _LabelDesign:
+def _label_design(bins: ScoreBins, codes, n_clusters: int, threshold: float) -> _LabelDesign:
     """Build one label's count matrix from its known records.
 
     With the S distinct scores that hold at least one positive ("positive bins", ascending) the rows are:
@@ -82,9 +84,8 @@ def _label_design(y, s, codes, n_clusters: int, threshold: float) -> _LabelDesig
     Everything between two positive scores is merged, so the matrix has about 3 x (distinct positive scores) rows
     whatever the number of negatives.
     """
-    values, inverse = np.unique(s, return_inverse=True)  # ascending distinct scores
-    positive = y == 1
-    pos_bins = np.flatnonzero(np.bincount(inverse[positive], minlength=values.size))
+    values, inverse, positive = bins.values, bins.inverse, bins.positive
+    pos_bins = np.flatnonzero(bins.pos)
     n_pos = pos_bins.size
     gap = np.searchsorted(pos_bins, inverse, side="left")  # index of the first positive bin at or above each record
     neg = ~positive
@@ -158,17 +159,20 @@ def bootstrap_replicates(
     seed: int = 0,
     chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    bins: Sequence[Sequence[ScoreBins | None]] | None = None,
 ) -> BootstrapReplicates:
     """Bootstrap replicates of per-label AUC, AP and confusion counts for one or more models on the same records.
 
     ``y_true`` is ``(N, L)`` (NaN = unknown), ``scores`` one ``(N, L)`` array or a list of them (paired: every model
     sees the same resampled records), ``thresholds`` ``(L,)`` or ``(n_models, L)`` (NaN or None = no counts).
-    ``progress`` is called with the number of replicates finished after each chunk.
+    ``progress`` is called with the number of replicates finished after each chunk. ``bins[model][label]`` may pass
+    the :class:`ScoreBins` the caller already built (None for labels without known records) to save a sort.
     """
     y_true = np.asarray(y_true, dtype=float)
     if y_true.ndim == 1:
         y_true = y_true[:, None]
-    models = [np.asarray(scores, dtype=float)] if isinstance(scores, np.ndarray) else [np.asarray(s, float) for s in scores]
+    models = [scores] if isinstance(scores, np.ndarray) else list(scores)
+    models = [np.asarray(m, dtype=float) for m in models]
     models = [m[:, None] if m.ndim == 1 else m for m in models]
     for m in models:
         if m.shape != y_true.shape:
@@ -185,10 +189,9 @@ def bootstrap_replicates(
         row = []
         for j in range(n_labels):
             known = ~np.isnan(y_true[:, j])
-            row.append(
-                _label_design(y_true[known, j], score[known, j], codes[known], n_clusters, thr[mi, j])
-                if known.any() else None
-            )
+            label_bins = bins[mi][j] if bins is not None else (
+                ScoreBins.from_scores(y_true[known, j], score[known, j]) if known.any() else None)
+            row.append(None if label_bins is None else _label_design(label_bins, codes[known], n_clusters, thr[mi, j]))
         designs.append(row)
 
     shape = (len(models), n_resamples, n_labels)

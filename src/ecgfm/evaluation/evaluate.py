@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import false_discovery_control
-from sklearn.metrics import roc_curve
 
 from ecgfm.evaluation.bootstrap import BootstrapReplicates, bootstrap_replicates, cluster_codes
-from ecgfm.evaluation.delong import delong_auc, delong_test
+from ecgfm.evaluation.delong import delong_auc_from_bins, delong_test_from_bins
 from ecgfm.evaluation.intervals import percentile_interval, wilson_interval
 from ecgfm.evaluation.metrics import (
-    average_precision,
+    ScoreBins,
     check_targets,
     confusion_counts,
     degenerate_reason,
@@ -100,17 +99,28 @@ def resolve_thresholds(
     return values, reasons, str(rule), "validation"
 
 
-def _label_counts(y: np.ndarray) -> tuple[int, int, int]:
-    """Known positives, known negatives and unknowns in one label column."""
-    n_pos = int(np.sum(y == 1))
-    n_neg = int(np.sum(y == 0))
-    return n_pos, n_neg, int(y.size - n_pos - n_neg)
+#: Grid resolution for stored ROC curves (plots): see :meth:`ScoreBins.roc_points`.
+CURVE_RESOLUTION = 500
 
 
-def _roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Test ROC curve of one label for plotting (scikit-learn's, with collinear points dropped)."""
-    known = ~np.isnan(y)
-    fpr, tpr, _ = roc_curve(y[known], s[known], drop_intermediate=True)
+def _bins_per_label(y_true: np.ndarray, y_score: np.ndarray) -> list[ScoreBins | None]:
+    """One :class:`ScoreBins` per label (None when a label has no known records): the single sort per label."""
+    out = []
+    for j in range(y_true.shape[1]):
+        known = ~np.isnan(y_true[:, j])
+        out.append(ScoreBins.from_scores(y_true[known, j], y_score[known, j]) if known.any() else None)
+    return out
+
+
+def _label_counts(bins: ScoreBins | None, n_records: int) -> tuple[int, int, int]:
+    """Known positives, known negatives and unknowns of one label."""
+    n_pos, n_neg = (0, 0) if bins is None else (bins.n_pos, bins.n_neg)
+    return n_pos, n_neg, n_records - n_pos - n_neg
+
+
+def _roc_points(bins: ScoreBins) -> tuple[np.ndarray, np.ndarray]:
+    """Test ROC curve of one label for plotting, thinned to what a plot can show."""
+    fpr, tpr = bins.roc_points(CURVE_RESOLUTION)
     return fpr.astype(np.float32), tpr.astype(np.float32)
 
 
@@ -159,30 +169,32 @@ def evaluate_scores(
     y_true, y_score, label_names = check_targets(y_true, y_score, label_names)
     thr, thr_reasons, rule_text, thr_source = resolve_thresholds(thresholds, label_names, val_true, val_score)
     _, n_clusters, unit = cluster_codes(patient_ids, y_true.shape[0])
+    bins = _bins_per_label(y_true, y_score)
     boot = None
     if n_bootstrap > 0:
-        boot = bootstrap_replicates(y_true, y_score, thr, patient_ids, n_bootstrap, seed, progress=progress)
+        boot = bootstrap_replicates(y_true, y_score, thr, patient_ids, n_bootstrap, seed, progress=progress,
+                                    bins=[bins])
     counts = confusion_counts(y_true, y_score, thr)
     rates = rates_from_counts(counts["tp"], counts["fp"], counts["tn"], counts["fn"])
     f1_reps = _f1_replicates(boot, 0) if boot is not None else None
 
     rows, curves = [], {}
     for j, name in enumerate(label_names):
-        y, s = y_true[:, j], y_score[:, j]
-        n_pos, n_neg, n_unknown = _label_counts(y)
+        n_pos, n_neg, n_unknown = _label_counts(bins[j], y_true.shape[0])
         reason = degenerate_reason(n_pos, n_neg)
         row = {"label": name, "n_pos": n_pos, "n_neg": n_neg, "n_unknown": n_unknown,
                "prevalence": n_pos / (n_pos + n_neg) if n_pos + n_neg else float("nan")}
-        known = ~np.isnan(y)
         if reason is None:
-            dl = delong_auc(y[known], s[known], level)
+            dl = delong_auc_from_bins(bins[j], level)
             row.update(auc=dl.auc, auc_se_delong=dl.se, auc_delong_ci_low=dl.ci_low, auc_delong_ci_high=dl.ci_high)
-            curves[name] = _roc_points(y, s)
+            curves[name] = _roc_points(bins[j])
         else:
             row.update(auc=float("nan"), auc_se_delong=float("nan"),
                        auc_delong_ci_low=float("nan"), auc_delong_ci_high=float("nan"))
         row["auc_ci_low"], row["auc_ci_high"] = _interval(None if boot is None else boot.auc[0, :, j], level)
-        row["average_precision"] = average_precision(y, s) if n_pos else float("nan")
+        # Resamples that drew no positive (or no negative) record of this label: left out of its percentile interval.
+        row["bootstrap_undefined"] = 0 if boot is None or reason else int(np.isnan(boot.auc[0, :, j]).sum())
+        row["average_precision"] = bins[j].average_precision() if n_pos else float("nan")
         row["ap_ci_low"], row["ap_ci_high"] = _interval(None if boot is None else boot.ap[0, :, j], level)
         row["threshold"] = float(thr[j])
         for key in ("tp", "fp", "tn", "fn"):
@@ -205,7 +217,8 @@ def evaluate_scores(
         "threshold_source": thr_source, "n_bootstrap": int(n_bootstrap), "seed": int(seed), "ci_level": level,
         "bootstrap_unit": unit, "n_clusters": int(n_clusters), "ci_method": {
             "auc": "percentile bootstrap" + (" (patient-level)" if unit == "patient" else "") + "; DeLong also given",
-            "sensitivity/specificity/ppv/npv": "Wilson score", "f1/average_precision/summaries": "percentile bootstrap"},
+            "sensitivity/specificity/ppv/npv": "Wilson score",
+            "f1/average_precision/summaries": "percentile bootstrap"},
     }
     return EvaluationResult(rows, summary, settings, curves)
 
@@ -266,14 +279,16 @@ def _fmt(stat: Mapping, digits: int = 3) -> str:
 def summary_sentence(summary: Mapping, level: float = 0.95) -> str:
     """The abstract-style headline: median AUC, sensitivity and specificity with CIs across N labels."""
     ci = f"{level:.0%} CI"
-    where = {"validation": "chosen on the validation set", "fixed": "fixed", "given": "given"}[summary["threshold_source"]]
+    where = {"validation": "chosen on the validation set", "fixed": "fixed", "given": "given"}
+    where = where[summary["threshold_source"]]
     text = (
         f"Median AUC {_fmt(summary['median_auc'])}, median sensitivity {_fmt(summary['median_sensitivity'])} and "
         f"median specificity {_fmt(summary['median_specificity'])} at {summary['threshold_rule']} thresholds {where}, "
         f"across {summary['n_evaluable']} labels"
     ).replace("(CI ", f"({ci} ")
     if summary["n_excluded"]:
-        text += f" ({summary['n_excluded']} of {summary['n_labels']} excluded: no positives or negatives in the test set)"
+        text += (f" ({summary['n_excluded']} of {summary['n_labels']} excluded: no positives or negatives in the "
+                 "test set)")
     return text + "."
 
 
@@ -296,23 +311,23 @@ def compare_scores(
     y_true, score_a, label_names = check_targets(y_true, score_a, label_names)
     _, score_b, _ = check_targets(y_true, score_b, label_names)
     _, n_clusters, unit = cluster_codes(patient_ids, y_true.shape[0])
+    bins = [_bins_per_label(y_true, score_a), _bins_per_label(y_true, score_b)]
     boot = None
     if n_bootstrap > 0:
-        boot = bootstrap_replicates(y_true, [score_a, score_b], None, patient_ids, n_bootstrap, seed, progress=progress)
+        boot = bootstrap_replicates(y_true, [score_a, score_b], None, patient_ids, n_bootstrap, seed,
+                                    progress=progress, bins=bins)
     rows, curves = [], {}
     for j, name in enumerate(label_names):
-        y = y_true[:, j]
-        known = ~np.isnan(y)
-        n_pos, n_neg, n_unknown = _label_counts(y)
+        n_pos, n_neg, n_unknown = _label_counts(bins[0][j], y_true.shape[0])
         reason = degenerate_reason(n_pos, n_neg)
         row = {"label": name, "n_pos": n_pos, "n_neg": n_neg, "n_unknown": n_unknown}
         nan = float("nan")
         if reason is None:
-            test = delong_test(y[known], score_a[known, j], score_b[known, j], level)
+            test = delong_test_from_bins(bins[0][j], bins[1][j], level)
             row.update(auc_a=test.auc_a, auc_b=test.auc_b, diff=test.diff, diff_se_delong=test.se,
                        diff_delong_ci_low=test.ci_low, diff_delong_ci_high=test.ci_high, z_delong=test.z,
                        p_delong=test.p_value)
-            curves[name] = [_roc_points(y, score_a[:, j]), _roc_points(y, score_b[:, j])]
+            curves[name] = [_roc_points(bins[0][j]), _roc_points(bins[1][j])]
         else:
             row.update(auc_a=nan, auc_b=nan, diff=nan, diff_se_delong=nan, diff_delong_ci_low=nan,
                        diff_delong_ci_high=nan, z_delong=nan, p_delong=nan)
@@ -378,6 +393,7 @@ def _compare_summary(rows, boot, level, alpha, model_names) -> dict:
         f"Median AUC {a} {_fmt(summary['median_auc_a'])} vs {b} {_fmt(summary['median_auc_b'])}; median per-label "
         f"difference ({a} - {b}) {_fmt(summary['median_diff'])} across {summary['n_evaluable']} labels. "
         f"{a} had the higher AUC for {summary['n_a_higher_auc']} labels; significantly better (DeLong, "
-        f"Benjamini-Hochberg q < {alpha:g}) for {summary['n_a_better']}, significantly worse for {summary['n_b_better']}."
+        f"Benjamini-Hochberg q < {alpha:g}) for {summary['n_a_better']}, significantly worse for "
+        f"{summary['n_b_better']}."
     ).replace("(CI ", f"({level:.0%} CI ")
     return summary

@@ -11,13 +11,16 @@ Conventions (shared by the whole ``ecgfm.evaluation`` package):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-from scipy.stats import rankdata
 
 
-def check_targets(y_true, y_score, label_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Validate and return ``(y_true float64 (N, L), y_score float64 (N, L), label_names)``; 1-D input means one label."""
+def check_targets(
+    y_true, y_score, label_names: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Validate and return ``(y_true (N, L), y_score (N, L), label_names)`` as float64; 1-D input = one label."""
     y_true = np.asarray(y_true, dtype=float)
     y_score = np.asarray(y_score, dtype=float)
     if y_true.ndim == 1:
@@ -58,41 +61,106 @@ def degenerate_reason(n_pos: int, n_neg: int, split: str = "test") -> str | None
     return None
 
 
-def roc_auc(y_true, y_score) -> float:
-    """Area under the ROC curve for one label via the Mann-Whitney rank-sum (ties get average ranks); NaN if one class.
-
-    O(n log n): AUC = (sum of positive ranks - n1 (n1 + 1) / 2) / (n1 n0), equal to scikit-learn's trapezoidal
-    ``roc_auc_score`` including ties, but usable on millions of records.
-    """
+def _known(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
+    """One label's known records: ``(y in {0, 1}, scores)``."""
     y = np.asarray(y_true, dtype=float)
     s = np.asarray(y_score, dtype=float)
     known = ~np.isnan(y)
-    y, s = y[known], s[known]
-    n1 = int(np.count_nonzero(y == 1))
-    n0 = y.size - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    ranks = rankdata(s)
-    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+    return y[known], s[known]
+
+
+@dataclass(frozen=True)
+class ScoreBins:
+    """One label's known records grouped by distinct score: the sufficient statistics of every ranking metric.
+
+    ``values`` are the distinct scores (ascending), ``inverse`` the bin of each record, ``positive`` each record's
+    label, ``pos``/``neg`` the number of positives/negatives per bin. One sort per label serves the AUC, average
+    precision, DeLong placement values, ROC points and the bootstrap, which is what makes millions of records cheap.
+    """
+
+    values: np.ndarray
+    inverse: np.ndarray
+    positive: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+
+    @classmethod
+    def from_scores(cls, y_true, y_score) -> "ScoreBins":
+        """Bin a label's records (NaN labels are dropped first)."""
+        y, s = _known(y_true, y_score)
+        values, inverse = np.unique(s, return_inverse=True)
+        positive = y == 1
+        pos = np.bincount(inverse[positive], minlength=values.size).astype(float)
+        neg = np.bincount(inverse[~positive], minlength=values.size).astype(float)
+        return cls(values, inverse.ravel(), positive, pos, neg)
+
+    @cached_property
+    def n_pos(self) -> int:
+        return int(self.pos.sum())
+
+    @cached_property
+    def n_neg(self) -> int:
+        return int(self.neg.sum())
+
+    @cached_property
+    def _negatives_beaten(self) -> np.ndarray:
+        return np.cumsum(self.neg) - 0.5 * self.neg
+
+    def negatives_beaten(self) -> np.ndarray:
+        """Per bin: negatives scoring lower plus half the tied ones (a positive's Mann-Whitney placement count)."""
+        return self._negatives_beaten
+
+    def positives_beating(self) -> np.ndarray:
+        """Per bin: positives scoring higher plus half the tied ones (a negative's placement count)."""
+        return self.n_pos - np.cumsum(self.pos) + 0.5 * self.pos
+
+    def auc(self) -> float:
+        """Mann-Whitney AUC: the share of (positive, negative) pairs ranked correctly, ties counting 1/2 (NaN if one
+        class). Identical to the average-rank formula (sum of positive ranks - n1 (n1 + 1) / 2) / (n1 n0)."""
+        n1, n0 = self.n_pos, self.n_neg
+        if n1 == 0 or n0 == 0:
+            return float("nan")
+        return float(np.dot(self.pos, self.negatives_beaten()) / (n1 * n0))
+
+    def average_precision(self) -> float:
+        """Scikit-learn's AP: sum over distinct scores t (descending) of recall gained at t x precision(score >= t)."""
+        n1 = self.n_pos
+        if n1 == 0:
+            return float("nan")
+        pos_desc, all_desc = self.pos[::-1], (self.pos + self.neg)[::-1]
+        precision = np.cumsum(pos_desc) / np.cumsum(all_desc)
+        return float(np.dot(pos_desc, precision) / n1)
+
+    def roc_points(self, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """ROC curve ``(fpr, tpr)`` from (0, 0) through every distinct score, highest first, to (1, 1).
+
+        With ``resolution`` (e.g. 500 for a plot) only points that start or end a run within one cell of a
+        ``resolution x resolution`` grid are kept: the drawn curve is unchanged at that resolution, and a
+        million-record curve shrinks to a few thousand points.
+        """
+        tpr = np.concatenate([[0.0], np.cumsum(self.pos[::-1])]) / max(self.n_pos, 1)
+        fpr = np.concatenate([[0.0], np.cumsum(self.neg[::-1])]) / max(self.n_neg, 1)
+        if resolution is None or fpr.size <= 2:
+            return fpr, tpr
+        cell = np.floor(fpr * resolution) * (resolution + 1) + np.floor(tpr * resolution)
+        keep = np.ones(cell.size, dtype=bool)
+        keep[1:-1] = (cell[1:-1] != cell[:-2]) | (cell[1:-1] != cell[2:])
+        return fpr[keep], tpr[keep]
+
+
+def roc_auc(y_true, y_score) -> float:
+    """Area under the ROC curve for one label (NaN labels dropped; NaN when only one class is present).
+
+    Mann-Whitney statistic with average-rank ties, O(n log n): equals scikit-learn's trapezoidal ``roc_auc_score``
+    including ties, but usable on millions of records.
+    """
+    return ScoreBins.from_scores(y_true, y_score).auc()
 
 
 def average_precision(y_true, y_score) -> float:
-    """Average precision (area under the step precision-recall curve, scikit-learn's definition); NaN if no positives.
-
-    AP = sum over distinct score values t (descending) of (recall gained at t) x (precision at score >= t).
-    """
-    y = np.asarray(y_true, dtype=float)
-    s = np.asarray(y_score, dtype=float)
-    known = ~np.isnan(y)
-    y, s = y[known], s[known]
-    n1 = np.count_nonzero(y == 1)
-    if n1 == 0:
-        return float("nan")
-    values, inverse = np.unique(-s, return_inverse=True)  # ascending in -s = descending score
-    pos = np.bincount(inverse, weights=y, minlength=values.size)
-    tot = np.bincount(inverse, minlength=values.size)
-    precision = np.cumsum(pos) / np.cumsum(tot)
-    return float(np.sum(pos * precision) / n1)
+    """Average precision (area under the step precision-recall curve, scikit-learn's definition); NaN if no
+    positives."""
+    return ScoreBins.from_scores(y_true, y_score).average_precision()
 
 
 def confusion_counts(y_true, y_score, thresholds) -> dict[str, np.ndarray]:
@@ -132,7 +200,7 @@ def rates_from_counts(tp, fp, tn, fn) -> dict[str, np.ndarray]:
 
 
 def micro_auc(y_true, y_score) -> float:
-    """Micro-averaged AUC: all known (record, label) pairs pooled into one ranking (scikit-learn's ``average="micro"``)."""
+    """Micro-averaged AUC: all known (record, label) pairs pooled into one ranking (scikit-learn's "micro")."""
     y = np.asarray(y_true, dtype=float).ravel()
     s = np.asarray(y_score, dtype=float).ravel()
     return roc_auc(y, s)

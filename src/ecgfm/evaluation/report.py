@@ -167,7 +167,8 @@ def render_evaluation_html(result: EvaluationResult, command: str | None = None,
         items = "".join(f"<li>{html.escape(e['label'])}: {html.escape(e['reason'])}</li>" for e in s["excluded"])
         body.append(f"<p>{s['n_excluded']} labels excluded from medians and macro AUC:</p><ul>{items}</ul>")
     if s["without_threshold"]:
-        items = "".join(f"<li>{html.escape(e['label'])}: {html.escape(e['reason'])}</li>" for e in s["without_threshold"])
+        items = "".join(f"<li>{html.escape(e['label'])}: {html.escape(e['reason'])}</li>"
+                        for e in s["without_threshold"])
         body.append(f"<p>Labels without an operating threshold:</p><ul>{items}</ul>")
 
     rows = _sorted_by(result.labels, "auc")
@@ -185,7 +186,9 @@ def render_evaluation_html(result: EvaluationResult, command: str | None = None,
     for r in rows:
         delong = (f"{r['auc_delong_ci_low']:.3f}-{r['auc_delong_ci_high']:.3f}"
                   if math.isfinite(r["auc_delong_ci_low"]) else "-")
-        note = "; ".join(x for x in (r["reason"], r["threshold_reason"]) if x)
+        undefined = r.get("bootstrap_undefined") or 0
+        undefined_note = f"AUC undefined in {undefined} resamples (left out of its CI)" if undefined else None
+        note = "; ".join(x for x in (r["reason"], r["threshold_reason"], undefined_note) if x)
         table_rows.append((r["excluded"], [
             html.escape(r["label"]), _fmt(r["n_pos"]), _fmt(r["n_neg"]), _with_ci(r, "auc"), delong,
             _with_ci(r, "average_precision", "ap_ci_low", "ap_ci_high"), _fmt(r["threshold"], 4),

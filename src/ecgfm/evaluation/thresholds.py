@@ -2,9 +2,9 @@
 
 A rule is written as a short spec: ``"youden"`` (maximise sensitivity + specificity - 1), ``"sens>=0.9"`` (the
 highest threshold reaching 90 % sensitivity, i.e. the best specificity with it), ``"spec>=0.95"`` (the lowest threshold
-keeping 95 % specificity, i.e. the best sensitivity with it) or a number such as ``0.5`` (a fixed threshold, the same for
-every label). The chosen threshold is one of the validation scores (or just above the highest) and a record is called positive when
-``score >= threshold`` (scikit-learn's ``roc_curve`` convention).
+keeping 95 % specificity, i.e. the best sensitivity with it) or a number such as ``0.5`` (a fixed threshold, the same
+for every label). The chosen threshold is one of the validation scores (or just above the highest) and a record is
+called positive when ``score >= threshold`` (scikit-learn's ``roc_curve`` convention).
 """
 from __future__ import annotations
 
