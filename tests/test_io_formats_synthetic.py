@@ -418,7 +418,9 @@ def test_edf_without_ecg_channels(tmp_path):
 
 
 def test_contec_invalid_samples_inside_refused(tmp_path):
-    header = b"0000001\x00\x00\x00" + b"2021-01-02 03:04:05\x00" + b"\x00\x00" + b"NAME\x00\x00\x00\x00" + bytes([1, 40, 70])
+    # case name, 2 unknown bytes, timestamp, 2 unknown bytes, patient name, sex (1 = M), age, weight
+    header = (b"0000001\x00" + b"\x00\x00" + b"2021-01-02 03:04:05\x00" + b"\x00\x00" + b"NAME\x00\x00\x00\x00"
+              + bytes([1, 40, 70]))
     t = np.arange(1600) / 800
     rows = np.zeros((1600, 8), dtype=np.uint16)
     rows[:] = (2048 + 100 * np.sin(2 * np.pi * t))[:, None].astype(np.uint16) + np.arange(8, dtype=np.uint16)
@@ -431,3 +433,36 @@ def test_contec_invalid_samples_inside_refused(tmp_path):
     path.write_bytes(header + rows.astype("<u2").tobytes() + b"\x00" * 37)
     with pytest.raises(ECGReadError, match=r"leads V2 have invalid \(0x6800\) samples"):
         ecgfm.read(path)
+
+
+# --- robustness: truncated and bit-flipped files fail with ECGReadError, never another exception --------------------
+def _damage_source(fmt: str, tmp_path: Path, ecg: ECG) -> Path:
+    if fmt == "dicom":
+        return _dicom(tmp_path / "src.dcm", _counts(ecg, 2.5), 500, 2.5, "uV")
+    if fmt == "ishne":
+        return _ishne(tmp_path / "src.ecg", _counts(ecg, 2.5), 500, range(5, 17))
+    if fmt == "philips":
+        path = tmp_path / "src.xml"
+        path.write_bytes(_philips_xml(_counts(ecg, 5.0), 500, 5.0).encode("utf-16"))
+        return path
+    return write(ecg, tmp_path / f"src{ {'scp': '.scp', 'edf': '.edf'}.get(fmt, '.xml')}", format=fmt)
+
+
+@pytest.mark.parametrize("fmt", ["scp", "muse", "hl7_aecg", "edf", "dicom", "ishne", "philips"])
+def test_damaged_files_raise_read_errors_only(tmp_path, synthetic_ecg, fmt):
+    source = _damage_source(fmt, tmp_path, synthetic_ecg(seconds=1.0, seed=4))
+    data = source.read_bytes()
+    rng = np.random.default_rng(0)
+    damaged = [data[:cut] for cut in np.linspace(0, len(data) - 1, 12).astype(int)]
+    for _ in range(12):
+        flipped = bytearray(data)
+        flipped[int(rng.integers(len(data)))] ^= 1 << int(rng.integers(8))
+        damaged.append(bytes(flipped))
+    for i, blob in enumerate(damaged):
+        path = tmp_path / f"d{i}{source.suffix}"
+        path.write_bytes(blob)
+        for options in ({}, {"check_crc": False} if fmt in ("scp", "ishne") else {}):
+            try:
+                ecgfm.read(path, **options)
+            except ECGReadError as exc:
+                assert str(path) in str(exc)

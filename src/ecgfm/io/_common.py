@@ -47,15 +47,12 @@ def to_millivolt_factor(unit: str, path: Path, what: str) -> float:
         raise ECGReadError(path, f"{what}: {exc}") from None
 
 
-def lead_name(label: Any, path: Path, lead_map: Mapping | None = None) -> str:
-    """Canonical lead name for a vendor label, after an optional user ``lead_map`` (label -> lead)."""
-    if lead_map and label in lead_map:
-        label = lead_map[label]
+def lead_name(label: Any, path: Path) -> str:
+    """Canonical lead name for a vendor lead label, or an error naming the file and the label."""
     try:
         return canonical_lead_name(str(label))
     except ValueError:
-        raise ECGReadError(path, f"channel {label!r} names no ECG lead; pass lead_map={{{label!r}: 'II'}} "
-                                 "(or whichever lead it is) to read it") from None
+        raise ECGReadError(path, f"lead label {label!r} names no ECG lead ecgfm knows") from None
 
 
 def is_lead_name(label: Any) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.waveforms.numpy_handler import multiplex_array
 
 from ecgfm.ecg import ECG
@@ -43,15 +43,18 @@ def read_dicom(path: Path, *, waveform: str = "rhythm", check_units: bool = True
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError) as exc:
         raise ECGReadError(path, f"not a readable DICOM file: {exc}") from None
-    sop = str(ds.get("SOPClassUID", ""))
-    if sop not in ECG_SOP_CLASSES:
-        raise ECGReadError(path, f"SOP class {sop or '(none)'} is not an ECG waveform; expected one of "
-                                 f"{', '.join(ECG_SOP_CLASSES.values())}")
-    if "WaveformSequence" not in ds or not ds.WaveformSequence:
-        raise ECGReadError(path, "no Waveform Sequence in the file")
-    index = _select_group(ds, waveform, path)
-    fs, names, signal, notes = _group_signal(ds, index, path)
-    meta = {**_metadata(ds, path), "waveform": waveform, "sop_class": ECG_SOP_CLASSES[sop], **notes}
+    try:  # pydicom decodes elements lazily, so a corrupt element surfaces on first access
+        sop = str(ds.get("SOPClassUID", ""))
+        if sop not in ECG_SOP_CLASSES:
+            raise ECGReadError(path, f"SOP class {sop or '(none)'} is not an ECG waveform; expected one of "
+                                     f"{', '.join(ECG_SOP_CLASSES.values())}")
+        if "WaveformSequence" not in ds or not ds.WaveformSequence:
+            raise ECGReadError(path, "no Waveform Sequence in the file")
+        index = _select_group(ds, waveform, path)
+        fs, names, signal, notes = _group_signal(ds, index, path)
+        meta = {**_metadata(ds, path), "waveform": waveform, "sop_class": ECG_SOP_CLASSES[sop], **notes}
+    except (BytesLengthException, NotImplementedError, AttributeError) as exc:
+        raise ECGReadError(path, f"corrupt or incomplete DICOM waveform: {exc}") from None
     return with_derived_limb_leads(make_ecg(path, signal, fs, names, meta, check_units))
 
 

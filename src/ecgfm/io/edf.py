@@ -16,8 +16,9 @@ import pyedflib
 
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
-from ecgfm.io._common import is_lead_name, iso_datetime, make_ecg, stack_leads, unit_factor, window
+from ecgfm.io._common import is_lead_name, iso_datetime, make_ecg, stack_leads, window
 from ecgfm.io.registry import register_reader
+from ecgfm.io.units import unit_factor
 
 #: contec-ecg2edf (RigacciOrg/ecg-contec) writes ECG90A raw counts with a +-1000 mV / +-32768 header, i.e.
 #: 30.5 uV per count, while the device resolution is 5 uV per count: amplitudes come out 6.1x too large.

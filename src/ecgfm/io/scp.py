@@ -159,6 +159,9 @@ def _rhythm(section: bytes, leads: list[LeadDef], huffman: bool, path: Path
 
 
 def _lead_values(stream: bytes, lead: LeadDef, huffman: bool, path: Path, notes: dict) -> np.ndarray:
+    if not 0 < lead.n_samples <= 8 * len(stream):  # every coded sample takes at least one bit
+        raise ECGReadError(path, f"lead code {lead.code}: section 3 declares samples {lead.first}..{lead.last}, "
+                                 f"impossible for {len(stream)} bytes of data")
     if huffman:
         try:
             return huffman_decode_default(stream, lead.n_samples)

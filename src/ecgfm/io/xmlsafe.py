@@ -41,6 +41,8 @@ def parse_xml_bytes(data: bytes, path: Path) -> tuple[ET.Element, str]:
                                  "external references are not allowed in ECG files") from None
     except ET.ParseError as exc:
         raise ECGReadError(path, f"malformed XML: {exc}") from None
+    except LookupError as exc:  # an encoding Python does not know, e.g. a corrupted declaration
+        raise ECGReadError(path, f"malformed XML declaration: {exc}") from None
     namespace = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
     strip_namespaces(root)
     return root, namespace
