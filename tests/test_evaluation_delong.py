@@ -37,6 +37,8 @@ def test_fast_delong_equals_slow_definition(ties, seed):
     np.testing.assert_allclose(auc_fast, auc_slow, atol=1e-12)
     np.testing.assert_allclose(cov_fast, cov_slow, rtol=1e-10, atol=1e-15)
     assert auc_fast[0] == pytest.approx(roc_auc_score(y, a), abs=1e-12)
+    single = delong_auc(y, a)  # single-model path: variances summed over score bins instead of records
+    assert single.se == pytest.approx(np.sqrt(cov_slow[0, 0]), rel=1e-10)
 
     test = delong_test(y, a, b)
     var = cov_slow[0, 0] + cov_slow[1, 1] - 2 * cov_slow[0, 1]

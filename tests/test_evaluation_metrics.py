@@ -16,6 +16,7 @@ from sklearn.metrics import (
 
 from ecgfm.evaluation.intervals import percentile_interval, wilson_interval
 from ecgfm.evaluation.metrics import (
+    ScoreBins,
     average_precision,
     check_targets,
     confusion_counts,
@@ -73,6 +74,21 @@ def test_unknown_labels_are_left_out():
     keep = ~np.isnan(y_nan)
     assert roc_auc(y_nan, s) == pytest.approx(roc_auc_score(y[keep], s[keep]), abs=1e-12)
     assert average_precision(y_nan, s) == pytest.approx(average_precision_score(y[keep], s[keep]), abs=1e-12)
+
+
+def test_roc_points_match_sklearn_and_thinning_keeps_the_curve():
+    rng = np.random.default_rng(7)
+    y, s = _binary_case(rng, 5000, 0.2, False)
+    bins = ScoreBins.from_scores(y, s)
+    fpr, tpr = bins.roc_points()
+    ref_fpr, ref_tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, ref_fpr)
+    np.testing.assert_allclose(tpr, ref_tpr)
+    thin_fpr, thin_tpr = bins.roc_points(resolution=100)
+    assert thin_fpr.size < fpr.size / 5
+    assert (thin_fpr[0], thin_tpr[0], thin_fpr[-1], thin_tpr[-1]) == (0, 0, 1, 1)
+    # Trapezoidal area of the thinned curve stays within the grid resolution of the true AUC.
+    assert np.trapezoid(thin_tpr, thin_fpr) == pytest.approx(roc_auc_score(y, s), abs=0.01)
 
 
 def test_micro_auc_matches_sklearn_micro():

@@ -198,7 +198,7 @@ def evaluate_scores(
         row["ap_ci_low"], row["ap_ci_high"] = _interval(None if boot is None else boot.ap[0, :, j], level)
         row["threshold"] = float(thr[j])
         for key in ("tp", "fp", "tn", "fn"):
-            row[key] = counts[key][j]
+            row[key] = int(counts[key][j]) if np.isfinite(counts[key][j]) else float("nan")
         for rate, (hit, miss) in WILSON_RATES.items():
             row[rate] = float(rates[rate][j])
             k, n = counts[hit][j], counts[hit][j] + counts[miss][j]
@@ -252,8 +252,8 @@ def _summary(rows, boot, y_true, y_score, level, rule_text, thr_source) -> dict:
                               for r in rows if r["threshold_reason"]],
         "median_auc": stat_with_ci(nan_median, auc, "auc", evaluable),
         "macro_auc": stat_with_ci(nan_mean, auc, "auc", evaluable),
-        # Micro pools every known (record, label) pair, degenerate labels included (scikit-learn's definition);
-        # no CI because pairs from one record are not independent and the pooled bootstrap would be costly.
+        # Micro pools every known (record, label) pair, degenerate labels included (scikit-learn's definition).
+        # Not bootstrapped: each resample would need a fresh ranking of all N x L pairs.
         "micro_auc": {"value": micro_auc(y_true, y_score), "ci_low": float("nan"), "ci_high": float("nan")},
         "median_average_precision": stat_with_ci(nan_median, ap, "ap", evaluable),
         "median_sensitivity": stat_with_ci(nan_median, sens, "sens", operating),
@@ -286,6 +286,9 @@ def summary_sentence(summary: Mapping, level: float = 0.95) -> str:
         f"median specificity {_fmt(summary['median_specificity'])} at {summary['threshold_rule']} thresholds {where}, "
         f"across {summary['n_evaluable']} labels"
     ).replace("(CI ", f"({ci} ")
+    if summary["n_with_operating_point"] < summary["n_evaluable"]:
+        text += (f" (sensitivity and specificity over the {summary['n_with_operating_point']} with a validation "
+                 "threshold)")
     if summary["n_excluded"]:
         text += (f" ({summary['n_excluded']} of {summary['n_labels']} excluded: no positives or negatives in the "
                  "test set)")
