@@ -16,7 +16,7 @@ _CANONICAL_BY_KEY = {lead.upper(): lead for lead in STANDARD_LEADS + _EXTRA_LEAD
 # Vendor spellings beyond case/whitespace differences.
 _ALIASES = {
     "LEAD I": "I", "LEAD II": "II", "LEAD III": "III", "D1": "I", "D2": "II", "D3": "III",
-    "DI": "I", "DII": "II", "DIII": "III", "-AVR": "aVR", "AVR": "aVR", "AVL": "aVL", "AVF": "aVF",
+    "DI": "I", "DII": "II", "DIII": "III", "AVR": "aVR", "AVL": "aVL", "AVF": "aVF",
     "1": "I", "2": "II", "3": "III",
 }
 
