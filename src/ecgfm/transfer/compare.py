@@ -302,8 +302,11 @@ class Comparison:
     def _fold_names(self) -> list[str]:
         return ["test"] if self.config.split == "fixed" else [f"f{k}" for k in range(self.config.cv_folds)]
 
-    def run(self, progress: Callable[[int, int, str], None] | None = None) -> None:
-        """Train and score every missing cell (finished cells are skipped)."""
+    def run(self, progress: Callable[[int, int, str, str], None] | None = None) -> None:
+        """Train and score every missing cell (finished cells are reused).
+
+        ``progress(done, total, cell, event)`` is called with event ``"start"``, ``"done"`` or ``"reused"``.
+        """
         self._check_out_dir()
         plans: dict[tuple[str, int], Plan] = {}
         todo = self.cells()
@@ -323,13 +326,13 @@ class Comparison:
             what = f"{label} n={size} seed={seed} {fold_name} {arm}"
             if path.exists():
                 if progress:
-                    progress(i + 1, len(todo), f"{what} (done)")
+                    progress(i + 1, len(todo), what, "reused")
                 continue
             if progress:
-                progress(i, len(todo), what)
+                progress(i, len(todo), what, "start")
             self._run_cell(path, label, size, seed, fold, sampler, arm)
             if progress:
-                progress(i + 1, len(todo), what)
+                progress(i + 1, len(todo), what, "done")
 
     def _skip(self, label: str, size, reason: str) -> None:
         entry = {"label": label, "size": size, "reason": reason}

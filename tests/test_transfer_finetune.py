@@ -1,0 +1,241 @@
+"""Fine-tuning a foundation for new labels: strategies, discriminative rates, frozen BatchNorm, saved models, resume."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ecgfm.transfer.finetune as ft
+from ecgfm.datasets.arrays import ArraySet
+from ecgfm.models import ModelInfo, create, load_checkpoint, load_pretrained
+from ecgfm.transfer.finetune import (WARMUP_LR, FinetuneConfig, body_parameter_groups, epoch_index, finetune,
+                                     frozen_batchnorm, inner_validation_split, plan_stages, predict_proba)
+from ecgfm.transfer.splits import check_patient_disjoint
+
+PREPROCESS = {"steps": [{"name": "resample", "fs": 100.0}]}
+TINY = dict(widths=(8, 8), depths=(1, 1), stem_width=8, head_hidden=16)
+
+
+def tiny_foundation(labels=("OLD1", "OLD2"), seed=0):
+    """A small resnet1d 'foundation' (random weights) with the info a pre-trained one carries."""
+    torch.manual_seed(seed)
+    model = create("resnet1d", num_labels=len(labels), **TINY)
+    info = ModelInfo.from_model(model, list(labels), label_descriptions={n: n.lower() for n in labels}, fs=100.0,
+                                window=100, stride=50, preprocess=PREPROCESS, data={"excluded_labels": ["NEW1"]})
+    return model.eval(), info
+
+
+def novel_dataset(n_patients=90, seed=0, prevalence=(0.25, 0.3)) -> ArraySet:
+    """Two records per patient, 12 x 200 samples; NEW1 adds a 3 Hz wave, NEW2 shifts leads I-aVF (both learnable)."""
+    rng = np.random.default_rng(seed)
+    pids = np.repeat(np.arange(n_patients), 2).astype(str)
+    patient_labels = (rng.random((n_patients, 2)) < prevalence).astype(np.float32)
+    Y = np.repeat(patient_labels, 2, axis=0)
+    X = rng.normal(0, 0.3, (len(Y), 12, 200)).astype(np.float32)
+    t = np.arange(200) / 100
+    X[Y[:, 0] == 1] += (0.6 * np.sin(2 * np.pi * 3 * t)).astype(np.float32)
+    X[Y[:, 1] == 1, :6] += 0.4
+    folds = (np.arange(len(Y)) // 2) % 10 + 1
+    return ArraySet(X=X, Y=Y, label_names=["NEW1", "NEW2"], ids=np.arange(len(Y)), patient_ids=pids, folds=folds,
+                    preprocess=PREPROCESS, label_descriptions={"NEW1": "first new finding", "NEW2": "second"})
+
+
+def quick(**kw) -> FinetuneConfig:
+    return FinetuneConfig(**{"epochs": 3, "patience": None, "warmup_epochs": 1, "min_epoch_samples": 32,
+                             "batch_size": 16, "device": "cpu", **kw})
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def test_plan_stages_fill_the_budget():
+    for strategy in ("full", "linear", "gradual", "scratch"):
+        for epochs in (1, 2, 5, 12):
+            stages = plan_stages(FinetuneConfig(strategy=strategy, epochs=epochs, warmup_epochs=3), n_groups=4)
+            assert sum(s.epochs for s in stages) == epochs and all(s.epochs >= 1 for s in stages)
+            assert stages[-1].name == "final" and stages[-1].early_stopping
+    gradual = plan_stages(FinetuneConfig(strategy="gradual", epochs=10, warmup_epochs=2, unfreeze_epochs=1), 4)
+    assert [(s.name, s.n_unfrozen) for s in gradual] == [("warmup", 0), ("unfreeze-1", 1), ("unfreeze-2", 2),
+                                                         ("unfreeze-3", 3), ("final", 4)]
+    assert gradual[0].lr == WARMUP_LR
+    assert plan_stages(FinetuneConfig(strategy="scratch"), 4)[0].schedule == "onecycle"
+
+
+def test_body_groups_cover_every_non_head_parameter_once():
+    model, _ = tiny_foundation()
+    groups = body_parameter_groups(model, 4)
+    ids = [id(p) for g in groups for p in g]
+    head = {id(p) for p in model.head.parameters()}
+    assert len(ids) == len(set(ids))
+    assert set(ids) | head == {id(p) for p in model.parameters()} and not set(ids) & head
+    first_layer = next(model.backbone.children())
+    assert {id(p) for p in first_layer.parameters()} <= {id(p) for p in groups[0]}  # input side first
+
+
+def test_frozen_batchnorm_keeps_statistics_through_train_mode():
+    model, _ = tiny_foundation()
+    bn = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm1d)]
+    before = [m.running_mean.clone() for m in bn]
+    with frozen_batchnorm(model.backbone):
+        model.train()
+        assert not any(m.training for m in bn) and model.head.pre_logits[0].training
+        model(torch.randn(8, 12, 100))
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, bn))
+    model.train()
+    assert all(m.training for m in bn)  # restored afterwards
+
+
+def test_epoch_index_oversamples_and_tiles():
+    Y = np.array([[1], [0], [0], [0], [0], [0], [0], [0], [0]], dtype=float)
+    index = epoch_index(Y, "oversample", 0)
+    assert np.sum(index == 0) == 8 and len(index) == 16  # 8 negatives : 1 positive -> positive x8
+    assert len(epoch_index(Y, "pos_weight", 40)) == 45 and set(epoch_index(Y, "none", 0)) == set(range(9))
+
+
+def test_inner_validation_split_is_patient_level_and_has_positives():
+    data = novel_dataset()
+    train, val = inner_validation_split(data.Y, data.patient_ids, 0.2, seed=0)
+    check_patient_disjoint(train, val, data.patient_ids)
+    assert len(train) + len(val) == len(data) and data.Y[val].sum(axis=0).min() > 0
+
+
+def test_linear_probe_trains_only_the_head():
+    model, info = tiny_foundation()
+    data = novel_dataset()
+    result = finetune((model, info), data.subset(np.arange(120)), data.subset(np.arange(120, 180)),
+                      quick(strategy="linear"))
+    new, old = dict(result.model.named_parameters()), dict(model.named_parameters())
+    for name, param in old.items():
+        if name.startswith("backbone."):
+            assert torch.equal(param, new[name]), name
+    for name, buf in model.named_buffers():  # frozen body: BatchNorm statistics unchanged too
+        if name.startswith("backbone.") and "running" in name:
+            assert torch.equal(buf, dict(result.model.named_buffers())[name]), name
+    assert not torch.equal(old["head.pre_logits.2.weight"], new["head.pre_logits.2.weight"])
+    assert result.model.get_classifier().out_features == 2
+
+
+def test_full_finetune_uses_warmup_then_discriminative_rates(monkeypatch):
+    calls = []
+    real_fit = ft.fit
+
+    def recording_fit(model, train_set, val_set, config, **kw):
+        calls.append((config, [(g["lr_scale"], len(g["params"])) for g in kw["param_groups"]],
+                      {id(p) for g in kw["param_groups"] for p in g["params"]}, model))
+        return real_fit(model, train_set, val_set, config, **kw)
+
+    monkeypatch.setattr(ft, "fit", recording_fit)
+    model, info = tiny_foundation()
+    data = novel_dataset()
+    finetune((model, info), data.subset(np.arange(120)), data.subset(np.arange(120, 180)),
+             quick(epochs=3, warmup_epochs=1, body_groups=3, body_lr_scale=0.1, layer_lr_decay=0.5))
+    (warm_cfg, warm_groups, warm_ids, tuned), (final_cfg, final_groups, final_ids, _) = calls
+    assert warm_cfg.lr == WARMUP_LR and warm_cfg.epochs == 1 and warm_cfg.patience is None
+    assert warm_ids == {id(p) for p in tuned.head.parameters()}
+    assert final_cfg.lr == 1e-3 and final_cfg.epochs == 2 and final_cfg.schedule == "cosine"
+    assert [scale for scale, _ in final_groups] == pytest.approx([1.0, 0.1, 0.05, 0.025])
+    assert final_ids == {id(p) for p in tuned.parameters()}
+
+
+def test_param_groups_reach_the_optimizer():
+    from ecgfm.training.trainer import build_optimizer
+
+    model, _ = tiny_foundation()
+    head, body = list(model.head.parameters()), [p for p in model.backbone.parameters()]
+    opt = build_optimizer(model, 1e-3, 0.01, [{"params": head, "lr_scale": 1.0}, {"params": body, "lr_scale": 0.1}])
+    lrs = sorted({g["lr"] for g in opt.param_groups})
+    assert lrs == pytest.approx([1e-4, 1e-3])
+    assert {g["weight_decay"] for g in opt.param_groups} == {0.0, 0.01}  # no decay on biases / BN
+
+
+def test_finetuned_model_is_saved_for_predict_and_evaluate(tmp_path):
+    model, info = tiny_foundation()
+    data = novel_dataset()
+    run = tmp_path / "run"
+    result = finetune((model, info), data.subset(np.arange(140)), data.subset(np.arange(140, 180)), quick(), run)
+    assert {"config.json", "metrics.jsonl", "last.pt", "best.pt", "model", "summary.json", "finetune.json"} <= \
+        {p.name for p in run.iterdir()}
+    saved, saved_info = load_checkpoint(run / "best.pt")
+    folder, folder_info = load_pretrained(run / "model")
+    assert saved_info.labels == folder_info.labels == ["NEW1", "NEW2"]
+    assert saved_info.label_descriptions == {"NEW1": "first new finding", "NEW2": "second"}
+    assert saved_info.preprocess == PREPROCESS and (saved_info.window, saved_info.stride) == (100, 50)
+    assert set(saved_info.thresholds) == {"NEW1", "NEW2"} and saved_info.metrics["threshold_source"] == "validation set"
+    assert saved_info.data["foundation"]["labels"] == ["OLD1", "OLD2"]
+    assert saved_info.training["finetune"]["strategy"] == "full"
+    p1, p2 = predict_proba(saved, saved_info, data), predict_proba(folder, folder_info, data)
+    np.testing.assert_allclose(p1, p2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p1, predict_proba(result.model, result.info, data), rtol=1e-5, atol=1e-6)
+    # a finished run is returned as is, and other options in the same folder are refused
+    again = finetune((model, info), data.subset(np.arange(140)), data.subset(np.arange(140, 180)), quick(), run)
+    assert again.val_auc == pytest.approx(result.val_auc)
+    with pytest.raises(ValueError, match="config differ"):
+        finetune((model, info), data.subset(np.arange(140)), data.subset(np.arange(140, 180)), quick(lr=0.5), run)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_killed_finetune_resumes_to_the_same_model(tmp_path, monkeypatch):
+    model, info = tiny_foundation()
+    data = novel_dataset()
+    train, val = data.subset(np.arange(140)), data.subset(np.arange(140, 180))
+    config = quick(epochs=4, warmup_epochs=1)
+    reference = finetune((model, info), train, val, config, tmp_path / "reference")
+
+    real_fit = ft.fit
+
+    def crashing_fit(*args, **kw):  # die after the first epoch of the final stage, like a kill
+        def crash(event, row):
+            if event == "epoch" and kw["run_dir"] == tmp_path / "killed":
+                raise Crash()
+        return real_fit(*args, callbacks=[crash], **kw)
+
+    monkeypatch.setattr(ft, "fit", crashing_fit)
+    with pytest.raises(Crash):
+        finetune((model, info), train, val, config, tmp_path / "killed")
+    assert (tmp_path / "killed" / "stages" / "warmup" / "stage_done.json").exists()
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    monkeypatch.setattr(ft, "fit", real_fit)
+    resumed = finetune((model, info), train, val, config, tmp_path / "killed")
+    history = json.loads((tmp_path / "killed" / "summary.json").read_text())["history"]
+    assert [row["stage"] for row in history] == ["warmup", "final", "final", "final"]
+    for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_scratch_and_full_learn_new_labels():
+    model, info = tiny_foundation()
+    data = novel_dataset(n_patients=120)
+    train, test = data.subset(np.arange(180)), data.subset(np.arange(180, 240))
+    for strategy in ("scratch", "full"):
+        result = finetune((model, info), train, None, quick(strategy=strategy, epochs=5, val_fraction=0.25))
+        proba = predict_proba(result.model, result.info, test)
+        from sklearn.metrics import roc_auc_score
+
+        aucs = [roc_auc_score(test.Y[:, j], proba[:, j]) for j in range(2)]
+        assert min(aucs) > 0.8, (strategy, aucs)
+
+
+def test_cross_validation_without_validation_set(tmp_path):
+    model, info = tiny_foundation()
+    data = novel_dataset(n_patients=60)
+    result = finetune((model, info), data, None, quick(cv_folds=2, epochs=2), tmp_path / "cv")
+    cv = result.info.data["cv"]
+    assert cv["folds"] == 2 and len(cv["best_epochs"]) == 2 and 1 <= cv["refit_epochs"] <= 2
+    assert result.info.metrics["threshold_source"] == "out-of-fold predictions"
+    assert set(result.val_auc) == {"NEW1", "NEW2"} and (tmp_path / "cv" / "cv" / "fold-1").is_dir()
+
+
+def test_preprocessing_mismatch_is_refused():
+    model, info = tiny_foundation()
+    data = novel_dataset()
+    data.preprocess = {"steps": [{"name": "resample", "fs": 500.0}]}
+    with pytest.raises(ValueError, match="preprocessed differently"):
+        finetune((model, info), data, None, quick())
