@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "ecgfm.cli.pretrain_cmd",
     "ecgfm.cli.embed_cmd",
     "ecgfm.cli.info_cmd",
+    "ecgfm.cli.finetune_cmd",
+    "ecgfm.cli.compare_cmd",
     "ecgfm.cli.evaluate_cmd",
     "ecgfm.cli.predict_cmd",
     "ecgfm.cli.serve_cmd",
