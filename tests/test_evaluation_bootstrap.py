@@ -56,11 +56,11 @@ def test_replicates_equal_weighted_sklearn_metrics(with_patients):
 def test_unit_weights_reproduce_point_estimates_on_adversarial_labels():
     y = np.c_[[1, 1, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 1, 0, 1, 0]].astype(float)
     s = np.c_[[0.9, 0.5, 0.5, 0.1, 0.5, 0.2], np.arange(6), np.arange(6), np.full(6, 0.3)]
-    from ecgfm.evaluation.bootstrap import _label_design, _stats_from_counts
+    from ecgfm.evaluation.bootstrap import _stats_from_counts, label_design
 
     aucs = []
     for j in range(4):
-        design = _label_design(ScoreBins.from_scores(y[:, j], s[:, j]), np.arange(6), 6, 0.5)
+        design = label_design(ScoreBins.from_scores(y[:, j], s[:, j]), np.arange(6), 6, 0.5)
         auc, ap, tp, fp, tn, fn = _stats_from_counts(design.matrix @ np.ones((6, 1), np.float32), design)
         aucs.append(auc[0])
         assert tp[0] + fn[0] == y[:, j].sum() and fp[0] + tn[0] == 6 - y[:, j].sum()

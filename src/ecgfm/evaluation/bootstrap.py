@@ -62,15 +62,15 @@ def cluster_codes(patient_ids, n_records: int) -> tuple[np.ndarray, int, str]:
 
 
 @dataclass
-class _LabelDesign:
-    """One label's sufficient statistics as a sparse ``rows x clusters`` count matrix (see :func:`_label_design`)."""
+class LabelDesign:
+    """One label's sufficient statistics as a sparse ``rows x clusters`` count matrix (see :func:`label_design`)."""
 
     matrix: sparse.csr_matrix
     n_pos_bins: int
     threshold_gap: int | None  # positive bins below the threshold (None: no threshold)
 
 
-def _label_design(bins: ScoreBins, codes, n_clusters: int, threshold: float) -> _LabelDesign:
+def label_design(bins: ScoreBins, codes, n_clusters: int, threshold: float) -> LabelDesign:
     """Build one label's count matrix from its known records.
 
     With the S distinct scores that hold at least one positive ("positive bins", ascending) the rows are:
@@ -104,10 +104,10 @@ def _label_design(bins: ScoreBins, codes, n_clusters: int, threshold: float) -> 
     data = np.ones(rows_all.size, dtype=np.float32)
     shape = (3 * n_pos + 2, n_clusters)
     matrix = sparse.csr_matrix((data, (rows_all, np.concatenate(cols))), shape=shape)  # sums same-patient duplicates
-    return _LabelDesign(matrix, n_pos, threshold_gap)
+    return LabelDesign(matrix, n_pos, threshold_gap)
 
 
-def _stats_from_counts(counts: np.ndarray, design: _LabelDesign):
+def _stats_from_counts(counts: np.ndarray, design: LabelDesign):
     """AUC, AP and TP/FP/TN/FN per replicate (columns) from the weighted row counts ``design.matrix @ W``.
 
     The inner loop of the whole evaluation, so it works in float32 (exact: the counts are integers below 2**24) and
@@ -159,14 +159,12 @@ def bootstrap_replicates(
     seed: int = 0,
     chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
-    bins: Sequence[Sequence[ScoreBins | None]] | None = None,
 ) -> BootstrapReplicates:
     """Bootstrap replicates of per-label AUC, AP and confusion counts for one or more models on the same records.
 
     ``y_true`` is ``(N, L)`` (NaN = unknown), ``scores`` one ``(N, L)`` array or a list of them (paired: every model
     sees the same resampled records), ``thresholds`` ``(L,)`` or ``(n_models, L)`` (NaN or None = no counts).
-    ``progress`` is called with the number of replicates finished after each chunk. ``bins[model][label]`` may pass
-    the :class:`ScoreBins` the caller already built (None for labels without known records) to save a sort.
+    ``progress`` is called with the number of replicates finished after each chunk.
     """
     y_true = np.asarray(y_true, dtype=float)
     if y_true.ndim == 1:
@@ -177,24 +175,39 @@ def bootstrap_replicates(
     for m in models:
         if m.shape != y_true.shape:
             raise ValueError(f"scores shape {m.shape} does not match y_true {y_true.shape}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     n_records, n_labels = y_true.shape
     thr = np.full((len(models), n_labels), np.nan) if thresholds is None else np.asarray(thresholds, dtype=float)
     thr = np.broadcast_to(thr if thr.ndim == 2 else thr[None, :], (len(models), n_labels))
     codes, n_clusters, unit = cluster_codes(patient_ids, n_records)
-
-    designs: list[list[_LabelDesign | None]] = []
+    designs = []
     for mi, score in enumerate(models):
         row = []
         for j in range(n_labels):
             known = ~np.isnan(y_true[:, j])
-            label_bins = bins[mi][j] if bins is not None else (
-                ScoreBins.from_scores(y_true[known, j], score[known, j]) if known.any() else None)
-            row.append(None if label_bins is None else _label_design(label_bins, codes[known], n_clusters, thr[mi, j]))
+            bins = ScoreBins.from_scores(y_true[known, j], score[known, j]) if known.any() else None
+            row.append(None if bins is None else label_design(bins, codes[known], n_clusters, thr[mi, j]))
         designs.append(row)
+    return run_bootstrap(designs, n_clusters, unit, n_resamples, seed, chunk_size, progress)
 
-    shape = (len(models), n_resamples, n_labels)
+
+def run_bootstrap(
+    designs: Sequence[Sequence[LabelDesign | None]],
+    n_clusters: int,
+    unit: str,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BootstrapReplicates:
+    """Resample prepared designs (``designs[model][label]``, None = label without known records).
+
+    Lets callers build each label's design right after its point metrics and free the per-record arrays, so memory
+    stays at the sparse matrices (about 8 bytes per known record and label) on million-record test sets.
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    n_labels = len(designs[0])
+    shape = (len(designs), n_resamples, n_labels)
     out = {key: np.full(shape, np.nan) for key in ("auc", "ap", "tp", "fp", "tn", "fn")}
     seeds = np.random.SeedSequence(seed).spawn(n_resamples)
     chunk = chunk_size or max(1, min(_MAX_CHUNK, _CHUNK_ELEMENTS // max(n_clusters, 1)))

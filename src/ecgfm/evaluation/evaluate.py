@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import false_discovery_control
 
-from ecgfm.evaluation.bootstrap import BootstrapReplicates, bootstrap_replicates, cluster_codes
+from ecgfm.evaluation.bootstrap import BootstrapReplicates, cluster_codes, label_design, run_bootstrap
 from ecgfm.evaluation.delong import delong_auc_from_bins, delong_test_from_bins
 from ecgfm.evaluation.intervals import percentile_interval, wilson_interval
 from ecgfm.evaluation.metrics import (
@@ -103,13 +103,10 @@ def resolve_thresholds(
 CURVE_RESOLUTION = 500
 
 
-def _bins_per_label(y_true: np.ndarray, y_score: np.ndarray) -> list[ScoreBins | None]:
-    """One :class:`ScoreBins` per label (None when a label has no known records): the single sort per label."""
-    out = []
-    for j in range(y_true.shape[1]):
-        known = ~np.isnan(y_true[:, j])
-        out.append(ScoreBins.from_scores(y_true[known, j], y_score[known, j]) if known.any() else None)
-    return out
+def _label_bins(y_true: np.ndarray, y_score: np.ndarray, j: int) -> tuple[ScoreBins | None, np.ndarray]:
+    """Label ``j``'s :class:`ScoreBins` (None without known records) and its known-record mask: its single sort."""
+    known = ~np.isnan(y_true[:, j])
+    return (ScoreBins.from_scores(y_true[known, j], y_score[known, j]) if known.any() else None), known
 
 
 def _label_counts(bins: ScoreBins | None, n_records: int) -> tuple[int, int, int]:
@@ -168,48 +165,52 @@ def evaluate_scores(
     """
     y_true, y_score, label_names = check_targets(y_true, y_score, label_names)
     thr, thr_reasons, rule_text, thr_source = resolve_thresholds(thresholds, label_names, val_true, val_score)
-    _, n_clusters, unit = cluster_codes(patient_ids, y_true.shape[0])
-    bins = _bins_per_label(y_true, y_score)
-    boot = None
-    if n_bootstrap > 0:
-        boot = bootstrap_replicates(y_true, y_score, thr, patient_ids, n_bootstrap, seed, progress=progress,
-                                    bins=[bins])
+    codes, n_clusters, unit = cluster_codes(patient_ids, y_true.shape[0])
     counts = confusion_counts(y_true, y_score, thr)
     rates = rates_from_counts(counts["tp"], counts["fp"], counts["tn"], counts["fn"])
-    f1_reps = _f1_replicates(boot, 0) if boot is not None else None
+    nan = float("nan")
 
-    rows, curves = [], {}
+    # Pass 1, label by label: point metrics and the label's bootstrap design; the per-record bins are then freed.
+    rows, curves, designs = [], {}, []
     for j, name in enumerate(label_names):
-        n_pos, n_neg, n_unknown = _label_counts(bins[j], y_true.shape[0])
+        bins, known = _label_bins(y_true, y_score, j)
+        n_pos, n_neg, n_unknown = _label_counts(bins, y_true.shape[0])
         reason = degenerate_reason(n_pos, n_neg)
         row = {"label": name, "n_pos": n_pos, "n_neg": n_neg, "n_unknown": n_unknown,
-               "prevalence": n_pos / (n_pos + n_neg) if n_pos + n_neg else float("nan")}
+               "prevalence": n_pos / (n_pos + n_neg) if n_pos + n_neg else nan,
+               "auc": nan, "auc_se_delong": nan, "auc_delong_ci_low": nan, "auc_delong_ci_high": nan,
+               "auc_ci_low": nan, "auc_ci_high": nan, "bootstrap_undefined": 0,
+               "average_precision": bins.average_precision() if n_pos else nan, "ap_ci_low": nan, "ap_ci_high": nan,
+               "threshold": float(thr[j])}
         if reason is None:
-            dl = delong_auc_from_bins(bins[j], level)
+            dl = delong_auc_from_bins(bins, level)
             row.update(auc=dl.auc, auc_se_delong=dl.se, auc_delong_ci_low=dl.ci_low, auc_delong_ci_high=dl.ci_high)
-            curves[name] = _roc_points(bins[j])
-        else:
-            row.update(auc=float("nan"), auc_se_delong=float("nan"),
-                       auc_delong_ci_low=float("nan"), auc_delong_ci_high=float("nan"))
-        row["auc_ci_low"], row["auc_ci_high"] = _interval(None if boot is None else boot.auc[0, :, j], level)
-        # Resamples that drew no positive (or no negative) record of this label: left out of its percentile interval.
-        row["bootstrap_undefined"] = 0 if boot is None or reason else int(np.isnan(boot.auc[0, :, j]).sum())
-        row["average_precision"] = bins[j].average_precision() if n_pos else float("nan")
-        row["ap_ci_low"], row["ap_ci_high"] = _interval(None if boot is None else boot.ap[0, :, j], level)
-        row["threshold"] = float(thr[j])
+            curves[name] = _roc_points(bins)
         for key in ("tp", "fp", "tn", "fn"):
-            row[key] = int(counts[key][j]) if np.isfinite(counts[key][j]) else float("nan")
+            row[key] = int(counts[key][j]) if np.isfinite(counts[key][j]) else nan
         for rate, (hit, miss) in WILSON_RATES.items():
             row[rate] = float(rates[rate][j])
             k, n = counts[hit][j], counts[hit][j] + counts[miss][j]
-            low, high = wilson_interval(k, n, level) if np.isfinite(n) else (np.nan, np.nan)
+            low, high = wilson_interval(k, n, level) if np.isfinite(n) else (nan, nan)
             row[f"{rate}_ci_low"], row[f"{rate}_ci_high"] = float(low), float(high)
-        row["f1"] = float(rates["f1"][j])
-        row["f1_ci_low"], row["f1_ci_high"] = _interval(None if f1_reps is None else f1_reps[:, j], level)
-        row["excluded"] = reason is not None
-        row["reason"] = reason
-        row["threshold_reason"] = thr_reasons[j]
+        row.update(f1=float(rates["f1"][j]), f1_ci_low=nan, f1_ci_high=nan, excluded=reason is not None,
+                   reason=reason, threshold_reason=thr_reasons[j])
         rows.append(row)
+        if n_bootstrap > 0:
+            designs.append(None if bins is None else label_design(bins, codes[known], n_clusters, thr[j]))
+
+    # Pass 2: all labels resampled together, then the bootstrap intervals.
+    boot = None
+    if n_bootstrap > 0:
+        boot = run_bootstrap([designs], n_clusters, unit, n_bootstrap, seed, progress=progress)
+        del designs
+        f1_reps = _f1_replicates(boot, 0)
+        for j, row in enumerate(rows):
+            row["auc_ci_low"], row["auc_ci_high"] = _interval(boot.auc[0, :, j], level)
+            # Resamples that drew no positive (or no negative) of this label: left out of its percentile interval.
+            row["bootstrap_undefined"] = 0 if row["excluded"] else int(np.isnan(boot.auc[0, :, j]).sum())
+            row["ap_ci_low"], row["ap_ci_high"] = _interval(boot.ap[0, :, j], level)
+            row["f1_ci_low"], row["f1_ci_high"] = _interval(f1_reps[:, j], level)
 
     summary = _summary(rows, boot, y_true, y_score, level, rule_text, thr_source)
     settings = {
@@ -313,37 +314,38 @@ def compare_scores(
     Benjamini-Hochberg adjusted p-values across labels, and a paired (cluster) bootstrap CI of the difference."""
     y_true, score_a, label_names = check_targets(y_true, score_a, label_names)
     _, score_b, _ = check_targets(y_true, score_b, label_names)
-    _, n_clusters, unit = cluster_codes(patient_ids, y_true.shape[0])
-    bins = [_bins_per_label(y_true, score_a), _bins_per_label(y_true, score_b)]
-    boot = None
-    if n_bootstrap > 0:
-        boot = bootstrap_replicates(y_true, [score_a, score_b], None, patient_ids, n_bootstrap, seed,
-                                    progress=progress, bins=bins)
-    rows, curves = [], {}
+    codes, n_clusters, unit = cluster_codes(patient_ids, y_true.shape[0])
+    nan = float("nan")
+    rows, curves, designs = [], {}, ([], [])
     for j, name in enumerate(label_names):
-        n_pos, n_neg, n_unknown = _label_counts(bins[0][j], y_true.shape[0])
+        bins_a, known = _label_bins(y_true, score_a, j)
+        bins_b, _ = _label_bins(y_true, score_b, j)
+        n_pos, n_neg, n_unknown = _label_counts(bins_a, y_true.shape[0])
         reason = degenerate_reason(n_pos, n_neg)
-        row = {"label": name, "n_pos": n_pos, "n_neg": n_neg, "n_unknown": n_unknown}
-        nan = float("nan")
+        row = {"label": name, "n_pos": n_pos, "n_neg": n_neg, "n_unknown": n_unknown, "auc_a": nan, "auc_b": nan,
+               "diff": nan, "diff_se_delong": nan, "diff_delong_ci_low": nan, "diff_delong_ci_high": nan,
+               "z_delong": nan, "p_delong": nan, "auc_a_ci_low": nan, "auc_a_ci_high": nan, "auc_b_ci_low": nan,
+               "auc_b_ci_high": nan, "diff_boot_ci_low": nan, "diff_boot_ci_high": nan,
+               "excluded": reason is not None, "reason": reason}
         if reason is None:
-            test = delong_test_from_bins(bins[0][j], bins[1][j], level)
+            test = delong_test_from_bins(bins_a, bins_b, level)
             row.update(auc_a=test.auc_a, auc_b=test.auc_b, diff=test.diff, diff_se_delong=test.se,
                        diff_delong_ci_low=test.ci_low, diff_delong_ci_high=test.ci_high, z_delong=test.z,
                        p_delong=test.p_value)
-            curves[name] = [_roc_points(bins[0][j]), _roc_points(bins[1][j])]
-        else:
-            row.update(auc_a=nan, auc_b=nan, diff=nan, diff_se_delong=nan, diff_delong_ci_low=nan,
-                       diff_delong_ci_high=nan, z_delong=nan, p_delong=nan)
-        if boot is not None:
+            curves[name] = [_roc_points(bins_a), _roc_points(bins_b)]
+        rows.append(row)
+        if n_bootstrap > 0:
+            for model, bins in enumerate((bins_a, bins_b)):
+                designs[model].append(None if bins is None else label_design(bins, codes[known], n_clusters, nan))
+
+    boot = None
+    if n_bootstrap > 0:
+        boot = run_bootstrap(list(designs), n_clusters, unit, n_bootstrap, seed, progress=progress)
+        del designs
+        for j, row in enumerate(rows):
             row["auc_a_ci_low"], row["auc_a_ci_high"] = _interval(boot.auc[0, :, j], level)
             row["auc_b_ci_low"], row["auc_b_ci_high"] = _interval(boot.auc[1, :, j], level)
             row["diff_boot_ci_low"], row["diff_boot_ci_high"] = _interval(boot.auc[0, :, j] - boot.auc[1, :, j], level)
-        else:
-            for key in ("auc_a_ci", "auc_b_ci", "diff_boot_ci"):
-                row[f"{key}_low"] = row[f"{key}_high"] = nan
-        row["excluded"] = reason is not None
-        row["reason"] = reason
-        rows.append(row)
 
     p = np.array([r["p_delong"] for r in rows])
     tested = np.isfinite(p)
