@@ -124,8 +124,8 @@ def test_predict_many_keeps_order_reports_failures_and_is_batch_invariant(predic
     reasons = {f.source.split("/")[-1]: f.reason for f in reference.failures}
     assert set(reasons) == {"missing.hea", "rec_bad.hea"}
     assert "truncated" in reasons["rec_bad.hea"]
-    for batch_size, workers in ((3, 2), (64, 1)):
-        again = predictor.predict_many(inputs, batch_size=batch_size, num_workers=workers)
+    for batch_size, workers, loader in ((3, 2, "process"), (64, 1, "thread"), (2, 2, "thread")):
+        again = predictor.predict_many(inputs, batch_size=batch_size, num_workers=workers, loader=loader)
         assert [p.record_id for p in again.predictions] == [p.record_id for p in reference.predictions]
         a = np.array([list(p.probabilities.values()) for p in again.predictions])
         b = np.array([list(p.probabilities.values()) for p in reference.predictions])

@@ -49,8 +49,10 @@ def register(app: typer.Typer) -> None:
         failures_file: Optional[Path] = typer.Option(None, "--failures", help="Also write the failed files with "
                                                      "their reasons to this CSV."),
         batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="ECGs per model call."),
-        workers: int = typer.Option(2, "--workers", min=0, help="Threads reading and preprocessing files while "
+        workers: int = typer.Option(2, "--workers", min=0, help="Workers reading and preprocessing files while "
                                     "the model runs (0: read inline)."),
+        loader: str = typer.Option("thread", "--loader", help="Workers are threads or processes "
+                                   "(a torch DataLoader)."),
         backend: str = typer.Option("torch", "--backend", help="torch or onnx (ONNX Runtime)."),
         device: str = typer.Option("cpu", "--device", help="torch device (torch backend only)."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads for the model."),
@@ -71,13 +73,15 @@ def register(app: typer.Typer) -> None:
                 output_format(output)
             if backend not in ("torch", "onnx"):
                 raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+            if loader not in ("thread", "process"):
+                raise ValueError(f"unknown loader {loader!r}; choose thread or process")
             inputs, missing = expand_items(paths)
             if not inputs:
                 print_failures(missing)
                 fail("no ECG files to predict")
             predictor = Predictor.from_pretrained(model, device=device, backend=backend, num_threads=threads,
                                                   batch_size=batch_size, num_workers=workers)
-        report = predictor.predict_many(inputs, progress=progress)
+        report = predictor.predict_many(inputs, progress=progress, loader=loader)
         report.failures[:0] = missing
         if output is not None:
             report.write(output)

@@ -270,16 +270,7 @@ class Predictor:
         Raises:
             ECGReadError: naming the file and the reason.
         """
-        ecg = ecg_or_path if isinstance(ecg_or_path, ECG) else read(ecg_or_path)
-        source = ecg.meta.get("source") or (None if isinstance(ecg_or_path, ECG) else str(ecg_or_path))
-        record_id = ecg.meta.get("record_id") or (Path(source).stem if source else None)
-        try:
-            array = self.pipeline.to_array(ecg)
-        except ECGReadError:
-            raise
-        except (ECGError, ValueError) as exc:  # preprocessing refused the content (units, missing leads, ...)
-            raise ECGReadError(source, f"preprocessing failed: {exc}") from exc
-        return array, (str(record_id) if record_id is not None else None), source
+        return preprocess_input(ecg_or_path, self.pipeline)
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Per-label probabilities ``(B, labels)`` for a preprocessed float32 batch ``(B, leads, samples)``."""
@@ -304,19 +295,21 @@ class Predictor:
 
     # -- many ECGs ----------------------------------------------------------------------------------------------------
 
-    def iter_predict(self, items: Iterable[ECGInput], batch_size: int | None = None,
-                     num_workers: int | None = None) -> Iterator[Prediction | Failure]:
+    def iter_predict(self, items: Iterable[ECGInput], batch_size: int | None = None, num_workers: int | None = None,
+                     loader: str = "thread") -> Iterator[Prediction | Failure]:
         """Yield a :class:`Prediction` or :class:`Failure` per input, in input order.
 
-        Reading and preprocessing run in ``num_workers`` threads (``0``: inline) while the model runs on the previous
-        batch, so I/O overlaps compute; at most a few batches are in flight, so memory stays bounded for any number of
-        files.
+        With ``num_workers > 0``, reading and preprocessing run in parallel with the model, a few batches ahead (memory
+        stays bounded for any number of files), in ``loader="thread"`` threads (the default) or ``loader="process"``
+        worker processes (a torch ``DataLoader``). Threads measured as fast or faster in ``benchmarks/predict.py``
+        (no start-up or pickling cost; NumPy/SciPy and the model release the GIL for their heavy work); processes
+        avoid the GIL entirely and may win with many cores. ``num_workers=0`` reads inline.
         """
         batch_size = max(1, int(batch_size or self.batch_size))
         num_workers = self.num_workers if num_workers is None else int(num_workers)
         slots: list[tuple[np.ndarray, str | None, str | None] | Failure] = []
         n_loaded = 0
-        for loaded in self._load_all(items, num_workers, prefetch=2 * batch_size):
+        for loaded in self._load_all(items, num_workers, 2 * batch_size, loader):
             slots.append(loaded)
             n_loaded += not isinstance(loaded, Failure)
             if n_loaded >= batch_size:
@@ -326,12 +319,12 @@ class Predictor:
             yield from self._run_slots(slots)
 
     def predict_many(self, items: Iterable[ECGInput], batch_size: int | None = None, num_workers: int | None = None,
-                     progress: bool = False) -> PredictionReport:
+                     progress: bool = False, loader: str = "thread") -> PredictionReport:
         """Predict files, folders, glob patterns and :class:`~ecgfm.ECG` objects; failures are collected, not raised."""
         start = time.perf_counter()
         inputs, failures = expand_items(items)
         report = PredictionReport(failures=list(failures))
-        results = self.iter_predict(inputs, batch_size=batch_size, num_workers=num_workers)
+        results = self.iter_predict(inputs, batch_size=batch_size, num_workers=num_workers, loader=loader)
         if progress:
             from tqdm.auto import tqdm
 
@@ -341,28 +334,30 @@ class Predictor:
         report.seconds = time.perf_counter() - start
         return report
 
-    def _load_one(self, item: ECGInput) -> tuple[np.ndarray, str | None, str | None] | Failure:
-        try:
-            return self.preprocess(item)
-        except ECGError as exc:
-            return Failure(_source_of(item), getattr(exc, "reason", None) or str(exc))
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch; the reason is reported
-            return Failure(_source_of(item), f"{type(exc).__name__}: {exc}")
-
-    def _load_all(self, items: Iterable[ECGInput], num_workers: int,
-                  prefetch: int) -> Iterator[tuple[np.ndarray, str | None, str | None] | Failure]:
-        """Loaded inputs in order; with workers, up to ``prefetch`` files are read ahead in a thread pool."""
+    def _load_all(self, items: Iterable[ECGInput], num_workers: int, prefetch: int,
+                  loader: str) -> Iterator[tuple[np.ndarray, str | None, str | None] | Failure]:
+        """Loaded inputs (or failures) in input order, read inline, by worker processes or by threads."""
+        if loader not in ("process", "thread"):
+            raise ValueError(f"loader must be 'process' or 'thread', got {loader!r}")
         if num_workers <= 0:
-            yield from map(self._load_one, items)
-            return
-        with ThreadPoolExecutor(num_workers, thread_name_prefix="ecgfm-load") as pool:
-            pending: deque[Future] = deque()
-            for item in items:
-                pending.append(pool.submit(self._load_one, item))
-                if len(pending) >= prefetch:
+            yield from (load_input(item, self.pipeline) for item in items)
+        elif loader == "process":
+            from torch.utils.data import DataLoader
+
+            dataset = _LoadDataset(list(items), self.pipeline)
+            if not len(dataset):
+                return
+            yield from DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_as_is,
+                                  prefetch_factor=max(2, prefetch // num_workers))
+        else:
+            with ThreadPoolExecutor(num_workers, thread_name_prefix="ecgfm-load") as pool:
+                pending: deque[Future] = deque()
+                for item in items:
+                    pending.append(pool.submit(load_input, item, self.pipeline))
+                    if len(pending) >= prefetch:
+                        yield pending.popleft().result()
+                while pending:
                     yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
 
     def _run_slots(self, slots: list) -> Iterator[Prediction | Failure]:
         """Run the model over the loaded slots (grouped by input shape) and yield results in slot order."""
@@ -385,6 +380,52 @@ class Predictor:
                 return {i: Failure(str(source), f"model failed on this input: {type(exc).__name__}: {exc}")}
             return {k: v for one in group for k, v in self._run_group([one]).items()}
         return {i: self._prediction(p, rid, src) for (i, (_, rid, src)), p in zip(group, probs)}
+
+
+def preprocess_input(item: ECGInput, pipeline: Pipeline) -> tuple[np.ndarray, str | None, str | None]:
+    """Read (if a path) and preprocess one ECG with ``pipeline``: ``(model_input, record_id, source)``.
+
+    Raises:
+        ECGReadError: naming the file and the reason.
+    """
+    ecg = item if isinstance(item, ECG) else read(item)
+    source = ecg.meta.get("source") or (None if isinstance(item, ECG) else str(item))
+    record_id = ecg.meta.get("record_id") or (Path(source).stem if source else None)
+    try:
+        array = pipeline.to_array(ecg)
+    except ECGReadError:
+        raise
+    except (ECGError, ValueError) as exc:  # preprocessing refused the content (units, missing leads, ...)
+        raise ECGReadError(source, f"preprocessing failed: {exc}") from exc
+    return array, (str(record_id) if record_id is not None else None), source
+
+
+def load_input(item: ECGInput, pipeline: Pipeline) -> tuple[np.ndarray, str | None, str | None] | Failure:
+    """:func:`preprocess_input`, with any failure returned as a :class:`Failure` (batch jobs report, never stop)."""
+    try:
+        return preprocess_input(item, pipeline)
+    except ECGError as exc:
+        return Failure(_source_of(item), getattr(exc, "reason", None) or str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch; the reason is reported
+        return Failure(_source_of(item), f"{type(exc).__name__}: {exc}")
+
+
+class _LoadDataset:
+    """Inputs as a map-style dataset for a ``DataLoader``: item ``i`` is ``load_input(items[i])``."""
+
+    def __init__(self, items: list[ECGInput], pipeline: Pipeline):
+        self.items, self.pipeline = items, pipeline
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        return load_input(self.items[index], self.pipeline)
+
+
+def _as_is(item):
+    """DataLoader ``collate_fn`` keeping NumPy arrays and failures as they are (no tensor conversion)."""
+    return item
 
 
 def _source_of(item: ECGInput) -> str:
