@@ -26,6 +26,8 @@ def test_window_selects_samples(tmp_path, synthetic_ecg, write_wfdb):
     full = ecgfm.read(header)
     part = ecgfm.read(header, sampfrom=250, sampto=750)
     np.testing.assert_array_equal(part.signal, full.signal[:, 250:750])
+    tail = ecgfm.read(header, sampfrom=1500)
+    np.testing.assert_array_equal(tail.signal, full.signal[:, 1500:])
 
 
 def test_microvolt_header_units_are_converted(tmp_path, synthetic_ecg):
@@ -99,3 +101,10 @@ def test_ptbxl_limb_leads_obey_einthoven(ptbxl_dir):
         ecg = ecgfm.read(header)
         assert np.abs(ecg.lead("I") + ecg.lead("III") - ecg.lead("II")).max() <= 0.0011, header
         assert np.abs(ecg.lead("aVR") + ecg.lead("aVL") + ecg.lead("aVF")).max() <= 0.0021, header
+
+
+def test_record_name_without_extension(tmp_path, synthetic_ecg, write_wfdb):
+    ecg = synthetic_ecg(fs=500, seconds=2)
+    write_wfdb(tmp_path, "00009_hr", ecg)
+    out = ecgfm.read(tmp_path / "00009_hr")  # as wfdb.rdsamp takes it
+    assert out.record_id == "00009_hr" and out.n_samples == 1000

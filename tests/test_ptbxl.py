@@ -205,3 +205,41 @@ def test_real_rate_fallback_reads_the_rate_present(ptbxl_dir):
     assert data.read_record(only_100, fs=500).fs == 100
     assert data.read_record(only_500, fs=100).fs == 500
     assert os.fspath(data.record_path(only_500, 100)[0]).endswith("_hr.hea")
+
+
+def _arrayset(n=6):
+    from ecgfm.datasets.arrays import ArraySet
+
+    rng = np.random.default_rng(0)
+    return ArraySet(X=rng.normal(size=(n, 12, 100)).astype(np.float32),
+                    Y=(rng.random((n, 3)) > 0.5).astype(np.float32), label_names=["A", "B", "C"],
+                    ids=np.arange(n), patient_ids=np.array([str(i // 2) for i in range(n)]),
+                    folds=np.array([1, 1, 9, 9, 10, 10][:n]), label_descriptions={"A": "alpha"})
+
+
+def test_arrayset_subset_select_and_validation():
+    from ecgfm.datasets.arrays import ArraySet
+
+    data = _arrayset()
+    sub = data.subset(data.folds == 9)
+    assert list(sub.ids) == [2, 3] and sub.X.shape == (2, 12, 100)
+    np.testing.assert_array_equal(sub.Y, data.Y[[2, 3]])
+    picked = data.select_labels(["C", "A"])
+    np.testing.assert_array_equal(picked.Y, data.Y[:, [2, 0]])
+    assert picked.label_descriptions == {"C": "C", "A": "alpha"}
+    with pytest.raises(ValueError, match=r"labels \['Z'\] not in this dataset"):
+        data.select_labels(["Z"])
+    with pytest.raises(ValueError, match="Y has 5 rows, X has 6"):
+        ArraySet(X=data.X, Y=data.Y[:5], label_names=data.label_names, ids=data.ids, patient_ids=data.patient_ids)
+    with pytest.raises(ValueError, match="does not match 2 label names"):
+        ArraySet(X=data.X, Y=data.Y, label_names=["A", "B"], ids=data.ids, patient_ids=data.patient_ids)
+    train, val, test = data.split()
+    assert (list(train.ids), list(val.ids), list(test.ids)) == ([0, 1], [2, 3], [4, 5])
+
+
+def test_default_workers_counts_idle_cpus(monkeypatch):
+    monkeypatch.setattr(ptbxl_module.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(ptbxl_module.os, "getloadavg", lambda: (3.2, 3.0, 2.0))
+    assert ptbxl_module.default_workers() == 13
+    monkeypatch.setattr(ptbxl_module.os, "getloadavg", lambda: (40.0, 30.0, 20.0))
+    assert ptbxl_module.default_workers() == 1

@@ -163,7 +163,7 @@ class PTBXL:
         ``pipeline`` defaults to :meth:`Pipeline.default` at ``fs``. ``labels`` defaults to every label of ``task``
         present in the training folds. Records with no signal file at either rate are skipped (see :meth:`summary`);
         records that fail to read are skipped with a warning naming each file. ``workers`` processes read in parallel
-        (default: every CPU; 1 reads in this process).
+        (default: the idle CPUs, see :func:`default_workers`; 1 reads in this process).
         """
         pipeline = pipeline or Pipeline.default(fs=fs)
         label_names = list(labels) if labels is not None else self.label_names(task)
@@ -225,13 +225,27 @@ def _read_chunk(paths: list[str], spec: dict) -> list[tuple[str, np.ndarray | No
     return out
 
 
+def default_workers() -> int:
+    """Processes for reading: the CPUs not already busy (cpu_count - 1-minute load average), at least 1.
+
+    On an oversubscribed machine extra processes only add start-up and pickling work (benchmarks/read.py measured
+    0.89x wall time with 2 workers at load average 8 on 2 cores), so busy cores are not counted.
+    """
+    cpus = os.cpu_count() or 1
+    try:
+        busy = int(round(os.getloadavg()[0]))
+    except (AttributeError, OSError):  # no load average on this platform
+        busy = 0
+    return max(1, cpus - busy)
+
+
 def read_preprocessed(paths: list[str], pipeline: Pipeline, workers: int | None = None, progress: bool = True,
                       desc: str = "reading ECGs") -> tuple[list[np.ndarray | None], dict[str, str]]:
     """Read and preprocess many ECG files, in a process pool when it pays; failures are collected, not raised.
 
     Returns the arrays in input order (``None`` where reading failed) and ``{path: reason}`` for the failures.
     """
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    workers = default_workers() if workers is None else max(1, int(workers))
     chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
     results: dict[str, tuple[np.ndarray | None, str | None]] = {}
     bar = tqdm(total=len(paths), desc=desc, unit="ECG", disable=not progress)
@@ -264,4 +278,4 @@ def _float(value) -> float | None:
 
 
 __all__ = ["PTBXL", "ArraySet", "TASKS", "TRAIN_FOLDS", "VAL_FOLDS", "TEST_FOLDS", "SPLITS", "split_of_fold",
-           "read_preprocessed"]
+           "read_preprocessed", "default_workers"]

@@ -75,6 +75,8 @@ def find_reader(path: str | os.PathLike, format: str | None = None) -> Reader:
         candidates = [r for r in readers.values() if ext in r.extensions]
         if candidates:
             break
+    if not candidates and "wfdb" in readers and not path.is_file() and Path(f"{path}.hea").is_file():
+        return readers["wfdb"]  # a WFDB record name without extension, as wfdb.rdsamp takes it
     if not candidates:
         known = ", ".join(sorted(supported_extensions()))
         raise ECGReadError(path, f"unknown file type {path.suffix or '(no extension)'!r}; supported: {known}")
@@ -114,7 +116,8 @@ def read(path: str | os.PathLike, format: str | None = None, **kwargs) -> ECG:
     """
     path = Path(path)
     reader = find_reader(path, format)
-    if not path.exists() and not (reader.name == "wfdb" and path.with_suffix(".hea").exists()):
+    wfdb_header = reader.name == "wfdb" and (path.with_suffix(".hea").exists() or Path(f"{path}.hea").exists())
+    if not path.exists() and not wfdb_header:
         raise ECGReadError(path, "file not found")
     try:
         ecg = reader.func(path, **kwargs)

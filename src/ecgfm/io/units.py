@@ -38,7 +38,7 @@ def check_plausible_millivolts(signal: np.ndarray, source: str | None = None) ->
     signal = np.asarray(signal, dtype=np.float32)
     if signal.size == 0:
         return
-    robust_max = float(np.percentile(np.abs(signal), 99.9))
+    robust_max = _order_statistic(np.abs(signal).ravel(), 0.999)
     if robust_max > MAX_PLAUSIBLE_MV:
         hint = "microvolts" if robust_max > 300 else "a wrong gain"
         raise ECGValueError(
@@ -46,9 +46,20 @@ def check_plausible_millivolts(signal: np.ndarray, source: str | None = None) ->
             f"the signal looks like {hint}, not millivolts. Convert it to mV (e.g. divide microvolts by 1000) "
             "or declare the correct unit."
         )
-    p1, p99 = np.percentile(signal, [1, 99], axis=-1)
-    if signal.shape[-1] > 10 and float(np.max(p99 - p1)) < MIN_PLAUSIBLE_PEAK_TO_PEAK_MV and robust_max > 0:
-        raise ECGValueError(
-            f"implausible amplitude{where}: every lead spans less than {MIN_PLAUSIBLE_PEAK_TO_PEAK_MV} mV; "
-            "the signal looks like volts, not millivolts. Multiply volts by 1000 or declare the correct unit."
-        )
+    leads = signal.reshape(-1, signal.shape[-1])
+    n = leads.shape[-1]
+    if n > 10 and robust_max > 0:
+        k1, k99 = int(0.01 * (n - 1)), int(0.99 * (n - 1))
+        ordered = np.partition(leads, [k1, k99], axis=-1)
+        if float(np.max(ordered[:, k99] - ordered[:, k1])) < MIN_PLAUSIBLE_PEAK_TO_PEAK_MV:
+            raise ECGValueError(
+                f"implausible amplitude{where}: every lead spans less than {MIN_PLAUSIBLE_PEAK_TO_PEAK_MV} mV; "
+                "the signal looks like volts, not millivolts. Multiply volts by 1000 or declare the correct unit."
+            )
+
+
+def _order_statistic(values: np.ndarray, q: float) -> float:
+    """The ``q`` quantile as an order statistic (``np.partition``: ~2x faster than ``np.percentile`` here, which
+    matters because every record read and every pipeline run checks its units)."""
+    k = int(q * (values.size - 1))
+    return float(np.partition(values, k)[k])

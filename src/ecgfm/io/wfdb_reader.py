@@ -115,7 +115,7 @@ def read_wfdb(path: Path, *, sampfrom: int = 0, sampto: int | None = None, check
     if sampfrom == 0 and sampto is None:  # a window's record.sig_len is the window, not the file's length
         check_signal_files(base, record)
     signal = record.p_signal
-    expected = (sampto or record.sig_len) - sampfrom
+    expected = record.sig_len  # wfdb sets it to the window's length when sampfrom/sampto are given
     if signal is None or signal.shape[0] != expected:
         got = 0 if signal is None else signal.shape[0]
         raise ECGReadError(header_path, f"signal file is truncated or does not match the header: "
