@@ -126,3 +126,19 @@ def test_explicit_format_overrides_extension(tmp_path, ecg):
     path.with_suffix(".npy").rename(path)
     out = ecgfm.read(path, format="numpy", fs=500)
     np.testing.assert_array_equal(out.signal, ecg.signal)
+
+
+def test_csv_rate_spellings_and_heart_rate_is_not_a_sampling_rate(tmp_path, ecg):
+    rows = [",".join(ecg.leads)] + [",".join(f"{v:.6f}" for v in row) for row in ecg.signal.T]
+    (tmp_path / "a.csv").write_text("\n".join(["# Sampling rate: 500 Hz", *rows]) + "\n")
+    assert ecgfm.read(tmp_path / "a.csv").fs == 500
+    (tmp_path / "b.csv").write_text("\n".join(["# heart rate: 72 bpm", *rows]) + "\n")
+    with pytest.raises(ECGReadError, match="sampling rate unknown"):
+        ecgfm.read(tmp_path / "b.csv")
+
+
+def test_npz_declared_leads_agree_with_a_lead_string(tmp_path, ecg):
+    np.savez(tmp_path / "x.npz", signal=ecg.signal[:2], fs=500, leads=np.array(["I", "II"]))
+    assert ecgfm.read(tmp_path / "x.npz", leads="i, ii").leads == ("I", "II")
+    with pytest.raises(ECGReadError, match="declares leads"):
+        ecgfm.read(tmp_path / "x.npz", leads="I, III")

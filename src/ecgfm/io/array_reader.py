@@ -107,10 +107,9 @@ def build_ecg(path: Path, data: np.ndarray, *, fs: float | None, leads: Sequence
         raise ECGReadError(path, f"samples must be real numbers, got dtype {data.dtype}")
     if data.size == 0:
         raise ECGReadError(path, f"zero-length signal (shape {data.shape})")
+    leads = _lead_list(leads)
     if leads is None:
         leads = _default_leads(path, data)
-    elif isinstance(leads, str):
-        leads = [name for name in re.split(r"[,;\s]+", leads) if name]
     try:
         leads = tuple(canonical_lead_name(name) for name in leads)
     except ValueError as exc:
@@ -179,25 +178,32 @@ def read_numpy(path: Path, *, fs: float | None = None, leads: Sequence[str] | No
     except (ValueError, OSError, EOFError) as exc:  # numpy's message for a corrupt/pickled/truncated file
         raise ECGReadError(path, f"not a readable NumPy file: {exc}") from None
     return build_ecg(path, np.asarray(data), fs=_resolve(path, "fs", fs, declared.get("fs")),
-                     leads=_resolve(path, "leads", leads, declared.get("leads")),
+                     leads=_resolve(path, "leads", _lead_list(leads), declared.get("leads")),
                      unit=_resolve(path, "unit", unit, declared.get("unit")), layout=layout,
                      check_units=check_units, format="numpy")
 
 
-_DECLARATION = re.compile(r"\b(fs|sampling_rate|sample_rate|rate|unit|units)\s*[=:]\s*([^\s,;]+)", re.IGNORECASE)
+# "rate" alone is not accepted: in ECG exports it usually means the heart rate.
+_RATE_DECLARATION = re.compile(r"\b(?:fs|sampl(?:ing|e)[ _]?(?:rate|frequency))\s*[=:]\s*([^\s,;]+)", re.IGNORECASE)
+_UNIT_DECLARATION = re.compile(r"\bunits?\s*[=:]\s*([^\s,;]+)", re.IGNORECASE)
 
 
 def _csv_declarations(comment_lines: list[str]) -> dict[str, Any]:
-    """``fs`` and ``unit`` declared in ``#`` comment lines, e.g. ``# fs=500 unit=uV`` or ``# sampling_rate: 500``."""
+    """``fs`` and ``unit`` declared in ``#`` comment lines, e.g. ``# fs=500 unit=uV`` or ``# sampling rate: 500 Hz``."""
     declared: dict[str, Any] = {}
     for line in comment_lines:
-        for key, value in _DECLARATION.findall(line):
-            key = key.lower()
-            if key in ("fs", "sampling_rate", "sample_rate", "rate"):
-                declared["fs"] = float(re.sub(r"(?i)hz$", "", value))
-            else:
-                declared["unit"] = value
+        for value in _RATE_DECLARATION.findall(line):
+            declared["fs"] = float(re.sub(r"(?i)hz$", "", value))
+        for value in _UNIT_DECLARATION.findall(line):
+            declared["unit"] = value
     return declared
+
+
+def _lead_list(leads: Sequence[str] | str | None) -> list[str] | None:
+    """Lead names given as a list or as one comma/space-separated string."""
+    if isinstance(leads, str):
+        return [name for name in re.split(r"[,;\s]+", leads) if name]
+    return None if leads is None else list(leads)
 
 
 def _is_number(text: str) -> bool:
@@ -261,7 +267,7 @@ def read_csv(path: Path, *, fs: float | None = None, leads: Sequence[str] | None
         raise ECGReadError(path, "zero-length signal: the file has a header but no data rows")
     data = _numeric(path, frame, header is not None)
     file_leads = names if names is not None else None
-    leads_resolved = _resolve(path, "leads", leads, file_leads)
+    leads_resolved = _resolve(path, "leads", _lead_list(leads), file_leads)
     return build_ecg(path, data, fs=_resolve(path, "fs", fs, declared.get("fs")), leads=leads_resolved,
                      unit=_resolve(path, "unit", unit, declared.get("unit")),
                      layout="samples_first" if names is not None else layout, check_units=check_units,
