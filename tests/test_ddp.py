@@ -138,3 +138,52 @@ def test_two_gloo_processes_train_like_one_process_with_the_global_batch(tmp_pat
     np.testing.assert_allclose(ddp["predictions"], single["predictions"], rtol=1e-4, atol=1e-5)
     rank1 = json.loads((tmp_path / "ddp.json.rank1").read_text())
     assert rank1["predictions"] == ddp["predictions"]  # every rank holds the full, ordered predictions
+
+
+# The project's trainer (ecgfm.training.fit) under torchrun: DDP wrapping, the shared-permutation sampler, loss sums
+# all-reduced, validation sharded over ranks (31 records: uneven shards of 16 and 15) and gathered, checkpoints from rank 0 only.
+FIT_SCRIPT = textwrap.dedent('''
+    import json, sys
+    import torch
+    from torch import nn
+    from ecgfm.datasets.store import StoreDataset
+    from ecgfm.training import TrainConfig, fit
+    from ecgfm.training.distributed import cleanup, get_rank, is_main_process
+
+    torch.set_num_threads(1)
+    store, val_store, run_dir, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(12, 6, 9, stride=4), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                          nn.Linear(6, 4))
+    model.arch_name, model.arch_kwargs, model.num_labels = "tiny", {}, 4
+    config = TrainConfig(epochs=2, batch_size=batch, lr=0.02, schedule="constant", window=250, workers=1, seed=3,
+                         device="cpu", progress=False, tensorboard=False)
+    result = fit(model, StoreDataset(store), StoreDataset(val_store), config, run_dir=run_dir)
+    out = {"history": [{k: v for k, v in row.items() if k.startswith(("train_loss", "val_loss", "val_macro"))}
+                       for row in result.history],
+           "weights": [p.detach().double().sum().item() for p in result.model.parameters()]}
+    with open(f"{run_dir}.rank{get_rank()}.json", "w") as fh:
+        json.dump(out, fh)
+    cleanup()
+''')
+
+
+@pytest.mark.slow
+def test_fit_under_torchrun_matches_single_process_fit(tmp_path):
+    store = tmp_path / "store"
+    ingest(SyntheticSource(32, fs=100), store, shard_size=8, workers=1, progress=False)
+    ingest(SyntheticSource(31, fs=100, seed=1), tmp_path / "val", shard_size=8, workers=1, progress=False)
+    script = tmp_path / "fit.py"
+    script.write_text(FIT_SCRIPT)
+    _run([sys.executable, str(script), str(store), str(tmp_path / "val"), str(tmp_path / "single"), "8"], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+          str(store), str(tmp_path / "val"), str(tmp_path / "ddp"), "4"], tmp_path)
+    single = json.loads((tmp_path / "single.rank0.json").read_text())
+    ranks = [json.loads((tmp_path / f"ddp.rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]  # every rank ends with the same history and weights
+    for got, want in zip(ranks[0]["history"], single["history"], strict=True):
+        assert got.keys() == want.keys()
+        np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-4)
+    np.testing.assert_allclose(ranks[0]["weights"], single["weights"], rtol=1e-4, atol=1e-6)
+    assert (tmp_path / "ddp" / "last.pt").exists() and (tmp_path / "ddp" / "best.pt").exists()
+    assert not list(tmp_path.glob("ddp/*.tmp*"))

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
 from ecgfm.models.info import ModelInfo
+from ecgfm.training import distributed as dist_utils
 from ecgfm.training.config import TrainConfig
 from ecgfm.training.data import RandomCropDataset, labels_of
 from ecgfm.training.metrics import macro_auc
@@ -158,6 +159,9 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     config = config or TrainConfig()
     run_dir = Path(run_dir) if run_dir is not None else None
     device = resolve_device(config.device)
+    # under torchrun (WORLD_SIZE > 1) join the process group; each rank then drives the GPU of its LOCAL_RANK
+    env = dist_utils.init_distributed(config.device) if dist_utils.launched_by_torchrun() else dist_utils.DistEnv(device=device)
+    device = env.device
     amp = config.amp if config.amp is not None else device.type == "cuda"
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -177,13 +181,17 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     seed_everything(config.seed)
     train_data = RandomCropDataset(train_set, config.window, seed=config.seed) if config.window else train_set
     generator = torch.Generator()
-    drop_last = len(train_data) > config.batch_size  # a last batch of 1 would break BatchNorm
-    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, drop_last=drop_last,
+    drop_last = len(train_data) > config.batch_size * env.world_size  # a last batch of 1 would break BatchNorm
+    # one permutation per epoch seeded by (seed, epoch), shared by all ranks, rank r taking every W-th record: W ranks
+    # with batch B see the batches one process sees with batch W*B (see ecgfm.training.distributed)
+    sampler = dist_utils.train_sampler(train_data, env, seed=config.seed * 1_000_003)
+    loader = DataLoader(train_data, batch_size=config.batch_size, sampler=sampler, drop_last=drop_last,
                         num_workers=config.workers, generator=generator, pin_memory=device.type == "cuda")
     val_Y = labels_of(val_set) if val_set is not None else None
 
     # --- model, loss weights, optimiser, schedule
     model.to(device)
+    train_model = dist_utils.wrap_model(model, env)  # DDP when world_size > 1: gradients averaged over ranks
     pos_weight = positive_weights(train_Y, config.class_weights, config.max_pos_weight)
     pos_weight = pos_weight.to(device) if pos_weight is not None else None
     optimizer = build_optimizer(model, config.lr, config.weight_decay, param_groups)
@@ -211,10 +219,12 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             start_epoch, global_step = ckpt["epoch"], ckpt["global_step"]
             best_score, best_epoch, bad_epochs = ckpt["best_score"], ckpt["best_epoch"], ckpt["bad_epochs"]
             history, elapsed_before = list(ckpt["history"]), ckpt["elapsed"]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(info.to_dict(), indent=2)))
-        _write_metrics(run_dir, history)  # a resumed run drops lines of an epoch that had no checkpoint
-    writer = _open_tensorboard(run_dir, config.tensorboard)
+        if env.is_main:  # only rank 0 writes
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(info.to_dict(), indent=2)))
+            _write_metrics(run_dir, history)  # a resumed run drops lines of an epoch that had no checkpoint
+        dist_utils.barrier()
+    writer = _open_tensorboard(run_dir, config.tensorboard and env.is_main)
 
     stopped_early, best_state = False, None
     clock = time.perf_counter() - elapsed_before
@@ -227,17 +237,20 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             if isinstance(train_data, RandomCropDataset):
                 train_data.set_epoch(epoch)
             generator.manual_seed(config.seed * 1_000_003 + epoch)
+            sampler.set_epoch(epoch)
             model.train()
             optimizer.zero_grad(set_to_none=True)
             loss_sum, seen, epoch_start = 0.0, 0, time.perf_counter()
-            bar = _progress(loader, config.progress, f"epoch {epoch + 1}/{config.epochs}")
+            bar = _progress(loader, config.progress and env.is_main, f"epoch {epoch + 1}/{config.epochs}")
             for i, (x, y) in enumerate(bar):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with autocast_context(device, amp):
-                    logits = model(x)
-                loss = masked_bce_with_logits(logits.float(), y, pos_weight)
-                (loss / config.grad_accum).backward()
-                if (i + 1) % config.grad_accum == 0 or i + 1 == len(loader):
+                step_now = (i + 1) % config.grad_accum == 0 or i + 1 == len(loader)
+                with dist_utils.no_sync(train_model, skip_sync=not step_now):  # all-reduce once per optimiser step
+                    with autocast_context(device, amp):
+                        logits = train_model(x)
+                    loss = masked_bce_with_logits(logits.float(), y, pos_weight)
+                    (loss / config.grad_accum).backward()
+                if step_now:
                     if config.max_grad_norm:
                         nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                     optimizer.step()
@@ -248,18 +261,27 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
                         cb("step", {"epoch": epoch, "step": global_step, "loss": loss.item()})
                 loss_sum += loss.item() * len(x)
                 seen += len(x)
-                if config.progress:
+                if config.progress and env.is_main:
                     rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}", ecg_s=f"{rate:.0f}")
             train_time = time.perf_counter() - epoch_start
+            totals = dist_utils.all_reduce_sums({"loss_sum": loss_sum, "seen": seen})  # sums over ranks, not means
+            loss_sum, seen = totals["loss_sum"], int(totals["seen"])
 
             # ---- validate with sliding windows
             row: dict[str, Any] = {"epoch": epoch + 1, "step": global_step, "train_loss": loss_sum / max(seen, 1),
                                    "lr": optimizer.param_groups[0]["lr"], "train_ecgs_per_s": seen / max(train_time, 1e-9)}
             if val_set is not None:
                 val_start = time.perf_counter()
-                logits = predict_logits(model, val_set, config.window, config.test_stride, config.aggregate,
-                                        batch_size=config.eval_batch_size, device=device, amp=amp)
+                if env.distributed:  # each rank scores every W-th record once; every rank gets all logits in order
+                    mine = dist_utils.shard_indices(len(val_set), env.rank, env.world_size)
+                    local = (predict_logits(model, Subset(val_set, mine.tolist()), config.window, config.test_stride,
+                                            config.aggregate, batch_size=config.eval_batch_size, device=device, amp=amp)
+                             if len(mine) else np.zeros((0, val_Y.shape[1]), np.float32))
+                    logits = dist_utils.gather_rows(local, mine, len(val_set))
+                else:
+                    logits = predict_logits(model, val_set, config.window, config.test_stride, config.aggregate,
+                                            batch_size=config.eval_batch_size, device=device, amp=amp)
                 row["val_loss"] = float(masked_bce_with_logits(torch.from_numpy(logits), torch.from_numpy(val_Y)))
                 row["val_macro_auc"] = macro_auc(val_Y, logits)  # AUC is rank-based: logits rank like probabilities
                 row["val_seconds"] = time.perf_counter() - val_start
@@ -278,8 +300,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             info = info.replace(training={**info.training, "epochs_run": epoch + 1, "best_epoch": best_epoch},
                                 metrics={**info.metrics, "best_" + config.monitor: best_score})
 
-            # ---- checkpoints (atomic), metrics, logs
-            if run_dir is not None:
+            # ---- checkpoints (atomic), metrics, logs: rank 0 only
+            if run_dir is not None and env.is_main:
                 weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
                 if improved:
                     torch_save_atomic({"model": weights, "info": info.to_dict(), "epoch": epoch + 1, "metrics": row},
@@ -308,7 +330,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     if best_state is not None:
         model.load_state_dict(best_state)
     info = info.replace(training={**info.training, "stopped_early": stopped_early})
-    if run_dir is not None:
+    if run_dir is not None and env.is_main:
         atomic_write_bytes(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(info.to_dict(), indent=2)))
     model.eval()
     return FitResult(model=model, info=info, history=history, best_epoch=best_epoch, best_score=best_score,
