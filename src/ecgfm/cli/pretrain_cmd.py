@@ -59,6 +59,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Run directory (config.json, metrics.jsonl, last.pt, "
                                  "best.pt, pretrained/)."),
         ptbxl: Optional[Path] = typer.Option(None, "--ptbxl", help="PTB-XL folder (default: $ECGFM_PTBXL_DIR)."),
+        store: Optional[Path] = typer.Option(None, "--store", help="Train on a store built by `ecgfm ingest` (its "
+                                             "train split; val split for validation) instead of PTB-XL."),
         task: str = typer.Option("all", "--task", help=f"PTB-XL label task: {', '.join(TASKS)}."),
         exclude_labels: Optional[str] = typer.Option(None, "--exclude-labels", help="Comma-separated statements to "
                                                      "hold out of pre-training (e.g. to fine-tune on them later)."),
@@ -94,6 +96,9 @@ def register(app: typer.Typer) -> None:
         Keeps the epoch with the best validation macro-AUC (best.pt) and writes a resumable last.pt every epoch.
 
         Example: ecgfm pretrain --ptbxl ../shared/data/ptbxl --task all --model resnet1d --epochs 30 --out runs/fm
+
+        Multi-GPU (DDP, one process per GPU): torchrun --nproc_per_node 8 --no-python ecgfm pretrain --store
+        /data/store --batch-size 128 --workers 8 --out runs/fm  (see docs/scaling.md)
         """
         from ecgfm.training.pretrain import pretrain, ptbxl_training_data
 
@@ -102,6 +107,10 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
             if class_weights not in ("none", "balanced", "sqrt"):
                 raise ValueError(f"--class-weights must be none, balanced or sqrt, got {class_weights!r}")
+            if store is not None:
+                from ecgfm.datasets.store import ECGStore
+
+                fs = ECGStore(store).fs  # a store fixes the rate: crop windows are in its samples
             config = TrainConfig(
                 epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
                 window=int(round(window * fs)) if window > 0 else None, aggregate=aggregate,
@@ -112,8 +121,13 @@ def register(app: typer.Typer) -> None:
             kwargs = parse_model_kwargs(model_kw)
             excluded = [s.strip() for s in exclude_labels.split(",") if s.strip()] if exclude_labels else []
             # Data sources build a TrainingData (Datasets + labels + preprocessing spec); PTB-XL is the built-in one.
-            data = ptbxl_training_data(ptbxl, task=task, fs=fs, min_count=min_count, exclude_labels=excluded,
-                                       progress=progress)
+            if store is not None:
+                from ecgfm.datasets.store import store_training_data
+
+                data = store_training_data(store, min_count=min_count, exclude_labels=excluded)
+            else:
+                data = ptbxl_training_data(ptbxl, task=task, fs=fs, min_count=min_count, exclude_labels=excluded,
+                                           progress=progress)
             console.print(f"pre-training [bold]{model}[/] on {len(data.train)} ECGs ({len(data.labels)} labels), "
                           f"validating on {len(data.val) if data.val is not None else 0}; run folder {out}")
             result = pretrain(data, model=model, model_kwargs=kwargs, config=config, run_dir=out, resume=resume)

@@ -292,6 +292,12 @@ class ECGStore:
         """One row per readable record (``row`` is its position in the signals array)."""
         return pd.read_parquet(self.path / INDEX_FILE)
 
+    def index_columns(self, columns: Sequence[str]) -> pd.DataFrame:
+        """Some columns of the index, without loading the others (memory stays small for millions of records)."""
+        if "index" in self.__dict__:
+            return self.index[list(columns)]
+        return pd.read_parquet(self.path / INDEX_FILE, columns=list(columns))
+
     @cached_property
     def failures(self) -> pd.DataFrame:
         """Files that failed to ingest, with the reason."""
@@ -319,7 +325,7 @@ class ECGStore:
         return self.spec.n_samples
 
     def __len__(self) -> int:
-        return len(self.index)
+        return int(self.spec.counts.get("written", len(self.index)))
 
     def signal(self, i: int) -> np.ndarray:
         """Record ``i`` of the index as float32 millivolts ``(leads, samples)``."""
@@ -339,16 +345,16 @@ class ECGStore:
     def positions(self, split: str | Sequence[str] | None = None) -> np.ndarray:
         """Index positions of the records in ``split`` (one name or several; None = all)."""
         if split is None:
-            return np.arange(len(self.index))
+            return np.arange(len(self))
         splits = [split] if isinstance(split, str) else list(split)
         unknown = set(splits) - set(SPLITS)
         if unknown:
             raise ValueError(f"unknown split(s) {sorted(unknown)}; expected {', '.join(SPLITS)}")
-        return np.flatnonzero(self.index["split"].isin(splits).to_numpy())
+        return np.flatnonzero(self.index_columns(["split"])["split"].isin(splits).to_numpy())
 
     def label_counts(self) -> pd.DataFrame:
         """Positives per label and split, most frequent first."""
-        exploded = self.index[["split", "labels"]].explode("labels").dropna()
+        exploded = self.index_columns(["split", "labels"]).explode("labels").dropna()
         counts = exploded.value_counts().unstack("split", fill_value=0)
         counts = counts.reindex(columns=[s for s in ("train", "val", "test") if s in counts.columns], fill_value=0)
         counts["total"] = counts.sum(axis=1)
@@ -402,7 +408,8 @@ class StoreDataset(Dataset):
     Reads each record from disk when asked (nothing is loaded up front beyond the label index), so memory stays
     flat in the number of records; works with any number of DataLoader workers (each opens its own files lazily).
     ``y`` is multi-hot over ``labels`` (default: the store's vocabulary) with NaN where a label is unknown.
-    Only NumPy arrays are kept per record (no Python objects), so forked workers do not copy the index.
+    Only NumPy arrays are kept per record (rows and a sparse label matrix, ~30 bytes per record; no Python objects),
+    so memory is small at millions of records and forked workers share it instead of copying it.
     """
 
     def __init__(self, store: ECGStore | str | os.PathLike, split: str | Sequence[str] | None = None,
@@ -415,15 +422,23 @@ class StoreDataset(Dataset):
         if unknown:
             raise ValueError(f"labels {unknown[:5]} are not in the store's vocabulary of {len(store.label_names)}")
         self.positions = store.positions(split)
-        entries = store.index.iloc[self.positions]
+        entries = store.index_columns(["row", "labels", "unknown_labels"]).iloc[self.positions]
         self.rows = entries["row"].to_numpy(dtype=np.int64)
         self._pos = _csr(entries["labels"], self.label_names)
-        self._unk = _csr(entries["unknown_labels"], self.label_names) if "unknown_labels" in entries else None
-        self.record_ids = entries["record_id"].to_numpy()
-        self.patient_ids = entries["patient_id"].to_numpy()
+        self._unk = _csr(entries["unknown_labels"], self.label_names)
         self.split = split
         self.scale = np.float32(self.spec.mv_per_unit)
         self.dtype = np.dtype(dtype)
+
+    @property
+    def record_ids(self) -> np.ndarray:
+        """Record ids, in dataset order (read from the index on demand: not kept in memory per record)."""
+        return ECGStore(self.path).index_columns(["record_id"])["record_id"].to_numpy()[self.positions]
+
+    @property
+    def patient_ids(self) -> np.ndarray:
+        """Patient ids, in dataset order (read on demand)."""
+        return ECGStore(self.path).index_columns(["patient_id"])["patient_id"].to_numpy()[self.positions]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -437,9 +452,8 @@ class StoreDataset(Dataset):
         y = np.zeros(len(self.label_names), np.float32)
         indptr, indices = self._pos
         y[indices[indptr[i]:indptr[i + 1]]] = 1.0
-        if self._unk is not None:
-            indptr, indices = self._unk
-            y[indices[indptr[i]:indptr[i + 1]]] = np.nan
+        indptr, indices = self._unk
+        y[indices[indptr[i]:indptr[i + 1]]] = np.nan
         return y
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -454,13 +468,38 @@ class StoreDataset(Dataset):
         Y = np.zeros((len(self), len(self.label_names)), np.float32)
         indptr, indices = self._pos
         Y[np.repeat(np.arange(len(self)), np.diff(indptr)), indices] = 1.0
-        if self._unk is not None:
-            indptr, indices = self._unk
-            Y[np.repeat(np.arange(len(self)), np.diff(indptr)), indices] = np.nan
+        indptr, indices = self._unk
+        Y[np.repeat(np.arange(len(self)), np.diff(indptr)), indices] = np.nan
         return Y
 
     def __repr__(self) -> str:
         return f"StoreDataset({str(self.path)!r}, split={self.split!r}, {len(self)} records, {len(self.label_names)} labels)"
 
 
-__all__ = ["ECGStore", "StoreDataset", "StoreSpec", "ShardReader", "read_spec", "STORE_FORMAT", "STORE_VERSION"]
+def store_training_data(path: str | os.PathLike, min_count: int = 10, exclude_labels: Sequence[str] = (),
+                        labels: Sequence[str] | None = None, train_split: str = "train", val_split: str | None = "val"):
+    """A :class:`~ecgfm.training.pretrain.TrainingData` from a store: what ``ecgfm pretrain --store`` trains on.
+
+    Labels default to those with at least ``min_count`` positives in ``train_split``, minus ``exclude_labels``.
+    """
+    from ecgfm.training.pretrain import TrainingData
+
+    store = ECGStore(path)
+    excluded = set(exclude_labels)
+    unknown = excluded - set(store.label_names)
+    if unknown:
+        raise ValueError(f"cannot exclude labels {sorted(unknown)}: not in the store {store.path}")
+    names = list(labels) if labels is not None else [
+        name for name in store.frequent_labels(min_count, train_split) if name not in excluded]
+    if not names:
+        raise ValueError(f"no labels with >= {min_count} positives in the {train_split!r} split of {store.path}")
+    train = store.dataset(train_split, names)
+    val = store.dataset(val_split, names) if val_split and len(store.positions(val_split)) else None
+    description = {"dataset": "ecgfm store", "path": str(store.path), "source": store.spec.source,
+                   "min_count": min_count, "excluded_labels": sorted(excluded), "train_split": train_split,
+                   "val_split": val_split, "n_train": len(train), "n_val": 0 if val is None else len(val)}
+    return TrainingData(train=train, val=val, labels=names, fs=store.fs, preprocess=store.spec.pipeline,
+                        leads=list(store.leads), description=description)
+
+
+__all__ = ["ECGStore", "StoreDataset", "store_training_data", "StoreSpec", "ShardReader", "read_spec", "STORE_FORMAT", "STORE_VERSION"]

@@ -17,6 +17,7 @@ from ecgfm.leads import STANDARD_LEADS
 from ecgfm.models import ModelInfo, create, save_pretrained
 from ecgfm.training.config import TrainConfig
 from ecgfm.training.data import ArrayDataset, labels_of
+from ecgfm.training.distributed import is_main_process
 from ecgfm.training.trainer import FitResult, fit
 
 #: Default sampling rate of pre-training (Hz): PTB-XL's low-rate files, the benchmark's choice.
@@ -94,6 +95,6 @@ def pretrain(data: TrainingData, model: str = "resnet1d", model_kwargs: dict[str
     info = ModelInfo.from_model(net, data.labels, label_descriptions=data.label_descriptions, leads=data.leads,
                                 fs=data.fs, preprocess=data.preprocess, data=data.description)
     result = fit(net, data.train, data.val, config, run_dir=run_dir, info=info, resume=resume)
-    if run_dir is not None:
+    if run_dir is not None and is_main_process():  # under torchrun only rank 0 writes
         save_pretrained(result.model, result.info, Path(run_dir) / "pretrained")
     return result
