@@ -34,11 +34,15 @@ def make_data(n_records: int, n_labels: int, n_val: int, seed: int = 0):
     """Synthetic test/validation arrays with rare and common labels and repeated patients."""
     rng = np.random.default_rng(seed)
     prevalence = np.exp(rng.uniform(np.log(0.002), np.log(0.4), n_labels))
-    y = (rng.random((n_records, n_labels)) < prevalence).astype(np.float32)
-    s = (rng.normal(size=y.shape) + 1.5 * y).astype(np.float32)
+    def split(n):
+        y = (rng.random((n, n_labels), dtype=np.float32) < prevalence).astype(np.float32)
+        s = rng.standard_normal((n, n_labels), dtype=np.float32)
+        s += np.float32(1.5) * y
+        return y, s
+
+    y, s = split(n_records)
     patients = rng.integers(0, int(n_records / 1.25), n_records)
-    vy = (rng.random((n_val, n_labels)) < prevalence).astype(np.float32)
-    vs = (rng.normal(size=vy.shape) + 1.5 * vy).astype(np.float32)
+    vy, vs = split(n_val)
     return y, s, patients, vy, vs, prevalence
 
 
@@ -62,6 +66,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--labels", type=int, default=68)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=1, help="bootstrap threads (n_jobs)")
     parser.add_argument("--baseline-labels", type=int, default=4)
     parser.add_argument("--baseline-resamples", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small smoke run (10k records, 100 resamples, 1 repeat)")
@@ -76,7 +81,8 @@ def main(argv=None) -> dict:
 
     def run(n_bootstrap: int) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
-        evaluate_scores(y, s, val_true=vy, val_score=vs, patient_ids=patients, n_bootstrap=n_bootstrap, seed=0)
+        evaluate_scores(y, s, val_true=vy, val_score=vs, patient_ids=patients, n_bootstrap=n_bootstrap, seed=0,
+                        n_jobs=args.jobs)
         return time.perf_counter() - wall, time.process_time() - cpu
 
     no_bootstrap, no_bootstrap_cpu = run(0)
@@ -95,7 +101,7 @@ def main(argv=None) -> dict:
         "records": args.records, "labels": args.labels, "bootstrap_resamples": args.bootstrap,
         "patients": int(np.unique(patients).size), "validation_records": int(vy.shape[0]),
         "prevalence_min_median_max": [float(prevalence.min()), float(np.median(prevalence)), float(prevalence.max())],
-        "repeats": args.repeats, "seconds": times, "median_seconds": median,
+        "repeats": args.repeats, "n_jobs": args.jobs, "seconds": times, "median_seconds": median,
         "cpu_seconds": cpu_times, "median_cpu_seconds": statistics.median(cpu_times),
         "seconds_without_bootstrap": no_bootstrap, "cpu_seconds_without_bootstrap": no_bootstrap_cpu,
         "baseline": {

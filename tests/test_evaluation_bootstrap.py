@@ -69,10 +69,10 @@ def test_unit_weights_reproduce_point_estimates_on_adversarial_labels():
     assert aucs[3] == 0.5  # all scores tied
 
 
-def test_results_do_not_depend_on_chunk_size_and_are_seeded():
+def test_results_do_not_depend_on_chunk_size_or_threads_and_are_seeded():
     y, s = _data(1)
     a = bootstrap_replicates(y, s, n_resamples=37, seed=5, chunk_size=4)
-    b = bootstrap_replicates(y, s, n_resamples=37, seed=5, chunk_size=64)
+    b = bootstrap_replicates(y, s, n_resamples=37, seed=5, chunk_size=64, n_jobs=2)
     c = bootstrap_replicates(y, s, n_resamples=37, seed=6)
     np.testing.assert_array_equal(a.auc, b.auc)
     assert not np.array_equal(a.auc, c.auc)

@@ -81,6 +81,20 @@ def test_micro_auc_matches_sklearn_over_known_pairs(evaluated):
     assert result.summary["micro_auc"]["value"] == pytest.approx(roc_auc_score(y[known], s[known]))
 
 
+def test_float32_inputs_give_the_float64_results(evaluated):
+    result, (y, s, patients, vy, vs) = evaluated
+    as32 = evaluate_scores(y.astype(np.float32), s.astype(np.float32), LABELS, val_true=vy.astype(np.float32),
+                           val_score=vs.astype(np.float32), patient_ids=patients, n_bootstrap=200, seed=3)
+    s32 = s.astype(np.float32).astype(np.float64)  # the same scores, rounded to float32 then widened
+    vs32 = vs.astype(np.float32).astype(np.float64)
+    as64 = evaluate_scores(y, s32, LABELS, val_true=vy, val_score=vs32, patient_ids=patients, n_bootstrap=200, seed=3)
+    for a, b in zip(as32.labels, as64.labels):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], nan_ok=True), key
+    assert as32.summary["text"] == as64.summary["text"]
+
+
 def test_data_driven_threshold_without_validation_is_refused():
     y, s, _ = _split(0)
     with pytest.raises(ValueError, match="never fitted on the test set"):

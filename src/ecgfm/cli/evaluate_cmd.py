@@ -40,6 +40,7 @@ def evaluate_predictions(
     seed: int = 0,
     level: float = 0.95,
     progress=None,
+    n_jobs: int = 1,
 ) -> tuple[EvaluationResult, dict[str, Path]]:
     """Evaluate test scores and write ``metrics.json``, ``metrics.csv`` and ``report.html`` into ``out_dir``.
 
@@ -48,7 +49,7 @@ def evaluate_predictions(
     """
     result = evaluate_scores(y_true, y_score, label_names, val_true=val_true, val_score=val_score,
                              thresholds=thresholds, patient_ids=patient_ids, n_bootstrap=n_bootstrap, seed=seed,
-                             level=level, progress=progress)
+                             level=level, progress=progress, n_jobs=n_jobs)
     return result, write_evaluation(result, out_dir, command=command, config=config)
 
 
@@ -66,10 +67,11 @@ def compare_predictions(
     seed: int = 0,
     level: float = 0.95,
     progress=None,
+    n_jobs: int = 1,
 ) -> tuple[ComparisonResult, dict[str, Path]]:
     """Compare two models' scores on the same records; writes comparison.json/.csv/.html into ``out_dir``."""
     result = compare_scores(y_true, score_a, score_b, label_names, model_names=model_names, patient_ids=patient_ids,
-                            n_bootstrap=n_bootstrap, seed=seed, level=level, progress=progress)
+                            n_bootstrap=n_bootstrap, seed=seed, level=level, progress=progress, n_jobs=n_jobs)
     return result, write_comparison(result, out_dir, command=command, config=config)
 
 
@@ -131,6 +133,7 @@ def register(app: typer.Typer) -> None:
                                         help="Bootstrap resamples (0: none)."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
         level: float = typer.Option(0.95, "--ci", min=0.5, max=0.999, help="Confidence level."),
+        jobs: int = typer.Option(1, "--jobs", min=1, help="Threads for the bootstrap (labels are split)."),
     ) -> None:
         """Evaluate predictions like a clinical paper: per-label AUC, AP, sensitivity, specificity, PPV, NPV, F1 with
         95% CIs (patient-level bootstrap, Wilson, DeLong), median/macro/micro summaries, JSON/CSV/HTML report.
@@ -149,7 +152,7 @@ def register(app: typer.Typer) -> None:
                     val_true=None if val is None else val.y_true, val_score=None if val is None else val.y_score,
                     patient_ids=test.patient_ids, thresholds=_threshold_spec(threshold), command=command_line(ctx),
                     config={k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()},
-                    n_bootstrap=n_bootstrap, seed=seed, level=level, progress=update)
+                    n_bootstrap=n_bootstrap, seed=seed, level=level, progress=update, n_jobs=jobs)
         console.print(result.summary["text"], highlight=False)
         for path in paths.values():
             err_console.print(f"wrote {path}", highlight=False)
@@ -166,6 +169,7 @@ def register(app: typer.Typer) -> None:
                                         help="Bootstrap resamples (0: none)."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
         level: float = typer.Option(0.95, "--ci", min=0.5, max=0.999, help="Confidence level."),
+        jobs: int = typer.Option(1, "--jobs", min=1, help="Threads for the bootstrap (labels are split)."),
     ) -> None:
         """Compare two models on the same records, label by label: AUC A, AUC B, difference with DeLong CI and
         p-value (Benjamini-Hochberg adjusted across labels) and a paired patient-level bootstrap CI.
@@ -183,7 +187,7 @@ def register(app: typer.Typer) -> None:
                     a.y_true, a.y_score, b.y_score, a.label_names, out, patient_ids=patients,
                     model_names=(name_a, name_b), command=command_line(ctx),
                     config={k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()},
-                    n_bootstrap=n_bootstrap, seed=seed, level=level, progress=update)
+                    n_bootstrap=n_bootstrap, seed=seed, level=level, progress=update, n_jobs=jobs)
         console.print(result.summary["text"], highlight=False)
         for path in paths.values():
             err_console.print(f"wrote {path}", highlight=False)

@@ -20,6 +20,8 @@ scipy's sparse product, with no per-replicate Python work beyond drawing the wei
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,7 @@ from ecgfm.evaluation.metrics import ScoreBins
 #: Upper bound on the float32 weight matrix of one chunk (elements), about 64 MB.
 _CHUNK_ELEMENTS = 16_000_000
 _MAX_CHUNK = 64
+_STATS = ("auc", "ap", "tp", "fp", "tn", "fn")
 
 
 @dataclass
@@ -159,6 +162,7 @@ def bootstrap_replicates(
     seed: int = 0,
     chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    n_jobs: int = 1,
 ) -> BootstrapReplicates:
     """Bootstrap replicates of per-label AUC, AP and confusion counts for one or more models on the same records.
 
@@ -187,7 +191,7 @@ def bootstrap_replicates(
             bins = ScoreBins.from_scores(y_true[known, j], score[known, j]) if known.any() else None
             row.append(None if bins is None else label_design(bins, codes[known], n_clusters, thr[mi, j]))
         designs.append(row)
-    return run_bootstrap(designs, n_clusters, unit, n_resamples, seed, chunk_size, progress)
+    return run_bootstrap(designs, n_clusters, unit, n_resamples, seed, chunk_size, progress, n_jobs)
 
 
 def run_bootstrap(
@@ -198,29 +202,38 @@ def run_bootstrap(
     seed: int = 0,
     chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    n_jobs: int = 1,
 ) -> BootstrapReplicates:
     """Resample prepared designs (``designs[model][label]``, None = label without known records).
 
     Lets callers build each label's design right after its point metrics and free the per-record arrays, so memory
     stays at the sparse matrices (about 8 bytes per known record and label) on million-record test sets.
+    ``n_jobs > 1`` spreads the labels over threads (scipy's sparse product and numpy's cumulative sums release the
+    GIL); results are identical for any ``n_jobs``.
     """
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     n_labels = len(designs[0])
     shape = (len(designs), n_resamples, n_labels)
-    out = {key: np.full(shape, np.nan) for key in ("auc", "ap", "tp", "fp", "tn", "fn")}
+    out = {key: np.full(shape, np.nan) for key in _STATS}
+    tasks = [(mi, j, design) for mi, row in enumerate(designs) for j, design in enumerate(row) if design is not None]
     seeds = np.random.SeedSequence(seed).spawn(n_resamples)
     chunk = chunk_size or max(1, min(_MAX_CHUNK, _CHUNK_ELEMENTS // max(n_clusters, 1)))
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        weights = draw_weights(seeds[start:stop], n_clusters)
-        for mi, row in enumerate(designs):
-            for j, design in enumerate(row):
-                if design is None:
-                    continue
-                stats = _stats_from_counts(design.matrix @ weights, design)
-                for key, value in zip(("auc", "ap", "tp", "fp", "tn", "fn"), stats):
-                    out[key][mi, start:stop, j] = value
-        if progress is not None:
-            progress(stop)
+
+    def resample(task, weights, start: int, stop: int) -> None:
+        mi, j, design = task
+        for key, value in zip(_STATS, _stats_from_counts(design.matrix @ weights, design)):
+            out[key][mi, start:stop, j] = value  # each task writes its own column: no locking needed
+
+    with ThreadPoolExecutor(n_jobs) if n_jobs > 1 else nullcontext() as pool:
+        for start in range(0, n_resamples, chunk):
+            stop = min(start + chunk, n_resamples)
+            weights = draw_weights(seeds[start:stop], n_clusters)
+            if pool is None:
+                for task in tasks:
+                    resample(task, weights, start, stop)
+            else:
+                list(pool.map(lambda task: resample(task, weights, start, stop), tasks))
+            if progress is not None:
+                progress(stop)
     return BootstrapReplicates(**out, unit=unit, n_clusters=n_clusters, n_resamples=n_resamples, seed=seed)

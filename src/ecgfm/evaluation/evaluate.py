@@ -156,12 +156,13 @@ def evaluate_scores(
     seed: int = 0,
     level: float = 0.95,
     progress: Callable[[int], None] | None = None,
+    n_jobs: int = 1,
 ) -> EvaluationResult:
     """Evaluate one model's test scores: per-label AUC/AP/sens/spec/PPV/NPV/F1 with CIs and paper-style summaries.
 
     ``thresholds`` is a rule (``"youden"``, ``"sens>=0.9"``, ``"spec>=0.95"``) fitted on ``val_true``/``val_score``, a
     fixed number, or explicit per-label thresholds (array or ``{label: threshold}``). ``n_bootstrap=0`` skips the
-    bootstrap (DeLong and Wilson intervals are still given).
+    bootstrap (DeLong and Wilson intervals are still given); ``n_jobs`` threads share the bootstrap's labels.
     """
     y_true, y_score, label_names = check_targets(y_true, y_score, label_names)
     thr, thr_reasons, rule_text, thr_source = resolve_thresholds(thresholds, label_names, val_true, val_score)
@@ -202,7 +203,7 @@ def evaluate_scores(
     # Pass 2: all labels resampled together, then the bootstrap intervals.
     boot = None
     if n_bootstrap > 0:
-        boot = run_bootstrap([designs], n_clusters, unit, n_bootstrap, seed, progress=progress)
+        boot = run_bootstrap([designs], n_clusters, unit, n_bootstrap, seed, progress=progress, n_jobs=n_jobs)
         del designs
         f1_reps = _f1_replicates(boot, 0)
         for j, row in enumerate(rows):
@@ -309,6 +310,7 @@ def compare_scores(
     level: float = 0.95,
     alpha: float = 0.05,
     progress: Callable[[int], None] | None = None,
+    n_jobs: int = 1,
 ) -> ComparisonResult:
     """Paired per-label comparison of two models on the same records: AUCs, difference A - B with DeLong CI/p-value,
     Benjamini-Hochberg adjusted p-values across labels, and a paired (cluster) bootstrap CI of the difference."""
@@ -340,7 +342,7 @@ def compare_scores(
 
     boot = None
     if n_bootstrap > 0:
-        boot = run_bootstrap(list(designs), n_clusters, unit, n_bootstrap, seed, progress=progress)
+        boot = run_bootstrap(list(designs), n_clusters, unit, n_bootstrap, seed, progress=progress, n_jobs=n_jobs)
         del designs
         for j, row in enumerate(rows):
             row["auc_a_ci_low"], row["auc_a_ci_high"] = _interval(boot.auc[0, :, j], level)

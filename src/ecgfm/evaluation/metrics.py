@@ -17,12 +17,19 @@ from functools import cached_property
 import numpy as np
 
 
+def _as_float(values) -> np.ndarray:
+    """An array of float32 or float64 (other dtypes become float64)."""
+    array = np.asarray(values)
+    return array if array.dtype in (np.float32, np.float64) else array.astype(np.float64)
+
+
 def check_targets(
     y_true, y_score, label_names: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Validate and return ``(y_true (N, L), y_score (N, L), label_names)`` as float64; 1-D input = one label."""
-    y_true = np.asarray(y_true, dtype=float)
-    y_score = np.asarray(y_score, dtype=float)
+    """Validate and return ``(y_true (N, L), y_score (N, L), label_names)`` as float arrays; 1-D input = one label."""
+    # float32 stays float32 (half the memory on million-record sets; every comparison is exact either way).
+    y_true = _as_float(y_true)
+    y_score = _as_float(y_score)
     if y_true.ndim == 1:
         y_true = y_true[:, None]
     if y_score.ndim == 1:
@@ -165,8 +172,8 @@ def average_precision(y_true, y_score) -> float:
 
 def confusion_counts(y_true, y_score, thresholds) -> dict[str, np.ndarray]:
     """Per-label TP/FP/TN/FN at ``score >= threshold`` over known labels; NaN threshold gives NaN counts."""
-    y = np.asarray(y_true, dtype=float)
-    s = np.asarray(y_score, dtype=float)
+    y = _as_float(y_true)
+    s = _as_float(y_score)
     if y.ndim == 1:
         y, s = y[:, None], s[:, None]
     thr = np.broadcast_to(np.asarray(thresholds, dtype=float), (y.shape[1],))
@@ -200,10 +207,21 @@ def rates_from_counts(tp, fp, tn, fn) -> dict[str, np.ndarray]:
 
 
 def micro_auc(y_true, y_score) -> float:
-    """Micro-averaged AUC: all known (record, label) pairs pooled into one ranking (scikit-learn's "micro")."""
-    y = np.asarray(y_true, dtype=float).ravel()
-    s = np.asarray(y_score, dtype=float).ravel()
-    return roc_auc(y, s)
+    """Micro-averaged AUC: all known (record, label) pairs pooled into one ranking (scikit-learn's "micro").
+
+    Same Mann-Whitney count as :meth:`ScoreBins.auc`, but computed from two sorted arrays and binary searches so that
+    pooling 68 labels x 1.6M records needs only a sorted copy of the negative scores (no inverse index).
+    """
+    y = np.asarray(y_true).ravel()
+    s = np.asarray(y_score).ravel()
+    pos = s[y == 1]
+    neg = s[y == 0]
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    neg.sort()
+    below = np.searchsorted(neg, pos, side="left").sum(dtype=np.float64)
+    tied = np.searchsorted(neg, pos, side="right").sum(dtype=np.float64) - below
+    return float((below + 0.5 * tied) / (float(pos.size) * float(neg.size)))
 
 
 def nan_median(values) -> float:
