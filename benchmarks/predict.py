@@ -117,6 +117,16 @@ def ecg_files(args, workdir: Path) -> tuple[list[Path], str]:
     return files, "synthetic 500 Hz WFDB files (PTB-XL not found)"
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def median_time(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -217,7 +227,7 @@ def main(argv=None) -> dict:
     results: dict = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/predict.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                     "load_average_before": load_before, "torch": torch.__version__,
                     "onnxruntime": __import__("onnxruntime").__version__ if onnx_path else None},
         "model": {"description": model_desc, "arch": info.arch, "params": count_params(model),

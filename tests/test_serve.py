@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 import zipfile
 
@@ -130,18 +131,24 @@ def test_zip_bomb_refused(predictor, tmp_path):
     assert response.status_code == 422 and "expands beyond" in response.json()["detail"]
 
 
-def test_slow_prediction_is_504(predictor, record):
+def test_slow_prediction_is_504_and_leaves_no_files(predictor, record, tmp_path, monkeypatch):
     class Slow:
         name = "slow"
 
         def __call__(self, batch):
-            time.sleep(1.0)
+            time.sleep(0.6)
             return predictor.backend(batch)
 
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(uploads))
     slow = Predictor(Slow(), predictor.info)
-    with TestClient(create_app(slow, timeout_s=0.2)) as c:
-        response = c.post("/predict", files=_files(*record))
-    assert response.status_code == 504 and "longer than 0.2 s" in response.json()["detail"]
+    with TestClient(create_app(slow, timeout_s=0.2, workers=1)) as c:
+        responses = [c.post("/predict", files=_files(*record)) for _ in range(2)]
+        assert [r.status_code for r in responses] == [504, 504]
+        assert "longer than 0.2 s" in responses[0].json()["detail"]
+        time.sleep(1.5)  # let the abandoned jobs finish
+    assert list(uploads.iterdir()) == []  # uploads of timed-out requests are removed
 
 
 def test_batch_endpoint_lists_failures(client, record, tmp_path):

@@ -90,6 +90,8 @@ def _fingerprint(name_or_path: str | os.PathLike | None) -> str:
     files = [path / WEIGHTS_NAME, path / CONFIG_NAME] if path.is_dir() else [path]
     digest = hashlib.sha256()
     for file in files:
+        if not file.exists():
+            raise FileNotFoundError(f"model file missing: {file}")
         with open(file, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)

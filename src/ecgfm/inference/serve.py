@@ -192,6 +192,9 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
             try:
                 return await asyncio.wait_for(future, timeout=timeout_s)
             except asyncio.TimeoutError:
+                # The job may still be queued (then it never runs) or running (its result is dropped): remove the
+                # upload here too, so neither case leaves files behind.
+                shutil.rmtree(folder, ignore_errors=True)
                 raise HTTPException(504, f"prediction took longer than {timeout_s:g} s") from None
         except BadInput as exc:
             raise HTTPException(422, str(exc)) from None
