@@ -25,14 +25,16 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(model_dir, tmp_path_factory):
-    """The tiny model exported once for the module: (onnx path, torch model, info)."""
+    """The tiny model exported once for the module with ``ecgfm export``: (onnx path, torch model, info, CLI output)."""
+    out = tmp_path_factory.mktemp("deploy") / "model.onnx"
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["export", "--onnx", str(out), "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
     model, info = load_pretrained(model_dir)
-    path = export_onnx(model, info, tmp_path_factory.mktemp("onnx") / "model.onnx")
-    return path, model, info
+    return out, model, info, result.output
 
 
 def test_parity_with_pytorch_on_real_ptbxl_records(exported, ptbxl_dir):
-    path, model, info = exported
+    path, model, info, _ = exported
     predictor = Predictor.from_pretrained(path.parent, backend="onnx")
     files = sorted((ptbxl_dir / "records100").glob("*/*.hea"))[:16] + sorted((ptbxl_dir / "records500").glob("*/*.hea"))[:16]
     batch = np.stack([predictor.preprocess(f)[0] for f in files])
@@ -42,7 +44,7 @@ def test_parity_with_pytorch_on_real_ptbxl_records(exported, ptbxl_dir):
 
 
 def test_dynamic_batch_axis(exported):
-    path, model, info = exported
+    path, model, info, _ = exported
     backend = OnnxBackend(path, num_threads=1)
     rng = np.random.default_rng(0)
     for batch_size in (1, 3, 17):
@@ -52,7 +54,7 @@ def test_dynamic_batch_axis(exported):
 
 
 def test_config_beside_onnx_and_predictor_backends_agree(exported, model_dir, tmp_path):
-    path, model, info = exported
+    path, model, info, _ = exported
     assert json.loads((path.parent / "config.json").read_text()) == info.to_dict()
     header = write_wfdb(tmp_path, "rec", fs=500, seed=3)
     via_onnx_file = Predictor.from_pretrained(path, backend="onnx").predict(header)
@@ -63,23 +65,35 @@ def test_config_beside_onnx_and_predictor_backends_agree(exported, model_dir, tm
         export_onnx(model, info.replace(labels=["X", "Y", "Z"], thresholds={}), path)
 
 
-def test_onnx_backend_exports_into_cache_once(model_dir, tmp_path, monkeypatch):
+def test_onnx_backend_exports_into_cache_once(exported, model_dir, tmp_path, monkeypatch):
+    import ecgfm.inference.onnx as onnx_module
+
+    path, _, _, _ = exported
+    calls = []
+
+    def fake_export(model, info, target):  # the real export is tested above; here only the caching logic
+        calls.append(target)
+        target.parent.mkdir(parents=True)
+        target.write_bytes(path.read_bytes())
+        (target.parent / "config.json").write_text(json.dumps(info.to_dict()))
+        return target
+
     monkeypatch.setenv("ECGFM_CACHE_DIR", str(tmp_path / "cache"))
-    first, _ = onnx_model_for(model_dir)
-    assert first.is_relative_to(tmp_path / "cache") and (first.parent / "config.json").exists()
-    stamp = first.stat().st_mtime_ns
+    monkeypatch.setattr(onnx_module, "export_onnx", fake_export)
+    first, info = onnx_model_for(model_dir)
+    assert first.is_relative_to(tmp_path / "cache") and info.labels == load_pretrained(model_dir)[1].labels
     again, _ = onnx_model_for(model_dir)
-    assert again == first and again.stat().st_mtime_ns == stamp
+    assert again == first and len(calls) == 1
+    predictor = Predictor.from_pretrained(model_dir, backend="onnx")  # served from the cache
+    assert predictor.backend.path == first and len(calls) == 1
 
 
-def test_export_and_predict_cli(model_dir, tmp_path):
+def test_export_cli_output_and_predict_with_onnx_backend(exported, model_dir, tmp_path):
+    path, _, _, output = exported
+    assert (path.parent / "config.json").exists() and "difference" in output
     runner = CliRunner(env={"COLUMNS": "250"})
-    out = tmp_path / "deploy" / "model.onnx"
-    result = runner.invoke(app, ["export", "--onnx", str(out), "--model", str(model_dir)])
-    assert result.exit_code == 0, result.output
-    assert out.exists() and (out.parent / "config.json").exists() and "difference" in result.output
     write_wfdb(tmp_path / "ecgs", "a", fs=250, seed=1)
-    result = runner.invoke(app, ["predict", str(tmp_path / "ecgs"), "--model", str(out), "--backend", "onnx",
+    result = runner.invoke(app, ["predict", str(tmp_path / "ecgs"), "--model", str(path), "--backend", "onnx",
                                  "-o", str(tmp_path / "p.csv"), "--no-progress"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["export", "--onnx", str(tmp_path / "model.txt"), "--model", str(model_dir)])
