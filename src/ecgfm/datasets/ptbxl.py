@@ -228,8 +228,8 @@ def _read_chunk(paths: list[str], spec: dict) -> list[tuple[str, np.ndarray | No
 def default_workers() -> int:
     """Processes for reading: the CPUs not already busy (cpu_count - 1-minute load average), at least 1.
 
-    On an oversubscribed machine extra processes only add start-up and pickling work (benchmarks/read.py measured
-    0.89x wall time with 2 workers at load average 8 on 2 cores), so busy cores are not counted.
+    On an oversubscribed machine extra processes only add start-up and pickling work (benchmarks/read.py: 2 workers
+    ran at 0.96x the serial throughput at load average 8-10 on 2 cores), so busy cores are not counted.
     """
     cpus = os.cpu_count() or 1
     try:
