@@ -206,5 +206,22 @@ def test_early_stopping_on_noise_labels():
     rng = np.random.default_rng(0)
     noise = ArrayDataset(val.X, (rng.random(val.Y.shape) < 0.5).astype(np.float32))
     result = fit(new_model(), train, noise, quick_config(epochs=12, patience=2))
-    assert result.stopped_early and len(result.history) < 12
+    assert result.stopped_early and result.stop_reason == "early_stopping" and len(result.history) < 12
     assert len(result.history) - result.best_epoch == 2  # stopped exactly `patience` epochs after the best one
+
+
+def test_time_limit_stops_before_an_epoch_that_would_overrun():
+    train, val = synthetic(n=48)
+    result = fit(new_model(), train, val, quick_config(epochs=50, time_limit_s=1e-6))
+    assert len(result.history) == 1 and result.stop_reason == "time_limit" and not result.stopped_early
+    assert fit(new_model(), train, val, quick_config(epochs=1)).stop_reason == "completed"
+
+
+def test_head_bias_starts_at_the_label_log_odds():
+    from ecgfm.training.trainer import init_head_bias
+
+    model = new_model()
+    Y = np.array([[1, 0, 0], [0, 0, 1], [0, 0, np.nan], [0, 0, 1]], dtype=np.float32)
+    init_head_bias(model, Y)
+    prevalence = torch.sigmoid(model.get_classifier().bias.detach()).numpy()
+    np.testing.assert_allclose(prevalence, [0.25, 1e-4, 2 / 3], rtol=1e-4)

@@ -26,7 +26,9 @@ class TrainConfig:
     aggregate: str = "max"  # combine window logits by "max" or "mean"
     class_weights: str | None = None  # None | "balanced" (pos_weight = neg/pos) | "sqrt" (its square root)
     max_pos_weight: float = 50.0  # cap so a label with 3 positives does not dominate the loss
+    init_head_bias: bool = True  # fresh runs: start the final-layer biases at the training labels' log-odds
     patience: int | None = None  # stop after this many epochs without a better validation score
+    time_limit_s: float | None = None  # skip epochs that would end past this many seconds (mean epoch time)
     monitor: str = "val_macro_auc"  # checkpoint selection / early stopping: "val_macro_auc" or "val_loss"
     amp: bool | None = None  # bf16 autocast; None = on for CUDA, off on CPU (slow there)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
@@ -52,6 +54,7 @@ class TrainConfig:
             (self.aggregate in ("max", "mean"), "aggregate must be max or mean"),
             (self.class_weights in (None, "balanced", "sqrt"), "class_weights must be None, balanced or sqrt"),
             (self.patience is None or self.patience >= 1, "patience must be >= 1"),
+            (self.time_limit_s is None or self.time_limit_s > 0, "time_limit_s must be > 0"),
             (self.monitor in ("val_macro_auc", "val_loss"), "monitor must be val_macro_auc or val_loss"),
             (self.grad_accum >= 1, "grad_accum must be >= 1"),
             (self.workers >= 0, "workers must be >= 0"),

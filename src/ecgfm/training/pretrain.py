@@ -37,6 +37,7 @@ class TrainingData:
     val: Dataset | None
     labels: list[str]
     fs: float
+    test: Dataset | None = None  # held-out set for benchmarks; never used by training
     preprocess: dict[str, Any] = field(default_factory=dict)
     label_descriptions: dict[str, str] = field(default_factory=dict)
     leads: list[str] = field(default_factory=lambda: list(STANDARD_LEADS))
@@ -51,8 +52,8 @@ def _label_counts(dataset: Dataset | None, labels: Sequence[str]) -> dict[str, i
 
 def ptbxl_training_data(root: str | Path | None = None, task: str = "all", fs: float = DEFAULT_FS,
                         min_count: int = 10, exclude_labels: Sequence[str] = (), train_folds=range(1, 9),
-                        val_folds=(9,), progress: bool = True) -> TrainingData:
-    """PTB-XL training (folds 1-8) and validation (fold 9) sets for a benchmark ``task``.
+                        val_folds=(9,), test_folds=(10,), progress: bool = True) -> TrainingData:
+    """PTB-XL training (folds 1-8), validation (fold 9) and test (fold 10) sets for a benchmark ``task``.
 
     Labels are the task's statements with at least ``min_count`` positives in the training folds, minus
     ``exclude_labels`` (statements held out, e.g. to study them later as "rare" fine-tuning targets).
@@ -68,16 +69,20 @@ def ptbxl_training_data(root: str | Path | None = None, task: str = "all", fs: f
     arrays = dataset.load_arrays(fs=fs, task=task, labels=labels, pipeline=pipeline, progress=progress)
     train = arrays.subset(np.isin(arrays.folds, list(train_folds)))
     val = arrays.subset(np.isin(arrays.folds, list(val_folds))) if val_folds else None
+    test = arrays.subset(np.isin(arrays.folds, list(test_folds))) if test_folds else None
     train_set = ArrayDataset.from_arrayset(train)
     val_set = ArrayDataset.from_arrayset(val) if val is not None and len(val) else None
+    test_set = ArrayDataset.from_arrayset(test) if test is not None and len(test) else None
     description = {
         "dataset": "PTB-XL", "root": str(dataset.root), "task": task, "min_count": min_count,
         "excluded_labels": sorted(exclude_labels), "train_folds": list(train_folds), "val_folds": list(val_folds),
+        "test_folds": list(test_folds),
         "n_train": len(train), "n_val": 0 if val_set is None else len(val),
         "n_train_patients": int(len(set(train.patient_ids))),
         "train_positives": _label_counts(train_set, labels), "val_positives": _label_counts(val_set, labels),
     }
-    return TrainingData(train=train_set, val=val_set, labels=list(labels), fs=float(fs), preprocess=pipeline.to_dict(),
+    return TrainingData(train=train_set, val=val_set, test=test_set, labels=list(labels), fs=float(fs),
+                        preprocess=pipeline.to_dict(),
                         label_descriptions=dict(arrays.label_descriptions), leads=list(pipeline.leads or STANDARD_LEADS),
                         description=description)
 

@@ -55,6 +55,7 @@ class FitResult:
     best_epoch: int | None = None
     best_score: float | None = None
     stopped_early: bool = False
+    stop_reason: str = "completed"  # "completed" | "early_stopping" | "time_limit"
     run_dir: Path | None = None
 
 
@@ -87,6 +88,21 @@ def positive_weights(Y: np.ndarray, mode: str | None, cap: float) -> torch.Tenso
     ratio = neg / np.maximum(pos, 1.0)
     weight = np.sqrt(ratio) if mode == "sqrt" else ratio
     return torch.tensor(np.clip(weight, 1.0, cap), dtype=torch.float32)
+
+
+def init_head_bias(model: nn.Module, Y: np.ndarray) -> None:
+    """Set the classifier's biases to each label's training log-odds (sigmoid(bias) = prevalence).
+
+    Without it the first epochs of a multi-label run with rare labels are spent learning the priors (the initial
+    loss is ~0.7 per label instead of the ~0.1 of a prevalence-aware start); see Karpathy, "A recipe for training
+    neural networks" (2019), "init well".
+    """
+    fc = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if fc is None or fc.bias is None or fc.bias.shape[0] != Y.shape[1]:
+        return
+    prevalence = np.clip(np.nanmean(Y, axis=0), 1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        fc.bias.copy_(torch.as_tensor(np.log(prevalence / (1 - prevalence)), dtype=fc.bias.dtype))
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
@@ -177,6 +193,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     info = info.replace(window=config.window, stride=config.test_stride, aggregate=config.aggregate,
                         training={**info.training, "config": config.to_dict()})
 
+    last_path = run_dir / "last.pt" if run_dir else None
+
     # --- data: random crops of each record, reshuffled with an epoch-seeded generator
     seed_everything(config.seed)
     train_data = RandomCropDataset(train_set, config.window, seed=config.seed) if config.window else train_set
@@ -190,6 +208,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     val_Y = labels_of(val_set) if val_set is not None else None
 
     # --- model, loss weights, optimiser, schedule
+    if config.init_head_bias and not (resume and last_path is not None and last_path.exists()):
+        init_head_bias(model, train_Y)
     model.to(device)
     train_model = dist_utils.wrap_model(model, env)  # DDP when world_size > 1: gradients averaged over ranks
     pos_weight = positive_weights(train_Y, config.class_weights, config.max_pos_weight)
@@ -202,7 +222,6 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     # --- fresh start or resume
     history: list[dict[str, Any]] = []
     start_epoch, global_step, best_score, best_epoch, bad_epochs, elapsed_before = 0, 0, None, None, 0, 0.0
-    last_path = run_dir / "last.pt" if run_dir else None
     if run_dir is not None:
         if last_path.exists() and not resume:
             raise ValueError(f"{run_dir} already holds a run (last.pt); resume it (resume=True, --resume) or choose another folder")
@@ -226,12 +245,17 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
         dist_utils.barrier()
     writer = _open_tensorboard(run_dir, config.tensorboard and env.is_main)
 
-    stopped_early, best_state = False, None
+    stopped_early, best_state, stop_reason = False, None, "completed"
     clock = time.perf_counter() - elapsed_before
     try:
         for epoch in range(start_epoch, config.epochs):
             if config.patience is not None and bad_epochs >= config.patience:
-                stopped_early = True
+                stopped_early, stop_reason = True, "early_stopping"
+                break
+            elapsed = time.perf_counter() - clock
+            elapsed = dist_utils.all_reduce_sums({"t": elapsed})["t"] / env.world_size  # same decision on all ranks
+            if config.time_limit_s and history and elapsed + elapsed / len(history) > config.time_limit_s:
+                stop_reason = "time_limit"  # the next epoch would probably end past the budget
                 break
             # ---- train one epoch
             if isinstance(train_data, RandomCropDataset):
@@ -329,9 +353,9 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
         best_state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["model"]
     if best_state is not None:
         model.load_state_dict(best_state)
-    info = info.replace(training={**info.training, "stopped_early": stopped_early})
+    info = info.replace(training={**info.training, "stopped_early": stopped_early, "stop_reason": stop_reason})
     if run_dir is not None and env.is_main:
         atomic_write_bytes(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(info.to_dict(), indent=2)))
     model.eval()
     return FitResult(model=model, info=info, history=history, best_epoch=best_epoch, best_score=best_score,
-                     stopped_early=stopped_early, run_dir=run_dir)
+                     stopped_early=stopped_early, stop_reason=stop_reason, run_dir=run_dir)

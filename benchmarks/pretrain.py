@@ -1,0 +1,195 @@
+"""Benchmark: pre-training recipes on PTB-XL under one CPU time budget, scored on fold 10.
+
+Method. For each recipe (``ecgfm.training.recipes``: ecgfm's ``default`` and the PTB-XL benchmark's ``xresnet1d101``
+and ``inception1d`` settings) a fresh subprocess (so peak RSS is per recipe) loads PTB-XL (cached arrays), trains on
+folds 1-8 with fold 9 for validation / best-epoch selection, and scores fold 10. Budget: the number of epochs is the
+recipe's, reduced so that training fits ``--budget-min`` minutes (estimated from a probe of a few training steps and
+a validation pass; the one-cycle schedule then runs to completion), with a hard stop at the budget.
+
+Score (the project's target): macro-AUC over the statements with >= 5 positives in fold 10 (labels: all statements
+with >= ``min_count`` training positives). Also reported: the PTB-XL paper-style median AUC, and median sensitivity and
+specificity at per-label Youden thresholds chosen on fold 9 (``ecgfm.evaluation.evaluate_scores``); training
+throughput (median ECGs/s over epochs); peak RSS; wall time (data loading and training separately).
+Run it on a quiet machine: throughput and the epochs that fit the budget depend on free cores.
+
+Run: ``python benchmarks/pretrain.py --budget-min 30`` (writes ``benchmarks/results/pretrain.json``);
+``--quick`` for a 1-minute smoke run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def probe_epoch_seconds(model, train_set, val_set, config, steps: int = 3) -> float:
+    """Estimated seconds per epoch: timed training steps and a timed validation pass on a slice of fold 9."""
+    import torch
+
+    from ecgfm.training.data import RandomCropDataset
+    from ecgfm.training.predict import predict_logits
+    from ecgfm.training.trainer import build_optimizer, masked_bce_with_logits
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = build_optimizer(model, 1e-9, 0.0)
+    crops = RandomCropDataset(train_set, config.window) if config.window else train_set
+    batch = [crops[i] for i in range(min(config.batch_size, len(crops)))]
+    x, y = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+    model.train()
+    times = []
+    for _ in range(steps + 1):  # the first step warms up oneDNN kernels
+        start = time.perf_counter()
+        loss = masked_bce_with_logits(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - start)
+    per_ecg = float(np.median(times[1:])) / len(x)
+    sample = torch.utils.data.Subset(val_set, range(min(64, len(val_set))))
+    start = time.perf_counter()
+    predict_logits(model, sample, config.window, config.test_stride, config.aggregate, batch_size=config.eval_batch_size)
+    val_per_ecg = (time.perf_counter() - start) / len(sample)
+    model.load_state_dict(state)
+    return per_ecg * len(train_set) + val_per_ecg * len(val_set)
+
+
+def paper_metrics(test_Y, test_logits, val_Y, val_logits, labels):
+    """Median AUC / sensitivity / specificity at Youden thresholds fitted on validation (PTB-XL paper style)."""
+    from ecgfm.evaluation import evaluate_scores
+
+    result = evaluate_scores(test_Y, test_logits, labels, val_true=val_Y, val_score=val_logits, thresholds="youden",
+                             n_bootstrap=0)
+    s = result.summary
+    return {"median_auc": s["median_auc"]["value"], "macro_auc_all_evaluable": s["macro_auc"]["value"],
+            "median_sensitivity_youden": s["median_sensitivity"]["value"],
+            "median_specificity_youden": s["median_specificity"]["value"], "n_evaluable_labels": s["n_evaluable"]}
+
+
+def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: int) -> dict:
+    """Train and score one recipe in this process."""
+    import torch
+
+    from ecgfm.models import count_flops, count_params, create
+    from ecgfm.training.metrics import per_label_auc
+    from ecgfm.training.predict import predict_logits
+    from ecgfm.training.pretrain import ptbxl_training_data
+    from ecgfm.training.recipes import get_recipe
+    from ecgfm.training.trainer import fit
+
+    torch.set_num_threads(threads)
+    recipe = get_recipe(name)
+    start = time.perf_counter()
+    data = ptbxl_training_data(ptbxl, task="all", fs=recipe.fs, min_count=recipe.min_count, progress=False)
+    test = data.test
+    data_s = time.perf_counter() - start
+
+    torch.manual_seed(seed)
+    model = create(recipe.model, len(data.labels), **recipe.model_kwargs)
+    config = recipe.with_config(seed=seed, num_threads=threads, progress=False).config
+    epoch_s = probe_epoch_seconds(model, data.train, data.val, config)
+    epochs = int(max(1, min(config.epochs, (0.95 * budget_s) // max(epoch_s, 1e-9))))
+    config = recipe.with_config(seed=seed, num_threads=threads, progress=False, epochs=epochs,
+                                time_limit_s=budget_s).config
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        result = fit(model, data.train, data.val, config, run_dir=run_dir)
+        train_s = time.perf_counter() - start
+    model = result.model
+
+    logits = predict_logits(model, test, config.window, config.test_stride, config.aggregate)
+    val_logits = predict_logits(model, data.val, config.window, config.test_stride, config.aggregate)
+    scored = test.Y.sum(axis=0) >= 5
+    aucs = per_label_auc(test.Y, logits)
+    labels = np.array(data.labels)
+    return {
+        "recipe": name, "model": recipe.model, "model_kwargs": recipe.model_kwargs, "fs": recipe.fs,
+        "min_count": recipe.min_count, "config": config.to_dict(), "seed": seed,
+        "params": count_params(model), "gflops_per_10s_ecg": count_flops(model, (1, 12, int(10 * recipe.fs))) / 1e9,
+        "n_labels": len(data.labels), "n_train": len(data.train), "n_val": len(data.val), "n_test": len(test),
+        "n_scored_labels": int(scored.sum()),
+        "test_macro_auc": float(np.nanmean(aucs[scored])),
+        "test_macro_auc_all_labels": float(np.nanmean(aucs)),
+        **paper_metrics(test.Y[:, scored], logits[:, scored], data.val.Y[:, scored], val_logits[:, scored],
+                        list(labels[scored])),
+        "per_label_auc": {str(k): float(v) for k, v in zip(labels[scored], aucs[scored])},
+        "best_val_macro_auc": result.best_score, "best_epoch": result.best_epoch,
+        "estimated_epoch_s": epoch_s, "epochs_planned": epochs, "epochs_run": len(result.history),
+        "stop_reason": result.stop_reason,
+        "train_ecgs_per_s": float(np.median([h["train_ecgs_per_s"] for h in result.history])),
+        "train_wall_s": train_s, "data_wall_s": data_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "history": result.history,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipes", default="default,xresnet1d101,inception1d")
+    parser.add_argument("--budget-min", type=float, default=30.0, help="training minutes per recipe")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ptbxl", default=None, help="PTB-XL folder (default: $ECGFM_PTBXL_DIR)")
+    parser.add_argument("--out", default=str(RESULTS / "pretrain.json"))
+    parser.add_argument("--quick", action="store_true", help="1-minute budget per recipe (smoke run)")
+    parser.add_argument("--single", help=argparse.SUPPRESS)  # internal: run one recipe, print JSON
+    args = parser.parse_args(argv)
+    budget_s = 60.0 if args.quick else args.budget_min * 60
+
+    if args.single:
+        print("RESULT " + json.dumps(run_one(args.single, budget_s, args.ptbxl, args.threads, args.seed)))
+        return 0
+
+    import torch
+
+    load_before = os.getloadavg()
+    runs = []
+    for name in args.recipes.split(","):
+        command = [sys.executable, __file__, "--single", name, "--budget-min", str(budget_s / 60),
+                   "--threads", str(args.threads), "--seed", str(args.seed)] + (["--ptbxl", args.ptbxl] if args.ptbxl else [])
+        start = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+            raise SystemExit(f"recipe {name} failed")
+        run = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+        run["process_wall_s"] = time.perf_counter() - start
+        runs.append(run)
+        print(f"{name:14s} macro-AUC {run['test_macro_auc']:.4f} (>=5 positives, {run['n_scored_labels']} labels) "
+              f"median AUC {run['median_auc']:.4f} sens {run['median_sensitivity_youden']:.3f} "
+              f"spec {run['median_specificity_youden']:.3f} | {run['epochs_run']} epochs, "
+              f"{run['train_ecgs_per_s']:.0f} ECGs/s, train {run['train_wall_s'] / 60:.1f} min, "
+              f"peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
+    baseline = next((r for r in runs if r["recipe"] == "default"), runs[0])
+    for run in runs:
+        run["macro_auc_minus_default"] = run["test_macro_auc"] - baseline["test_macro_auc"]
+        run["throughput_ratio_vs_default"] = run["train_ecgs_per_s"] / baseline["train_ecgs_per_s"]
+    document = {
+        "benchmark": "pretrain", "budget_min_per_recipe": budget_s / 60, "threads": args.threads,
+        "score": "macro-AUC on PTB-XL fold 10 over statements with >= 5 positives there; train folds 1-8, "
+                 "validation (best epoch, Youden thresholds) fold 9",
+        "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                        "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                        "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "runs": runs,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
