@@ -122,8 +122,18 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
         ctx: typer.Context,
-        predictions: Path = typer.Option(..., "--predictions", help="Test-set prediction file (.npz: y_true, "
-                                         "y_score, label_names, optional record_ids/patient_ids)."),
+        model: str = typer.Option(None, "--model", help="Model to score: 'pretrained' (the shipped foundation "
+                                  "model), a checkpoint .pt or a fine-tuned model folder. Needs a data source."),
+        ptbxl: Path = typer.Option(None, "--ptbxl", help="PTB-XL folder (default $ECGFM_PTBXL_DIR) for --model."),
+        manifest: Path = typer.Option(None, "--manifest", help="Manifest CSV/Parquet (split column) for --model."),
+        store: Path = typer.Option(None, "--store", help="Ingested store (ecgfm ingest) for --model."),
+        val_folds: str = typer.Option("9", "--val-folds", help="PTB-XL folds for threshold fitting (comma list)."),
+        test_folds: str = typer.Option("10", "--test-folds", help="PTB-XL folds to evaluate on (comma list)."),
+        min_test_positives: int = typer.Option(1, "--min-test-positives", min=1,
+                                               help="Report only labels with at least this many test positives."),
+        device: str = typer.Option("cpu", "--device", help="Device for --model inference: cpu or cuda."),
+        predictions: Path = typer.Option(None, "--predictions", help="Instead of --model: a test-set prediction file "
+                                         "(.npz: y_true, y_score, label_names, optional record_ids/patient_ids)."),
         val_predictions: Path = typer.Option(None, "--val-predictions",
                                              help="Validation-set prediction file; thresholds are fitted on it."),
         out: Path = typer.Option(Path("evaluation"), "--out", help="Output folder for metrics.json/.csv, report.html."),
@@ -138,8 +148,19 @@ def register(app: typer.Typer) -> None:
         """Evaluate predictions like a clinical paper: per-label AUC, AP, sensitivity, specificity, PPV, NPV, F1 with
         95% CIs (patient-level bootstrap, Wilson, DeLong), median/macro/micro summaries, JSON/CSV/HTML report.
 
+        Example: ecgfm evaluate --model pretrained --ptbxl ../shared/data/ptbxl --out runs/eval
+
         Example: ecgfm evaluate --predictions runs/test.npz --val-predictions runs/val.npz --threshold youden --out runs/eval
         """
+        if model is not None:
+            if predictions is not None:
+                raise typer.BadParameter("give --model or --predictions, not both")
+            _evaluate_model(ctx, model, out, ptbxl=ptbxl, manifest=manifest, store=store, val_folds=val_folds,
+                            test_folds=test_folds, min_test_positives=min_test_positives, device=device,
+                            threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, level=level, jobs=jobs)
+            return
+        if predictions is None:
+            raise typer.BadParameter("give --model (with a data source) or --predictions")
         with user_errors():
             test = load_predictions(predictions)
             val = load_predictions(val_predictions) if val_predictions is not None else None
@@ -191,6 +212,31 @@ def register(app: typer.Typer) -> None:
         console.print(result.summary["text"], highlight=False)
         for path in paths.values():
             err_console.print(f"wrote {path}", highlight=False)
+
+
+def _folds(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+
+
+def _evaluate_model(ctx: typer.Context, model: str, out: Path, *, ptbxl, manifest, store, val_folds: str,
+                    test_folds: str, min_test_positives: int, device: str, threshold: str, n_bootstrap: int,
+                    seed: int, level: float, jobs: int) -> None:
+    """``ecgfm evaluate --model``: score the model on the data's validation and test splits, then report."""
+    from ecgfm.evaluation.model_eval import evaluate_model
+
+    with user_errors():
+        bar, update = _progress_bar(n_bootstrap, "bootstrap")
+        with bar:
+            result, paths = evaluate_model(
+                model, out, ptbxl=ptbxl, store=store, manifest=manifest, val_folds=_folds(val_folds),
+                test_folds=_folds(test_folds), thresholds=_threshold_spec(threshold),
+                min_test_positives=min_test_positives, device=device, command=command_line(ctx),
+                config={k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()},
+                show_progress=is_interactive(), progress=update, n_bootstrap=n_bootstrap, seed=seed, level=level,
+                n_jobs=jobs)
+    console.print(result.summary["text"], highlight=False)
+    for path in paths.values():
+        err_console.print(f"wrote {path}", highlight=False)
 
 
 def _threshold_spec(text: str) -> ThresholdSpec:
