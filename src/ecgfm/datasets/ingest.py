@@ -20,12 +20,15 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ecgfm.datasets.manifest import Manifest, assign_splits
 from ecgfm.datasets.store import (ATTRS_KEY, FAILURES_FILE, INDEX_FILE, PROGRESS_DIR, SIGNALS, StoreSpec,
@@ -312,9 +315,15 @@ def _run_tasks(tasks, paths, out: Path, spec: StoreSpec, loader, workers: int, p
                                  initargs=(str(out), spec.to_dict(), loader)) as pool:
             futures = {pool.submit(_ingest_shard, shard, start, stop, paths[start:stop]): stop - start
                        for shard, start, stop in tasks}
-            for future in as_completed(futures):
-                future.result()
-                bar.update(futures[future])
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update(futures[future])
+            except BrokenProcessPool as exc:
+                raise RuntimeError(
+                    "an ingest worker process died (killed, out of memory, or unable to start: a program run from "
+                    "stdin cannot start worker processes). Finished shards are kept: run the same ingest again to "
+                    "resume, or use workers=1 (--workers 1) to ingest in this process.") from exc
     finally:
         bar.close()
 
@@ -339,7 +348,11 @@ def _finalise(out: Path, spec: StoreSpec, plan: pd.DataFrame) -> dict[str, int]:
     index["labels"] = [list(v) for v in index["labels"]]
     index["unknown_labels"] = [list(v) for v in index["unknown_labels"]]
     tmp = out / f".{INDEX_FILE}.{os.getpid()}.tmp"
-    index.to_parquet(tmp, index=False)
+    table = pa.Table.from_pandas(index, preserve_index=False)
+    for column in ("labels", "unknown_labels"):  # list<string> even when every list is empty
+        position = table.schema.get_field_index(column)
+        table = table.set_column(position, column, table.column(column).cast(pa.list_(pa.string())))
+    pq.write_table(table, tmp)
     os.replace(tmp, out / INDEX_FILE)
     failed = pd.DataFrame({"row": [f[0] for f in failures],
                            "record_id": [plan["record_id"].iloc[f[0]] for f in failures],

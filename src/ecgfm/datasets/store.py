@@ -28,6 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
@@ -266,14 +269,24 @@ def _direct_layout(array_path: Path, shape: tuple[int, ...], spec: StoreSpec) ->
     return {"separator": separator} if ok else None
 
 
-def _csr(lists: Sequence[Sequence[str]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Label lists as a compressed sparse row structure (indptr, column indices) over ``names``."""
-    column = {name: j for j, name in enumerate(names)}
-    cols = [[column[lab] for lab in labs if lab in column] for labs in lists]
-    indptr = np.zeros(len(cols) + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum([len(c) for c in cols])
-    indices = np.fromiter((j for c in cols for j in c), dtype=np.int32, count=int(indptr[-1]))
-    return indptr, indices
+def _label_csr(column: pa.ChunkedArray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A list-of-labels column as a compressed sparse row structure (indptr, column indices) over ``names``.
+
+    Computed with Arrow kernels, so no Python object is created per record (millions of records stay cheap).
+    Labels not in ``names`` are dropped.
+    """
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(column)
+    if flat.type != pa.string():  # e.g. list<null> when no record has any label in this column
+        flat = flat.cast(pa.string())
+    codes = pc.index_in(flat, value_set=pa.array(list(names), pa.string()))
+    codes = codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    owners = np.repeat(np.arange(len(lengths)), lengths)
+    keep = codes >= 0
+    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(np.bincount(owners[keep], minlength=len(lengths)))
+    return indptr, codes[keep].astype(np.int32)
 
 
 class ECGStore:
@@ -291,6 +304,10 @@ class ECGStore:
     def index(self) -> pd.DataFrame:
         """One row per readable record (``row`` is its position in the signals array)."""
         return pd.read_parquet(self.path / INDEX_FILE)
+
+    def index_table(self, columns: Sequence[str]) -> pa.Table:
+        """Some columns of the index as an Arrow table (no per-record Python objects)."""
+        return pq.read_table(self.path / INDEX_FILE, columns=list(columns))
 
     def index_columns(self, columns: Sequence[str]) -> pd.DataFrame:
         """Some columns of the index, without loading the others (memory stays small for millions of records)."""
@@ -325,7 +342,8 @@ class ECGStore:
         return self.spec.n_samples
 
     def __len__(self) -> int:
-        return int(self.spec.counts.get("written", len(self.index)))
+        counts = self.spec.counts
+        return int(counts["written"]) if "written" in counts else len(self.index)
 
     def signal(self, i: int) -> np.ndarray:
         """Record ``i`` of the index as float32 millivolts ``(leads, samples)``."""
@@ -350,15 +368,23 @@ class ECGStore:
         unknown = set(splits) - set(SPLITS)
         if unknown:
             raise ValueError(f"unknown split(s) {sorted(unknown)}; expected {', '.join(SPLITS)}")
-        return np.flatnonzero(self.index_columns(["split"])["split"].isin(splits).to_numpy())
+        split_column = self.index_table(["split"]).column("split")
+        return np.flatnonzero(pc.is_in(split_column, value_set=pa.array(splits, pa.string())).to_numpy(
+            zero_copy_only=False))
 
     def label_counts(self) -> pd.DataFrame:
-        """Positives per label and split, most frequent first."""
-        exploded = self.index_columns(["split", "labels"]).explode("labels").dropna()
-        counts = exploded.value_counts().unstack("split", fill_value=0)
-        counts = counts.reindex(columns=[s for s in ("train", "val", "test") if s in counts.columns], fill_value=0)
+        """Positives per label and split, most frequent first (computed without per-record Python objects)."""
+        table = self.index_table(["split", "labels"])
+        indptr, indices = _label_csr(table.column("labels"), self.label_names)
+        owners = np.repeat(np.arange(table.num_rows), np.diff(indptr))
+        counts = pd.DataFrame(index=pd.Index(self.label_names, name="labels"))
+        for split in SPLITS:
+            in_split = pc.equal(table.column("split"), split).to_numpy(zero_copy_only=False)
+            counts[split] = np.bincount(indices[in_split[owners]], minlength=len(self.label_names))
+        counts = counts.loc[:, counts.sum(axis=0) > 0]
         counts["total"] = counts.sum(axis=1)
-        return counts.sort_values("total", ascending=False)
+        counts = counts[counts["total"] > 0]
+        return counts.sort_values("total", ascending=False, kind="stable")
 
     def frequent_labels(self, min_count: int = 1, split: str = "train") -> list[str]:
         """Labels with at least ``min_count`` positives in ``split`` (the usual training vocabulary)."""
@@ -422,10 +448,12 @@ class StoreDataset(Dataset):
         if unknown:
             raise ValueError(f"labels {unknown[:5]} are not in the store's vocabulary of {len(store.label_names)}")
         self.positions = store.positions(split)
-        entries = store.index_columns(["row", "labels", "unknown_labels"]).iloc[self.positions]
-        self.rows = entries["row"].to_numpy(dtype=np.int64)
-        self._pos = _csr(entries["labels"], self.label_names)
-        self._unk = _csr(entries["unknown_labels"], self.label_names)
+        table = store.index_table(["row", "labels", "unknown_labels"]).take(pa.array(self.positions))
+        self.rows = table.column("row").to_numpy().astype(np.int64)
+        self._pos = _label_csr(table.column("labels"), self.label_names)
+        self._unk = _label_csr(table.column("unknown_labels"), self.label_names)
+        del table
+        pa.default_memory_pool().release_unused()  # hand Arrow's buffers back before DataLoader workers fork
         self.split = split
         self.scale = np.float32(self.spec.mv_per_unit)
         self.dtype = np.dtype(dtype)
