@@ -1,6 +1,7 @@
 """The fine-tune vs scratch vs embeddings comparison: identical splits, statistics, resumability, reports."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -37,17 +38,30 @@ def config(**kw) -> CompareConfig:
 
 def test_slug_and_cell_round_trip(tmp_path):
     assert slug("DIG") == "DIG" and slug("LAO/LAE").startswith("LAO_LAE-") and slug("LAO/LAE") != slug("LAO_LAE")
-    path = cell_path(tmp_path, "LAO/LAE", 10, 0, "test", "finetune")
+    path = cell_path(tmp_path, "LAO/LAE", 10, 0, "test", "finetune-abc")
     save_cell(path, np.array([0.1, 0.9]), np.array([4, 7]), {"arm": "finetune", "x": 1.5})
     scores, index, meta = load_cell(path)
     assert scores.tolist() == [0.1, 0.9] and index.tolist() == [4, 7] and meta == {"arm": "finetune", "x": 1.5}
-    assert [p.name for p in path.parent.iterdir()] == ["finetune.npz"]  # no temporary file left behind
+    assert [p.name for p in path.parent.iterdir()] == ["finetune-abc.npz"]  # no temporary file left behind
+
+
+def test_arm_keys_follow_the_recipe_not_the_runtime():
+    base = config()
+    assert base.arm_key("finetune").startswith("finetune-") and base.arm_key("scratch").startswith("scratch-")
+    same = config(finetune=dataclasses.replace(base.finetune, device="cuda", num_threads=4, progress=True))
+    assert same.arm_key("finetune") == base.arm_key("finetune")
+    other = config(finetune=dataclasses.replace(base.finetune, lr=3e-3, warmup_epochs=0))
+    assert other.arm_key("finetune") != base.arm_key("finetune")
+    assert other.arm_key("scratch") == base.arm_key("scratch")  # the scratch arm ignores the fine-tuning recipe
+    longer = config(finetune=dataclasses.replace(base.finetune, epochs=5))
+    assert longer.arm_key("scratch") != base.arm_key("scratch") and longer.scratch.epochs == 5
 
 
 def test_fixed_comparison_statistics_and_outputs(tmp_path):
     data = labelled()
     model, info = tiny_foundation()
-    result, paths = run_comparison((model, info), data, config(), tmp_path, command="ecgfm compare ...")
+    cfg = config()
+    result, paths = run_comparison((model, info), data, cfg, tmp_path, command="ecgfm compare ...")
     assert {p.name for p in paths.values()} == {"compare.json", "summary.csv", "per_seed.csv", "table.md",
                                                 "data_efficiency.png", "report.html"}
     assert [r["size"] for r in result.summary] == [4, "all"]
@@ -56,7 +70,7 @@ def test_fixed_comparison_statistics_and_outputs(tmp_path):
     for row in result.per_seed:
         scores = {}
         for arm in ("finetune", "scratch", "embeddings"):
-            s, index, meta = load_cell(cell_path(tmp_path, "NEW1", row["size"], 0, "test", arm))
+            s, index, meta = load_cell(cell_path(tmp_path, "NEW1", row["size"], 0, "test", cfg.arm_key(arm)))
             assert np.array_equal(index, test)  # every arm scored on the same held-out records
             scores[arm] = s
             assert row[f"auc_{arm}"] == pytest.approx(roc_auc_score(y, s))
@@ -122,8 +136,14 @@ def test_killed_comparison_resumes_only_missing_cells(tmp_path, monkeypatch):
     calls.clear()
     run_comparison(tiny_foundation(), data, cfg, tmp_path / "killed")
     assert not calls
-    with pytest.raises(ValueError, match="different settings"):
+    # another fine-tuning recipe in the same folder trains only its own arm; scratch and embeddings are reused
+    other = config(sizes=[4], finetune=dataclasses.replace(cfg.finetune, lr=3e-3))
+    run_comparison(tiny_foundation(), data, other, tmp_path / "killed")
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="neg_ratio|settings"):
         run_comparison(tiny_foundation(), data, config(sizes=[4, 8], neg_ratio=3.0), tmp_path / "killed")
+    with pytest.raises(ValueError, match="foundation_weights"):
+        run_comparison(tiny_foundation(seed=1), data, cfg, tmp_path / "killed")
 
 
 def test_cross_validation_pools_out_of_fold_predictions(tmp_path):
@@ -133,7 +153,7 @@ def test_cross_validation_pools_out_of_fold_predictions(tmp_path):
     row = result.summary[0]
     assert row["test_pos"] + row["test_neg"] == len(data.arrays)  # every record tested once per repeat
     assert row["test_pos"] == int(data.arrays.Y[:, 0].sum()) and row["seeds"] == 2
-    folds = [load_cell(cell_path(tmp_path, "NEW1", 3, 0, f"f{k}", "finetune"))[1] for k in range(3)]
+    folds = [load_cell(cell_path(tmp_path, "NEW1", 3, 0, f"f{k}", cfg.arm_key("finetune")))[1] for k in range(3)]
     assert np.array_equal(np.sort(np.concatenate(folds)), np.arange(len(data.arrays)))
     assert "diff_finetune_embeddings" in row and "diff_finetune_scratch" not in row
 
@@ -175,9 +195,10 @@ def test_target_checks_report_where_scratch_wins():
 
 def test_analyse_refuses_arms_scored_on_different_records(tmp_path):
     data = labelled()
-    comparison = Comparison(tiny_foundation(), data, config(sizes=[4], arms=["finetune", "scratch"]), tmp_path)
+    cfg = config(sizes=[4], arms=["finetune", "scratch"])
+    comparison = Comparison(tiny_foundation(), data, cfg, tmp_path)
     comparison.run()
-    path = cell_path(tmp_path, "NEW1", 4, 0, "test", "scratch")
+    path = cell_path(tmp_path, "NEW1", 4, 0, "test", cfg.arm_key("scratch"))
     scores, index, meta = load_cell(path)
     save_cell(path, scores[1:], index[1:], meta)
     with pytest.raises(ValueError, match="different test records"):

@@ -1,6 +1,7 @@
 """Fine-tuning a foundation for new labels: strategies, discriminative rates, frozen BatchNorm, saved models, resume."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -228,7 +229,7 @@ def test_cross_validation_without_validation_set(tmp_path):
     data = novel_dataset(n_patients=60)
     result = finetune((model, info), data, None, quick(cv_folds=2, epochs=2), tmp_path / "cv")
     cv = result.info.data["cv"]
-    assert cv["folds"] == 2 and len(cv["best_epochs"]) == 2 and 1 <= cv["refit_epochs"] <= 2
+    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2 and 1 <= cv["refit_epochs"] <= 2
     assert result.info.metrics["threshold_source"] == "out-of-fold predictions"
     assert set(result.val_auc) == {"NEW1", "NEW2"} and (tmp_path / "cv" / "cv" / "fold-1").is_dir()
 
@@ -239,3 +240,20 @@ def test_preprocessing_mismatch_is_refused():
     data.preprocess = {"steps": [{"name": "resample", "fs": 500.0}]}
     with pytest.raises(ValueError, match="preprocessed differently"):
         finetune((model, info), data, None, quick())
+
+
+def test_head_only_warmup_is_kept_when_body_finetuning_does_not_beat_it():
+    model, info = tiny_foundation()
+    data = novel_dataset()
+    train, val = data.subset(np.arange(140)), data.subset(np.arange(140, 180))
+    wrecked = quick(epochs=3, warmup_epochs=1, lr=50.0, body_lr_scale=1.0, patience=None)  # the body stage diverges
+    kept = finetune((model, info), train, val, wrecked)
+    assert kept.info.training["selected_stage"] == "warmup"
+    for name, param in model.named_parameters():  # the warm-up never touches the body
+        if name.startswith("backbone."):
+            assert torch.equal(param, dict(kept.model.named_parameters())[name]), name
+    warm_best = max(r["val_macro_auc"] for r in kept.history if r["stage"] == "warmup")
+    assert kept.val_auc and np.mean(list(kept.val_auc.values())) == pytest.approx(warm_best, abs=1e-6)
+    forced = finetune((model, info), train, val, dataclasses.replace(wrecked, select_warmup=False))
+    assert forced.info.training["selected_stage"] == "final"
+    assert not torch.equal(forced.model.backbone[0][0].weight, model.backbone[0][0].weight)

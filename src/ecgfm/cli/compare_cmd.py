@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
                                            command=command_line(ctx), foundation_name=source or "default")
         from ecgfm.transfer.report import checks_text, markdown_table
 
-        console.print(markdown_table(result), markup=False, highlight=False)
+        console.print(markdown_table(result), markup=False, highlight=False, soft_wrap=True)
         console.print(checks_text(result), markup=False, highlight=False)
         for skipped in result.skipped:
             console.print(f"not run: {skipped['label']} n={skipped['size']} ({skipped['reason']})")

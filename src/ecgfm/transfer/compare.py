@@ -51,7 +51,7 @@ from ecgfm.models import ModelInfo
 from ecgfm.training import extract_features
 from ecgfm.training.trainer import resolve_device
 from ecgfm.transfer.data import LabelledData
-from ecgfm.transfer.embeddings_baseline import EmbeddingProbe
+from ecgfm.transfer.embeddings_baseline import DEFAULT_CS, EmbeddingProbe
 from ecgfm.transfer.finetune import FinetuneConfig, IndexedArrays, finetune, load_foundation, predict_proba
 from ecgfm.transfer.splits import (ALL, Fold, NestedSampler, check_patient_disjoint, cv_folds, parse_sizes)
 
@@ -62,9 +62,17 @@ PAIRS = (("finetune", "scratch"), ("embeddings", "scratch"), ("finetune", "embed
 SCHEMA = "ecgfm.compare/1"
 
 
+#: FinetuneConfig fields shared by both trained arms: the budget and the data handling (not the recipe).
+BUDGET_FIELDS = ("epochs", "patience", "batch_size", "balance", "max_pos_weight", "min_epoch_samples", "weight_decay",
+                 "monitor", "threshold_rule", "device", "num_threads", "eval_batch_size", "progress")
+#: FinetuneConfig fields that do not change a result (hardware and display), left out of cell keys.
+RUNTIME_FIELDS = ("device", "num_threads", "eval_batch_size", "progress")
+
+
 def scratch_config(finetune_config: FinetuneConfig) -> FinetuneConfig:
     """The from-scratch arm's config: the fine-tuning arm's budget and data handling, the pre-training recipe."""
-    return dataclasses.replace(finetune_config, strategy="scratch", lr=None, schedule=None, warmup_frac=0.3)
+    budget = {name: getattr(finetune_config, name) for name in BUDGET_FIELDS}
+    return FinetuneConfig(strategy="scratch", warmup_frac=0.3, **budget)
 
 
 @dataclass
@@ -112,6 +120,20 @@ class CompareConfig:
         base = self.finetune if arm == "finetune" else self.scratch
         return dataclasses.replace(base, seed=seed, val_fraction=0.0, cv_folds=None)
 
+    def arm_settings(self, arm: str) -> dict[str, Any]:
+        """What an arm's cells depend on besides the shared settings (its training recipe and budget)."""
+        if arm == "embeddings":
+            return {"probe_inner_folds": self.probe_inner_folds, "Cs": list(DEFAULT_CS)}
+        data = self.arm_config(arm, 0).to_dict()
+        for key in (*RUNTIME_FIELDS, "seed", "val_fraction", "cv_folds"):
+            data.pop(key)
+        return data
+
+    def arm_key(self, arm: str) -> str:
+        """The arm's name plus a hash of its settings: another recipe gets its own cells, the same one reuses them."""
+        text = json.dumps(self.arm_settings(arm), sort_keys=True)
+        return f"{arm}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["finetune"], data["scratch"] = self.finetune.to_dict(), self.scratch.to_dict()
@@ -122,14 +144,10 @@ class CompareConfig:
         return cls(**data)
 
     def result_settings(self) -> dict[str, Any]:
-        """The options a finished cell depends on (labels, sizes, seeds and reporting options may change on resume)."""
-        data = self.to_dict()
-        for key in ("labels", "sizes", "seeds", "arms", "n_bootstrap", "ci_level", "allow_seen_labels"):
-            data.pop(key)
-        for arm in ("finetune", "scratch"):
-            for key in ("device", "num_threads", "progress", "eval_batch_size"):
-                data[arm].pop(key, None)
-        return data
+        """The design every cell of an output folder shares (the splits); labels, sizes, seeds, arms and reporting
+        may change on resume, and each arm's recipe is part of its cells' names (see :meth:`arm_key`)."""
+        return {"split": self.split, "cv_folds": self.cv_folds if self.split == "cv" else None,
+                "neg_ratio": self.neg_ratio, "val_fraction": self.val_fraction}
 
 
 QUICK_OVERRIDES = {"sizes": [10, 25], "seeds": [0], "epochs": 12, "patience": 4, "n_bootstrap": 500}
@@ -152,6 +170,7 @@ def slug(label: str) -> str:
 
 
 def cell_path(out_dir: Path, label: str, size: int | str, seed: int, fold: str, arm: str) -> Path:
+    """Where a cell's scores live; ``arm`` is the arm key (:meth:`CompareConfig.arm_key`)."""
     return out_dir / "cells" / slug(label) / f"n{size}" / f"seed{seed}" / fold / f"{arm}.npz"
 
 
@@ -208,6 +227,7 @@ class Comparison:
                  foundation_name: str | None = None):
         self.model, self.info = load_foundation(foundation)
         self.foundation_name = foundation_name or (None if isinstance(foundation, tuple) else str(foundation))
+        self.foundation_sha = weights_fingerprint(self.model)
         self.data, self.config, self.out_dir = data, config, Path(out_dir)
         self.log = log or (lambda message: None)
         missing = [label for label in config.labels if label not in data.arrays.label_names]
@@ -227,7 +247,7 @@ class Comparison:
         """Write ``compare_config.json``; refuse to mix cells made with different result-affecting settings."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "compare_config.json"
-        record = {"settings": self.config.result_settings(), "foundation": self.foundation_name,
+        record = {"settings": self.config.result_settings(), "foundation_weights": self.foundation_sha,
                   "data": {k: v for k, v in self.data.source.items() if k != "unreadable"},
                   "records": _fingerprint(self.arrays.ids)}
         record = json.loads(json.dumps(record, default=str))
@@ -271,7 +291,7 @@ class Comparison:
             return self._embeddings
         path = self.out_dir / "embeddings.npy"
         key = self.out_dir / "embeddings.key"
-        fingerprint = _fingerprint(self.arrays.ids) + ":" + str(self.foundation_name)
+        fingerprint = _fingerprint(self.arrays.ids) + ":" + self.foundation_sha
         if path.exists() and key.exists() and key.read_text() == fingerprint:
             self._embeddings = np.load(path)
             return self._embeddings
@@ -282,7 +302,11 @@ class Comparison:
                              device=device)
         from ecgfm.models.checkpoint import atomic_write_bytes
 
-        atomic_write_bytes(path, lambda tmp: np.save(open(tmp, "wb"), Z))
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                np.save(handle, Z)
+
+        atomic_write_bytes(path, write)
         atomic_write_bytes(key, lambda tmp: Path(tmp).write_text(fingerprint))
         self._embeddings = Z
         return Z
@@ -317,7 +341,7 @@ class Comparison:
             plan = plans[key]
             k = self._fold_names().index(fold_name)
             fold, sampler = plan.folds[k], plan.samplers[k]
-            path = cell_path(self.out_dir, label, size, seed, fold_name, arm)
+            path = cell_path(self.out_dir, label, size, seed, fold_name, self.config.arm_key(arm))
             available = min(s.max_positives for s in plan.samplers)
             if size != ALL and int(size) > available:
                 where = "training pool" if len(plan.samplers) == 1 else "smallest cross-validation training pool"
@@ -344,7 +368,7 @@ class Comparison:
         tset = sampler.draw(size)
         check_patient_disjoint(tset.all, fold.test, self.arrays.patient_ids, f"{label} training and test sets")
         meta: dict[str, Any] = {"label": label, "size": size, "seed": seed, "fold": fold.name, "arm": arm,
-                                **tset.info}
+                                "arm_settings": self.config.arm_settings(arm), **tset.info}
         if arm == "embeddings":
             Z = self.embeddings()
             train_idx = tset.all
@@ -360,13 +384,23 @@ class Comparison:
                                    batch_size=self.config.finetune.eval_batch_size, device=self.config.finetune.device)[:, 0]
             final = [row for row in result.history if row.get("stage") == "final"]
             meta.update(epochs_run=len(result.history), best_epoch=result.info.training.get("best_epoch"),
-                        val_auc=result.val_auc.get(label), final_stage_epochs=len(final))
+                        val_auc=result.val_auc.get(label), final_stage_epochs=len(final),
+                        selected_stage=result.info.training.get("selected_stage"))
         meta["seconds"] = time.perf_counter() - start
         save_cell(path, scores, fold.test, _jsonable(meta))
 
 
 def _fingerprint(ids: np.ndarray) -> str:
     return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A hash of the foundation's weights: cells are reused only with the very same foundation, wherever it lives."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _jsonable(value):
@@ -434,7 +468,9 @@ def analyse(comparison: Comparison) -> CompareResult:
             per_seed.extend(rows)
     checks = _target_checks(summary, config)
     return CompareResult(summary, per_seed, list(comparison.skipped), config.to_dict(), checks,
-                         {"foundation": comparison.foundation_name, "data": comparison.data.source,
+                         {"foundation": comparison.foundation_name, "foundation_weights": comparison.foundation_sha,
+                          "arm_keys": {arm: config.arm_key(arm) for arm in config.arms},
+                          "data": comparison.data.source,
                           "split": config.split, "foundation_labels": len(comparison.info.labels),
                           "foundation_excluded": comparison.info.data.get("excluded_labels")})
 
@@ -443,7 +479,7 @@ def _pooled_scores(comparison: Comparison, label: str, size, seed: int, arm: str
     """Scores of one (label, size, seed, arm) pooled over folds, or ``None`` when a fold is missing."""
     parts, metas = [], []
     for fold_name in comparison._fold_names():
-        path = cell_path(comparison.out_dir, label, size, seed, fold_name, arm)
+        path = cell_path(comparison.out_dir, label, size, seed, fold_name, comparison.config.arm_key(arm))
         if not path.exists():
             return None, []
         scores, index, meta = load_cell(path)

@@ -73,6 +73,7 @@ class FinetuneConfig:
     warmup_epochs: int = 3  # frozen-body epochs fitting only the new head before unfreezing (full/gradual)
     unfreeze_epochs: int = 1  # epochs per newly unfrozen group (gradual)
     freeze_bn: bool = True  # keep the pretrained BatchNorm statistics of the body while fine-tuning
+    select_warmup: bool = True  # keep the head-only warm-up model if fine-tuning the body does not beat it on validation
     balance: str = "pos_weight"  # "pos_weight" (loss weight neg/pos per label) | "oversample" | "none"
     max_pos_weight: float = 50.0
     min_epoch_samples: int = 512  # repeat tiny training sets so an epoch shows at least this many crops
@@ -275,6 +276,7 @@ class Stage:
     schedule: str
     warmup_frac: float
     early_stopping: bool
+    select: bool = False  # validate every epoch and keep the best one (no early stopping): the frozen-body warm-up
 
 
 def plan_stages(config: FinetuneConfig, n_groups: int) -> list[Stage]:
@@ -289,7 +291,7 @@ def plan_stages(config: FinetuneConfig, n_groups: int) -> list[Stage]:
     remaining = config.epochs
     warmup = min(config.warmup_epochs, remaining - 1)
     if warmup > 0:
-        stages.append(Stage("warmup", warmup, 0, WARMUP_LR, "constant", 0.0, False))
+        stages.append(Stage("warmup", warmup, 0, WARMUP_LR, "constant", 0.0, False, select=True))
         remaining -= warmup
     if config.strategy == "gradual":
         for k in range(1, n_groups):
@@ -332,19 +334,33 @@ def _train_config(config: FinetuneConfig, stage: Stage, info: ModelInfo, seed: i
 
 def _run_stages(model: nn.Module, info: ModelInfo, train_set: Dataset, val_set: Dataset | None,
                 config: FinetuneConfig, run_dir: Path | None, epochs: int | None = None) -> tuple[ModelInfo, list]:
-    """Run every stage of the strategy (optionally with a different total epoch budget); returns info and history."""
+    """Run every stage of the strategy (optionally with a different total epoch budget); returns info and history.
+
+    The frozen-body warm-up is validated every epoch and its best epoch starts the next stage. With
+    ``config.select_warmup``, the warm-up model is also a candidate at the end: when fine-tuning the body never
+    reaches a higher validation score, the head-only model is kept (early stopping with the warm-up as "epoch 0").
+    """
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
     groups = body_parameter_groups(model, config.body_groups)
     history: list[dict[str, Any]] = []
+    best_epochs: dict[str, int | None] = {}
+    warm: tuple[float, dict[str, torch.Tensor]] | None = None
+    final_score = None
     for i, stage in enumerate(plan_stages(config, len(groups))):
+        stage_val = val_set if (stage.early_stopping or stage.select) else None
         stage_dir = None
+        result = None
         if run_dir is not None:
             stage_dir = run_dir if stage.name == "final" else run_dir / "stages" / stage.name
             done = stage_dir / "stage_done.json"
-            if stage.name != "final" and done.exists():  # finished before a restart: reuse its weights
-                model.load_state_dict(torch.load(stage_dir / "last.pt", map_location="cpu", weights_only=True)["model"])
-                history.extend(json.loads(done.read_text())["history"])
+            if stage.name != "final" and done.exists():  # finished before a restart: reuse its (best) weights
+                model.load_state_dict(torch.load(stage_dir / "best.pt", map_location="cpu", weights_only=True)["model"])
+                record = json.loads(done.read_text())
+                history.extend(record["history"])
+                best_epochs[stage.name] = record.get("best_epoch")
+                if stage.select and stage_val is not None and record.get("best_score") is not None:
+                    warm = (record["best_score"], _state_copy(model))
                 continue
         param_groups, trained = _stage_param_groups(model, config, stage, groups)
         frozen_body = config.strategy != "scratch" and (config.freeze_bn or stage.n_unfrozen == 0)
@@ -352,16 +368,30 @@ def _run_stages(model: nn.Module, info: ModelInfo, train_set: Dataset, val_set: 
             stack.enter_context(trainable(model, trained))
             if frozen_body and hasattr(model, "backbone"):
                 stack.enter_context(frozen_batchnorm(model.backbone))
-            result = fit(model, train_set, val_set if stage.early_stopping else None,
-                         _train_config(config, stage, info, config.seed + i), run_dir=stage_dir, info=info,
-                         resume=stage_dir is not None, param_groups=param_groups)
+            result = fit(model, train_set, stage_val, _train_config(config, stage, info, config.seed + i),
+                         run_dir=stage_dir, info=info, resume=stage_dir is not None, param_groups=param_groups)
         info = result.info
+        best_epochs[stage.name] = result.best_epoch
         rows = [{"stage": stage.name, **row} for row in result.history]
         history.extend(rows)
+        if stage.select and stage_val is not None and result.best_score is not None:
+            warm = (float(result.best_score), _state_copy(model))
+        if stage.name == "final" and stage_val is not None:
+            final_score = result.best_score
         if stage_dir is not None and stage.name != "final":
-            text = json.dumps({"stage": dataclasses.asdict(stage), "history": rows})
+            text = json.dumps({"stage": dataclasses.asdict(stage), "history": rows, "best_epoch": result.best_epoch,
+                               "best_score": None if stage_val is None else result.best_score})
             atomic_write_bytes(stage_dir / "stage_done.json", lambda tmp: Path(tmp).write_text(text))
+    selected = "final"
+    if config.select_warmup and warm is not None and (final_score is None or warm[0] >= final_score):
+        model.load_state_dict(warm[1])  # fine-tuning the body did not beat the head-only model on validation
+        selected = "warmup"
+    info = info.replace(training={**info.training, "selected_stage": selected, "stage_best_epochs": best_epochs})
     return info, history
+
+
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 # --------------------------------------------------------------------------------------------------- public API
@@ -497,12 +527,16 @@ def _finish(model: nn.Module, info: ModelInfo, history: list, val: ArraySet | No
 def _finetune_cv(base_model: nn.Module, info: ModelInfo, train: ArraySet, config: FinetuneConfig,
                  run_dir: Path | None) -> FinetuneResult:
     """K-fold CV on the training data picks the epoch count (median best epoch) and thresholds (out-of-fold
-    predictions); the final model is then refit on all the data for that many epochs."""
+    predictions); the final model is then refit on all the data for that many epochs.
+
+    When most folds kept the head-only warm-up model (see :func:`_run_stages`), the refit trains only the head, with
+    the warm-up's rate, for the median best warm-up epoch.
+    """
     Y = train.Y
     counts = np.nansum(Y == 1, axis=0)
     rarest = int(np.argmin(np.where(counts > 0, counts, np.inf)))
     oof = np.full(Y.shape, np.nan)
-    best_epochs, history = [], []
+    folds, history = [], []
     for k, fold in enumerate(cv_folds(Y[:, rarest], train.patient_ids, n_splits=config.cv_folds, seed=config.seed)):
         fold_dir = run_dir / "cv" / f"fold-{k}" if run_dir is not None else None
         tr, va = train.subset(fold.pool), train.subset(fold.test)
@@ -515,16 +549,23 @@ def _finetune_cv(base_model: nn.Module, info: ModelInfo, train: ArraySet, config
         oof[fold.test] = 1.0 / (1.0 + np.exp(-logits))
         n_groups = len(body_parameter_groups(model, config.body_groups))
         stages_before = sum(s.epochs for s in plan_stages(config, n_groups) if s.name != "final")
-        best = fold_info.training.get("best_epoch") or fold_info.training.get("epochs_run") or 1
-        best_epochs.append(stages_before + int(best))
+        best = fold_info.training["stage_best_epochs"]
+        selected = fold_info.training["selected_stage"]
+        effective = (best.get("warmup") or 1) if selected == "warmup" else stages_before + int(best.get("final") or 1)
+        folds.append({"selected_stage": selected, "epochs": int(effective)})
         history.extend({"fold": k, **row} for row in fold_history)
-    epochs = int(np.median(best_epochs))
-    final_config = dataclasses.replace(config, patience=None)
+    head_only = sum(f["selected_stage"] == "warmup" for f in folds) > len(folds) / 2
+    chosen = [f["epochs"] for f in folds if (f["selected_stage"] == "warmup") == head_only]
+    epochs = max(1, int(np.median(chosen)))
+    refit = dataclasses.replace(config, patience=None, select_warmup=False)
+    if head_only:  # the warm-up alone: a frozen-body probe at the warm-up's rate and schedule
+        refit = dataclasses.replace(refit, strategy="linear", lr=WARMUP_LR, schedule="constant", warmup_frac=0.0)
     model = _fresh_model(base_model, info, config)
     info = info.replace(data={**info.data, **_data_summary(train, None),
-                              "cv": {"folds": config.cv_folds, "best_epochs": best_epochs, "refit_epochs": epochs}})
+                              "cv": {"folds": config.cv_folds, "per_fold": folds, "refit_epochs": epochs,
+                                     "refit_strategy": refit.strategy}})
     info, final_history = _run_stages(model, info, IndexedArrays(train.X, Y, epoch_index(
-        Y, config.balance, config.min_epoch_samples)), None, final_config, run_dir, epochs=epochs)
+        Y, config.balance, config.min_epoch_samples)), None, refit, run_dir, epochs=epochs)
     return _finish(model, info, history + final_history, None, config, run_dir, oof=(Y, oof))
 
 
