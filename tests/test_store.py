@@ -116,3 +116,19 @@ def test_stores_refuse_what_they_cannot_hold(tmp_path):
         ingest(SyntheticSource(2, fs=100), tmp_path / "z", pipeline=Pipeline(()), workers=1, progress=False)
     with pytest.raises(FileNotFoundError, match="not an ecgfm store"):
         ECGStore(tmp_path)
+
+
+def test_label_counts_and_in_memory_arrayset_agree_with_the_dataset(store_path):
+    store = ECGStore(store_path)
+    counts = store.label_counts()
+    for split in ("train", "val", "test"):
+        data = store.dataset(split)
+        expected = dict(zip(data.label_names, data.Y.sum(axis=0).astype(int)))
+        assert {k: int(counts.loc[k, split]) for k in counts.index} == {k: v for k, v in expected.items() if k in counts.index}
+    assert store.frequent_labels(min_count=10 ** 6) == [] and set(store.frequent_labels(1)) <= set(SYNTHETIC_LABELS)
+    arrays = store.to_arrayset("val")
+    data = store.dataset("val")
+    assert arrays.X.shape == (len(data), 12, 1000) and arrays.label_names == list(SYNTHETIC_LABELS)
+    np.testing.assert_array_equal(arrays.X[1], data.signal(1))
+    np.testing.assert_array_equal(arrays.Y, data.Y)
+    assert list(arrays.ids) == list(data.record_ids) and list(arrays.patient_ids) == list(data.patient_ids)
