@@ -348,6 +348,8 @@ def markdown(result: dict) -> str:
                          f"{value['bytes_per_record']:,.0f} ({value['ratio']:.2f}x smaller than raw)"))
     rows += [(f"random reads, DataLoader {w} worker{'s' if w != 1 else ''}", f"{reads[w]:,.0f} records/s")
              for w in sorted(reads)]
+    rows.append(("random reads at 500 Hz (5x larger records), DataLoader 0 workers",
+                 f"{result['read_500hz_0_workers']['records_per_s']:,.0f} records/s"))
     rows += [
         ("baseline: zarr-python reader, 0 workers", f"{result['read_zarr_baseline']['records_per_s']:,.0f} records/s"),
         ("baseline: uncompressed memory-mapped .npy, 0 workers",
