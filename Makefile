@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	ECGFM_PTBXL_DIR=$(PTBXL) $(VENV)/bin/ecgfm data summary $(PTBXL)
+	ECGFM_PTBXL_DIR=$(PTBXL) $(VENV)/bin/ecgfm demo --ptbxl $(PTBXL) --out runs/demo
 
 test: install
 	ECGFM_PTBXL_DIR=$(PTBXL) $(PY) -m pytest -n 2 -q
