@@ -225,3 +225,14 @@ def test_head_bias_starts_at_the_label_log_odds():
     init_head_bias(model, Y)
     prevalence = torch.sigmoid(model.get_classifier().bias.detach()).numpy()
     np.testing.assert_allclose(prevalence, [0.25, 1e-4, 2 / 3], rtol=1e-4)
+
+
+def test_labels_of_a_subset_are_the_subset_rows():
+    from torch.utils.data import Subset
+
+    from ecgfm.training.data import ArrayDataset, RandomCropDataset, labels_of
+
+    Y = np.eye(5, dtype=np.float32)
+    full = ArrayDataset(np.zeros((5, 12, 100), np.float32), Y)
+    np.testing.assert_array_equal(labels_of(Subset(full, [3, 1])), Y[[3, 1]])
+    np.testing.assert_array_equal(labels_of(RandomCropDataset(Subset(full, [4]), 50, seed=0)), Y[[4]])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 
 class ArrayDataset(Dataset):
@@ -40,10 +40,14 @@ class ArrayDataset(Dataset):
 
 def labels_of(dataset: Dataset) -> np.ndarray:
     """All label vectors of a dataset as an (N, L) array (fast path for :class:`ArrayDataset` and crops of it)."""
-    base = getattr(dataset, "dataset", dataset)
-    if hasattr(base, "Y"):
-        return np.asarray(base.Y, dtype=np.float32)
-    return np.stack([np.asarray(base[i][1], dtype=np.float32) for i in range(len(base))])
+    if isinstance(dataset, Subset):  # a Subset's labels are its parent's rows at its indices, not all of them
+        return labels_of(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
+    if hasattr(dataset, "Y"):
+        return np.asarray(dataset.Y, dtype=np.float32)
+    inner = getattr(dataset, "dataset", None)  # wrappers such as RandomCropDataset: same records, same order
+    if inner is not None and len(inner) == len(dataset):
+        return labels_of(inner)
+    return np.stack([np.asarray(dataset[i][1], dtype=np.float32) for i in range(len(dataset))])
 
 
 def fit_length(x: torch.Tensor, length: int) -> torch.Tensor:
