@@ -83,7 +83,8 @@ def test_fixed_comparison_statistics_and_outputs(tmp_path):
     assert small["train_pos_patients"] == 4 and small["train_records"] == 4 * 3 * 2  # 4 pos + 8 neg patients x 2 ECGs
     assert small["test_pos"] == int(y.sum()) and small["seeds"] == 1
     table = (tmp_path / "table.md").read_text()
-    assert table.startswith("| Label | Train positives") and "| NEW1 | 4 |" in table and "all (" in table
+    assert table.startswith("| Label | Diagnosis | Train positives")
+    assert "| NEW1 | first new finding | 4 |" in table and "all (" in table
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "ecgfm compare ..." in html and "Per seed" in html
     document = json.loads((tmp_path / "compare.json").read_text())

@@ -75,7 +75,7 @@ def test_compare_writes_report_and_resumes(workspace, tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("report.html", "table.md", "data_efficiency.png", "compare.json", "summary.csv", "per_seed.csv"):
         assert (out / name).exists(), name
-    assert "| STACH | 3 |" in result.output and "report:" in flat(result)
+    assert "| STACH | STACH | 3 |" in result.output and "report:" in flat(result)
     document = json.loads((out / "compare.json").read_text())
     assert document["command"].startswith("ecgfm compare") and document["config"]["sizes"] == [3, "all"]
     cells = sorted(p.stat().st_mtime_ns for p in (out / "cells").rglob("*.npz"))

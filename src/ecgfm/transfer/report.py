@@ -54,7 +54,7 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the paper-style table: per label and size, each arm's AUC [95% CI], the paired difference."""
     arms = result.config["arms"]
     pairs = [(a, b) for a, b in PAIRS if a in arms and b in arms]
-    headers = ["Label", "Train positives", "Train ECGs", "Test pos/neg"]
+    headers = ["Label", "Diagnosis", "Train positives", "Train ECGs", "Test pos/neg"]
     headers += [f"{ARM_TITLES[a]} AUC [95% CI]" for a in arms]
     for a, b in pairs[:1]:
         headers += [f"Δ {ARM_TITLES[a]} − {ARM_TITLES[b]} [95% CI]", "DeLong p (median)", f"seeds {a} better"]
@@ -62,7 +62,8 @@ def table_rows(result: CompareResult) -> tuple[list[str], list[list[str]]]:
         headers += [f"Δ {ARM_TITLES[a]} − {ARM_TITLES[b]} [95% CI]"]
     body = []
     for row in result.summary:
-        cells = [row["label"], _size_text(row), f"{row['train_records']:.0f}", f"{row['test_pos']}/{row['test_neg']}"]
+        cells = [row["label"], str(row.get("description", row["label"])), _size_text(row), f"{row['train_records']:.0f}",
+                 f"{row['test_pos']}/{row['test_neg']}"]
         cells += [_with_ci(row, f"auc_{a}") for a in arms]
         for a, b in pairs[:1]:
             cells += [_with_ci(row, f"diff_{a}_{b}", signed=True), _p(row.get(f"p_delong_{a}_{b}")),
