@@ -64,6 +64,12 @@ def test_finetune_then_predict(workspace, tmp_path):
                                     "--output", str(out), "--no-progress"])
     assert predicted.exit_code == 0, predicted.output
     assert {"STACH", "SBRAD"} <= set(" ".join(pd.read_csv(out).columns).replace("_", " ").split())
+    evaluated = runner.invoke(app, ["evaluate", "--model", str(run / "model"), "--manifest",
+                                    str(workspace / "manifest.csv"), "--out", str(tmp_path / "eval"),
+                                    "--bootstrap", "20"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert {row["label"] for row in metrics["labels"]} <= {"STACH", "SBRAD"} and metrics["labels"]
 
 
 def test_compare_writes_report_and_resumes(workspace, tmp_path):

@@ -134,4 +134,5 @@ def register(app: typer.Typer) -> None:
             table.add_row(name, result.info.label_descriptions.get(name, ""), f"{auc:.3f}",
                           "-" if thr is None else f"{thr:.3f}")
         console.print(table)
-        console.print(f"model: {out / 'model'} (or {out / 'best.pt'}); e.g. ecgfm predict ECG_FILES --model {out / 'model'}")
+        console.print(f"model: {out / 'model'} (or {out / 'best.pt'}); "
+                      f"e.g. ecgfm predict ECG_FILES --model {out / 'model'}")

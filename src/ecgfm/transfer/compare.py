@@ -235,8 +235,9 @@ class Comparison:
             raise ValueError(f"labels {missing} are not in the data (it has {data.arrays.label_names[:20]})")
         seen = [label for label in config.labels if label in self.info.labels]
         if seen and not config.allow_seen_labels:
-            raise ValueError(f"the foundation was trained on {seen}: these are not novel labels. Pre-train a foundation "
-                             "with them excluded (ecgfm pretrain --exclude-labels ...) or pass allow_seen_labels")
+            raise ValueError(f"the foundation was trained on {seen}: these are not novel labels. Pre-train a "
+                             "foundation with them excluded (ecgfm pretrain --exclude-labels ...) or pass "
+                             "allow_seen_labels")
         self.arrays = data.arrays
         self.y = {label: self.arrays.Y[:, self.arrays.label_names.index(label)] for label in config.labels}
         self.skipped: list[dict[str, Any]] = []
@@ -380,8 +381,8 @@ class Comparison:
             arrays = self.arrays.select_labels([label])
             result = finetune((self.model, self.info), arrays.subset(tset.train), arrays.subset(tset.val),
                               config=self.config.arm_config(arm, seed))
-            scores = predict_proba(result.model, result.info, arrays, fold.test,
-                                   batch_size=self.config.finetune.eval_batch_size, device=self.config.finetune.device)[:, 0]
+            scores = predict_proba(result.model, result.info, arrays, fold.test, device=self.config.finetune.device,
+                                   batch_size=self.config.finetune.eval_batch_size)[:, 0]
             final = [row for row in result.history if row.get("stage") == "final"]
             meta.update(epochs_run=len(result.history), best_epoch=result.info.training.get("best_epoch"),
                         val_auc=result.val_auc.get(label), final_stage_epochs=len(final),
@@ -493,42 +494,57 @@ def _pooled_scores(comparison: Comparison, label: str, size, seed: int, arm: str
     return (index[order], scores[order]), metas
 
 
+def _training_counts(metas: list[dict]) -> dict[str, Any]:
+    """Training-set size of one (label, size, seed), median over folds (one fold for a fixed split)."""
+    return {"train_pos_patients": _median([m["positive_patients"] for m in metas]),
+            "train_records": _median([m["train_records"] + m["val_records"] for m in metas]),
+            "train_pos_records": _median([m["train_positive_records"] + m["val_positive_records"] for m in metas]),
+            "neg_ratio": metas[0].get("neg_ratio")}
+
+
+def _interval(replicates: np.ndarray | None, level: float) -> tuple[float, float]:
+    if replicates is None:
+        return float("nan"), float("nan")
+    low, high = percentile_interval(replicates, level)
+    return float(low), float(high)
+
+
 def _analyse_cell(label: str, size, y: np.ndarray, pids: np.ndarray, scores: dict[int, dict[str, np.ndarray]],
                   metas: dict[int, dict[str, list[dict]]], config: CompareConfig) -> tuple[list[dict], dict]:
-    """Per-seed rows and the seed-median summary row of one (label, size)."""
+    """Per-seed rows and the seed-median summary row of one (label, size).
+
+    One paired cluster bootstrap over test patients serves every (seed, arm): each replicate recomputes all their
+    AUCs on the same resample, so per-seed differences and across-seed medians get intervals from the same draws.
+    """
     seeds = sorted(scores)
     arms = [a for a in config.arms if all(a in scores[s] for s in seeds)]
+    pairs = [(a, b) for a, b in PAIRS if a in arms and b in arms]
     models = [(s, a) for s in seeds for a in arms]
     n_pos, n_neg = int(np.sum(y == 1)), int(np.sum(y == 0))
+    evaluable = bool(n_pos and n_neg)
     level = config.ci_level
-    boot = None
-    if n_pos and n_neg and config.n_bootstrap > 0:
+    reps: dict[tuple[int, str], np.ndarray] = {}
+    if evaluable and config.n_bootstrap > 0:
         boot = bootstrap_replicates(y[:, None], [scores[s][a][:, None] for s, a in models], patient_ids=pids,
                                     n_resamples=config.n_bootstrap, seed=zlib.crc32(f"{label}|{size}".encode()))
-    reps = {m: boot.auc[i, :, 0] for i, m in enumerate(models)} if boot is not None else {}
+        reps = {m: boot.auc[i, :, 0] for i, m in enumerate(models)}
     per_seed = []
     for s in seeds:
-        meta = metas[s]
-        first = meta[arms[0]][0] if arms else {}
         row: dict[str, Any] = {"label": label, "size": size, "seed": s, "test_pos": n_pos, "test_neg": n_neg,
-                               "train_pos_patients": _median([m["positive_patients"] for m in meta[arms[0]]]),
-                               "train_records": _median([m["train_records"] + m["val_records"] for m in meta[arms[0]]]),
-                               "train_pos_records": _median([m["train_positive_records"] + m["val_positive_records"]
-                                                             for m in meta[arms[0]]]), "neg_ratio": first.get("neg_ratio")}
+                               **_training_counts(metas[s][arms[0]])}
         for a in arms:
-            auc = roc_auc(y, scores[s][a]) if n_pos and n_neg else float("nan")
-            low, high = percentile_interval(reps[(s, a)], level) if reps else (np.nan, np.nan)
-            row.update({f"auc_{a}": auc, f"auc_{a}_ci_low": float(low), f"auc_{a}_ci_high": float(high),
-                        f"seconds_{a}": float(sum(m.get("seconds", 0.0) for m in meta[a]))})
+            low, high = _interval(reps.get((s, a)), level)
+            row.update({f"auc_{a}": roc_auc(y, scores[s][a]) if evaluable else float("nan"),
+                        f"auc_{a}_ci_low": low, f"auc_{a}_ci_high": high,
+                        f"seconds_{a}": float(sum(m.get("seconds", 0.0) for m in metas[s][a]))})
             if a != "embeddings":
-                row[f"best_epoch_{a}"] = _median([m.get("best_epoch") or np.nan for m in meta[a]])
-        for a, b in PAIRS:
-            if a in arms and b in arms and n_pos and n_neg:
-                test = delong_test(y, scores[s][a], scores[s][b], level)
-                low, high = percentile_interval(reps[(s, a)] - reps[(s, b)], level) if reps else (np.nan, np.nan)
-                row.update({f"diff_{a}_{b}": test.diff, f"diff_{a}_{b}_ci_low": float(low),
-                            f"diff_{a}_{b}_ci_high": float(high), f"p_delong_{a}_{b}": test.p_value,
-                            f"diff_{a}_{b}_delong_ci_low": test.ci_low, f"diff_{a}_{b}_delong_ci_high": test.ci_high})
+                row[f"best_epoch_{a}"] = _median([m.get("best_epoch") or np.nan for m in metas[s][a]])
+        for a, b in pairs if evaluable else []:
+            test = delong_test(y, scores[s][a], scores[s][b], level)
+            low, high = _interval(reps[(s, a)] - reps[(s, b)] if reps else None, level)
+            row.update({f"diff_{a}_{b}": test.diff, f"diff_{a}_{b}_ci_low": low, f"diff_{a}_{b}_ci_high": high,
+                        f"p_delong_{a}_{b}": test.p_value, f"diff_{a}_{b}_delong_ci_low": test.ci_low,
+                        f"diff_{a}_{b}_delong_ci_high": test.ci_high})
         per_seed.append(row)
 
     summary: dict[str, Any] = {"label": label, "size": size, "seeds": len(seeds), "test_pos": n_pos, "test_neg": n_neg,
@@ -537,16 +553,15 @@ def _analyse_cell(label: str, size, y: np.ndarray, pids: np.ndarray, scores: dic
         summary[key] = _median([r[key] for r in per_seed])
     for a in arms:
         summary[f"auc_{a}"] = _median([r[f"auc_{a}"] for r in per_seed])
-        summary[f"auc_{a}_ci_low"], summary[f"auc_{a}_ci_high"] = _median_interval([reps.get((s, a)) for s in seeds], level)
-        summary[f"seconds_{a}"] = float(sum(r[f"seconds_{a}"] for r in per_seed))
-    for a, b in PAIRS:
-        if f"diff_{a}_{b}" not in per_seed[0]:
-            continue
-        summary[f"diff_{a}_{b}"] = _median([r[f"diff_{a}_{b}"] for r in per_seed])
-        diffs = [reps[(s, a)] - reps[(s, b)] if reps else None for s in seeds]
-        summary[f"diff_{a}_{b}_ci_low"], summary[f"diff_{a}_{b}_ci_high"] = _median_interval(diffs, level)
-        summary[f"p_delong_{a}_{b}"] = _median([r[f"p_delong_{a}_{b}"] for r in per_seed])
-        summary[f"seeds_{a}_over_{b}"] = int(sum(r[f"diff_{a}_{b}"] > 0 for r in per_seed))
+        low, high = _median_interval([reps.get((s, a)) for s in seeds], level)
+        summary.update({f"auc_{a}_ci_low": low, f"auc_{a}_ci_high": high,
+                        f"seconds_{a}": float(sum(r[f"seconds_{a}"] for r in per_seed))})
+    for a, b in pairs if evaluable else []:
+        low, high = _median_interval([reps[(s, a)] - reps[(s, b)] if reps else None for s in seeds], level)
+        summary.update({f"diff_{a}_{b}": _median([r[f"diff_{a}_{b}"] for r in per_seed]),
+                        f"diff_{a}_{b}_ci_low": low, f"diff_{a}_{b}_ci_high": high,
+                        f"p_delong_{a}_{b}": _median([r[f"p_delong_{a}_{b}"] for r in per_seed]),
+                        f"seeds_{a}_over_{b}": int(sum(r[f"diff_{a}_{b}"] > 0 for r in per_seed))})
     return per_seed, summary
 
 
@@ -577,7 +592,8 @@ def _target_checks(summary: list[dict[str, Any]], config: CompareConfig) -> dict
             continue
         first = min(rows, key=lambda r: r["train_pos_patients"])
         smallest.append({"label": label, "size": first["size"], "diff": first["diff_finetune_scratch"],
-                         "ci_low": first["diff_finetune_scratch_ci_low"], "ci_high": first["diff_finetune_scratch_ci_high"],
+                         "ci_low": first["diff_finetune_scratch_ci_low"],
+                         "ci_high": first["diff_finetune_scratch_ci_high"],
                          "finetune_higher": bool(first["diff_finetune_scratch"] > 0),
                          "ci_excludes_zero": bool(first["diff_finetune_scratch_ci_low"] > 0)})
         beaten += [{"label": label, "size": r["size"], "diff": r["diff_finetune_scratch"]}

@@ -34,7 +34,8 @@ _LRCV_QUIET = {k: v for k, v in {"l1_ratios": (0.0,), "use_legacy_attributes": F
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 13))
 
 
-def _inner_splits(y: np.ndarray, groups: np.ndarray, max_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+def _inner_splits(y: np.ndarray, groups: np.ndarray, max_splits: int,
+                  seed: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Patient-level stratified inner folds, or ``None`` when there are too few positive patients to cross-validate."""
     n_pos_groups = len(set(groups[y == 1]))
     n_neg_groups = len(set(groups[y == 0]))

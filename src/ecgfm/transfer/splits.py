@@ -174,7 +174,8 @@ def check_patient_disjoint(a: np.ndarray, b: np.ndarray, patient_ids: np.ndarray
     pids = np.asarray(patient_ids).astype(str)
     shared = np.intersect1d(pids[np.asarray(a, dtype=int)], pids[np.asarray(b, dtype=int)])
     if len(shared):
-        raise ValueError(f"{what} share {len(shared)} patient(s), e.g. {shared[:3].tolist()}; splits must be patient-disjoint")
+        raise ValueError(f"{what} share {len(shared)} patient(s), e.g. {shared[:3].tolist()}; "
+                         "splits must be patient-disjoint")
 
 
 def fixed_random_test(y: np.ndarray, patient_ids: np.ndarray, test_fraction: float = 0.2, seed: int = 0) -> Fold:
