@@ -10,17 +10,22 @@ from ecgfm.leads import STANDARD_LEADS
 
 __version__ = "0.1.0"
 
-__all__ = ["ECG", "read", "ECGError", "ECGReadError", "ECGValueError", "STANDARD_LEADS", "Predictor", "__version__"]
+__all__ = ["ECG", "read", "ECGError", "ECGReadError", "ECGValueError", "STANDARD_LEADS", "Predictor", "load_pretrained",
+           "create_model", "list_models", "__version__"]
 
 #: Public names imported on first use, so ``import ecgfm`` stays fast (no torch import at package import time).
-_LAZY = {"Predictor": "ecgfm.inference.predictor"}
+_LAZY = {"Predictor": ("ecgfm.inference.predictor", "Predictor"),
+         "load_pretrained": ("ecgfm.models", "load_pretrained"),
+         "create_model": ("ecgfm.models", "create"),
+         "list_models": ("ecgfm.models", "list_models")}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'ecgfm' has no attribute {name!r}")

@@ -9,7 +9,7 @@ from ecgfm.models import inception1d as _inception1d  # noqa: F401  (registers m
 from ecgfm.models import resnet1d as _resnet1d  # noqa: F401
 from ecgfm.models import xresnet1d as _xresnet1d  # noqa: F401
 from ecgfm.models.base import ECGClassifier
-from ecgfm.models.checkpoint import build_model, load_checkpoint, load_pretrained, save_pretrained
+from ecgfm.models.checkpoint import build_model, default_weights_dir, load_checkpoint, load_pretrained, save_pretrained
 from ecgfm.models.flops import count_flops, count_params
 from ecgfm.models.info import ModelInfo
 from ecgfm.models.registry import create, is_model, list_models, register_model
