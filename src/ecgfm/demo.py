@@ -25,9 +25,9 @@ class DemoPreset:
     """Budgets of one demo run; ``quick`` fits a laptop CPU, ``full`` reproduces docs/results.md."""
 
     name: str = "quick"
-    model: str = "resnet1d"
+    model: str = "xresnet1d50"
     fs: float = 100.0
-    pretrain_epochs: int = 8
+    pretrain_epochs: int = 15
     min_count: int = 10  # pre-train on statements with at least this many training positives
     n_bootstrap: int = 500
     compare_sizes: list = field(default_factory=lambda: [10, 25])
@@ -37,7 +37,7 @@ class DemoPreset:
 
 PRESETS = {
     "quick": DemoPreset(),
-    "full": DemoPreset(name="full", pretrain_epochs=40, n_bootstrap=1000, compare_sizes=[10, 25, 50, 100, "all"],
+    "full": DemoPreset(name="full", pretrain_epochs=50, n_bootstrap=1000, compare_sizes=[10, 25, 50, 100, "all"],
                        compare_seeds=[0, 1, 2], compare_epochs=30),
 }
 
