@@ -9,8 +9,9 @@ from rich.console import Console
 
 from ecgfm.errors import ECGError
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: never break a line inside a file path or reason (messages stay greppable and copy-pasteable)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager

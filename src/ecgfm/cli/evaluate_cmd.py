@@ -78,7 +78,11 @@ def compare_predictions(
 def command_line(ctx: typer.Context) -> str:
     """The command as an equivalent, copy-pasteable line built from the parsed options (also under test runners)."""
     parts = ["ecgfm", ctx.info_name or ""]
-    for param in ctx.command.params:
+    # Options the user typed first, then the defaults in force (so the line still reproduces if defaults change).
+    # Compared by name: typer ships its own ParameterSource enum, distinct from click's.
+    ordered = sorted(ctx.command.params,
+                     key=lambda p: getattr(ctx.get_parameter_source(p.name), "name", "") != "COMMANDLINE")
+    for param in ordered:
         value = ctx.params.get(param.name)
         if value is None:
             continue
