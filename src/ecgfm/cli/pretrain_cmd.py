@@ -83,6 +83,8 @@ def register(app: typer.Typer) -> None:
         patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Stop after this many epochs "
                                                "without a better validation macro-AUC."),
         grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Optimiser step every N batches."),
+        compile_model: bool = typer.Option(False, "--compile/--no-compile",
+                                           help="torch.compile the training forward pass (useful on GPU)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on for CUDA)."),
         workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
@@ -115,7 +117,8 @@ def register(app: typer.Typer) -> None:
                 epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
                 window=int(round(window * fs)) if window > 0 else None, aggregate=aggregate,
                 class_weights=None if class_weights == "none" else class_weights, patience=patience,
-                grad_accum=grad_accum, device=device, amp=amp, workers=workers, num_threads=threads, seed=seed,
+                grad_accum=grad_accum, compile=compile_model, device=device, amp=amp, workers=workers,
+                num_threads=threads, seed=seed,
                 progress=progress,
             )
             kwargs = parse_model_kwargs(model_kw)

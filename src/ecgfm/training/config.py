@@ -35,6 +35,9 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes
     seed: int = 0
     grad_accum: int = 1  # optimiser step every N batches (effective batch = batch_size * grad_accum)
+    # torch.compile the training forward pass (GPU: fuses the many small 1-D conv/BN/ReLU kernels). There is no
+    # channels-last option: PyTorch's channels-last memory formats exist for 4-D/5-D tensors, not 1-D convolutions.
+    compile: bool = False
     max_grad_norm: float | None = None  # clip gradients to this L2 norm
     eval_batch_size: int = 256  # windows per forward pass at validation
     num_threads: int | None = None  # torch.set_num_threads for CPU runs; None = leave as is

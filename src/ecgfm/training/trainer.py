@@ -212,6 +212,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
         init_head_bias(model, train_Y)
     model.to(device)
     train_model = dist_utils.wrap_model(model, env)  # DDP when world_size > 1: gradients averaged over ranks
+    if config.compile:  # compiled view of the same parameters; checkpoints still save the plain model
+        train_model = torch.compile(train_model)
     pos_weight = positive_weights(train_Y, config.class_weights, config.max_pos_weight)
     pos_weight = pos_weight.to(device) if pos_weight is not None else None
     optimizer = build_optimizer(model, config.lr, config.weight_decay, param_groups)
