@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         min_count: int = typer.Option(10, "--min-count", min=1, help="Keep labels with at least this many "
                                       "positives in the training folds."),
         fs: float = typer.Option(100.0, "--fs", help="Sampling rate of the model input (Hz); records are resampled."),
-        model: str = typer.Option("resnet1d", "--model", help="Architecture (see `ecgfm models`)."),
+        model: str = typer.Option("xresnet1d50", "--model", help="Architecture (see `ecgfm models`)."),
         model_kw: List[str] = typer.Option([], "--model-kw", help="Architecture option KEY=VALUE (JSON value); "
                                            "repeatable, e.g. --model-kw 'widths=[32,64,96,128]'."),
         epochs: int = typer.Option(defaults.epochs, "--epochs", min=1),
@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
 
         Keeps the epoch with the best validation macro-AUC (best.pt) and writes a resumable last.pt every epoch.
 
-        Example: ecgfm pretrain --ptbxl ../shared/data/ptbxl --task all --model resnet1d --epochs 30 --out runs/fm
+        Example: ecgfm pretrain --ptbxl ../shared/data/ptbxl --task all --min-count 10 --epochs 50 --out runs/fm
 
         Multi-GPU (DDP, one process per GPU): torchrun --nproc_per_node 8 --no-python ecgfm pretrain --store
         /data/store --batch-size 128 --workers 8 --out runs/fm  (see docs/scaling.md)

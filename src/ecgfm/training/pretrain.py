@@ -87,7 +87,7 @@ def ptbxl_training_data(root: str | Path | None = None, task: str = "all", fs: f
                         description=description)
 
 
-def pretrain(data: TrainingData, model: str = "resnet1d", model_kwargs: dict[str, Any] | None = None,
+def pretrain(data: TrainingData, model: str = "xresnet1d50", model_kwargs: dict[str, Any] | None = None,
              config: TrainConfig | None = None, run_dir: str | Path | None = None, resume: bool = False) -> FitResult:
     """Train ``model`` from scratch on ``data``; writes the run directory and ``run_dir/pretrained/``.
 

@@ -34,8 +34,8 @@ _STRODTHOFF = TrainConfig(epochs=50, batch_size=128, lr=1e-2, weight_decay=1e-2,
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
-        name="default", model="resnet1d", config=_STRODTHOFF,
-        description="ecgfm's CPU recipe (see docs/models.md for how it was chosen)",
+        name="default", model="xresnet1d50", config=_STRODTHOFF,
+        description="the shipped foundation model's recipe (MODEL_CARD.md): xresnet1d50, 100 Hz, 50 epochs",
     ),
     "xresnet1d101": Recipe(
         name="xresnet1d101", model="xresnet1d101", config=_STRODTHOFF,
