@@ -1,78 +1,22 @@
-"""``ecgfm evaluate`` and ``ecgfm compare-models``: paper-style evaluation reports from prediction files.
+"""``ecgfm evaluate`` and ``ecgfm compare-models``: paper-style evaluation reports from a model or prediction files.
 
-The Python-level functions :func:`evaluate_predictions` and :func:`compare_predictions` are what the commands call; code
-that already holds arrays (a predictor run, a notebook) can call them directly.
+The commands call :func:`ecgfm.evaluation.report.evaluate_predictions` / ``compare_predictions`` (re-exported here),
+which code that already holds arrays (a predictor run, a notebook) can call directly.
 """
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import typer
 
 from ecgfm.cli.common import console, err_console, is_interactive, user_errors
-from ecgfm.evaluation.evaluate import (
-    DEFAULT_N_BOOTSTRAP,
-    ComparisonResult,
-    EvaluationResult,
-    ThresholdSpec,
-    compare_scores,
-    evaluate_scores,
-)
+from ecgfm.evaluation.evaluate import DEFAULT_N_BOOTSTRAP, ThresholdSpec
 from ecgfm.evaluation.predictions import load_predictions
-from ecgfm.evaluation.report import write_comparison, write_evaluation
+from ecgfm.evaluation.report import compare_predictions, evaluate_predictions
 
-
-def evaluate_predictions(
-    y_true,
-    y_score,
-    label_names: Sequence[str],
-    out_dir,
-    val_true=None,
-    val_score=None,
-    patient_ids=None,
-    thresholds: ThresholdSpec = "youden",
-    command: str | None = None,
-    config: Mapping | None = None,
-    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
-    seed: int = 0,
-    level: float = 0.95,
-    progress=None,
-    n_jobs: int = 1,
-) -> tuple[EvaluationResult, dict[str, Path]]:
-    """Evaluate test scores and write ``metrics.json``, ``metrics.csv`` and ``report.html`` into ``out_dir``.
-
-    Thresholds are fitted on ``val_true``/``val_score`` (see :func:`ecgfm.evaluation.evaluate_scores`). ``command``
-    and ``config`` are recorded verbatim in the JSON and the HTML so the report says how it was produced.
-    """
-    result = evaluate_scores(y_true, y_score, label_names, val_true=val_true, val_score=val_score,
-                             thresholds=thresholds, patient_ids=patient_ids, n_bootstrap=n_bootstrap, seed=seed,
-                             level=level, progress=progress, n_jobs=n_jobs)
-    return result, write_evaluation(result, out_dir, command=command, config=config)
-
-
-def compare_predictions(
-    y_true,
-    score_a,
-    score_b,
-    label_names: Sequence[str],
-    out_dir,
-    patient_ids=None,
-    model_names: tuple[str, str] = ("A", "B"),
-    command: str | None = None,
-    config: Mapping | None = None,
-    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
-    seed: int = 0,
-    level: float = 0.95,
-    progress=None,
-    n_jobs: int = 1,
-) -> tuple[ComparisonResult, dict[str, Path]]:
-    """Compare two models' scores on the same records; writes comparison.json/.csv/.html into ``out_dir``."""
-    result = compare_scores(y_true, score_a, score_b, label_names, model_names=model_names, patient_ids=patient_ids,
-                            n_bootstrap=n_bootstrap, seed=seed, level=level, progress=progress, n_jobs=n_jobs)
-    return result, write_comparison(result, out_dir, command=command, config=config)
+__all__ = ["register", "evaluate_predictions", "compare_predictions", "command_line"]
 
 
 def command_line(ctx: typer.Context) -> str:

@@ -10,7 +10,6 @@ import json
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 

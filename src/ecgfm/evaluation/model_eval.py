@@ -3,7 +3,7 @@ fit thresholds on validation, and write the clinical report.
 
 This is the glue behind ``ecgfm evaluate --model ...``: data loading comes from :func:`ecgfm.transfer.data.load_labelled`
 (PTB-XL folds, an ingested store or a manifest), inference from :class:`ecgfm.inference.Predictor` (the model's own
-preprocessing and sliding windows), statistics from :func:`ecgfm.cli.evaluate_cmd.evaluate_predictions`.
+preprocessing and sliding windows), statistics from :func:`ecgfm.evaluation.report.evaluate_predictions`.
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def evaluate_model(model: str | os.PathLike | None, out_dir: str | os.PathLike, 
     scoring only labels that the test set can measure); ``stats`` go to ``evaluate_predictions`` (``n_bootstrap``,
     ``seed``, ``level``, ``n_jobs``, ``progress`` callback).
     """
-    from ecgfm.cli.evaluate_cmd import evaluate_predictions
+    from ecgfm.evaluation.report import evaluate_predictions
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

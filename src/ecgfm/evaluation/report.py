@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgfm.evaluation.evaluate import ComparisonResult, EvaluationResult
+from collections.abc import Sequence
+
+from ecgfm.evaluation.evaluate import (DEFAULT_N_BOOTSTRAP, ComparisonResult, EvaluationResult, ThresholdSpec,
+                                       compare_scores, evaluate_scores)
 from ecgfm.plotting.roc import RocPanel, figure_to_data_uri, plot_roc_grid
 
 SCHEMA = "ecgfm.evaluation/1"
@@ -265,3 +268,53 @@ def write_comparison(result: ComparisonResult, out_dir, command: str | None = No
                      config: Mapping | None = None) -> dict[str, Path]:
     """Write ``comparison.json``, ``comparison.csv`` and ``comparison.html`` into ``out_dir``; returns their paths."""
     return _write("comparison", result, out_dir, command, config, COMPARISON_FILES, render_comparison_html)
+
+
+def evaluate_predictions(
+    y_true,
+    y_score,
+    label_names: Sequence[str],
+    out_dir,
+    val_true=None,
+    val_score=None,
+    patient_ids=None,
+    thresholds: ThresholdSpec = "youden",
+    command: str | None = None,
+    config: Mapping | None = None,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = 0.95,
+    progress=None,
+    n_jobs: int = 1,
+) -> tuple[EvaluationResult, dict[str, Path]]:
+    """Evaluate test scores and write ``metrics.json``, ``metrics.csv`` and ``report.html`` into ``out_dir``.
+
+    Thresholds are fitted on ``val_true``/``val_score`` (see :func:`ecgfm.evaluation.evaluate_scores`). ``command``
+    and ``config`` are recorded verbatim in the JSON and the HTML so the report says how it was produced.
+    """
+    result = evaluate_scores(y_true, y_score, label_names, val_true=val_true, val_score=val_score,
+                             thresholds=thresholds, patient_ids=patient_ids, n_bootstrap=n_bootstrap, seed=seed,
+                             level=level, progress=progress, n_jobs=n_jobs)
+    return result, write_evaluation(result, out_dir, command=command, config=config)
+
+
+def compare_predictions(
+    y_true,
+    score_a,
+    score_b,
+    label_names: Sequence[str],
+    out_dir,
+    patient_ids=None,
+    model_names: tuple[str, str] = ("A", "B"),
+    command: str | None = None,
+    config: Mapping | None = None,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    seed: int = 0,
+    level: float = 0.95,
+    progress=None,
+    n_jobs: int = 1,
+) -> tuple[ComparisonResult, dict[str, Path]]:
+    """Compare two models' scores on the same records; writes comparison.json/.csv/.html into ``out_dir``."""
+    result = compare_scores(y_true, score_a, score_b, label_names, model_names=model_names, patient_ids=patient_ids,
+                            n_bootstrap=n_bootstrap, seed=seed, level=level, progress=progress, n_jobs=n_jobs)
+    return result, write_comparison(result, out_dir, command=command, config=config)

@@ -88,7 +88,8 @@ def init_weights(model: nn.Module) -> None:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm1d):
-            nn.init.ones_(m.weight)
+            # zero_init marks a residual branch's last BN: starting it at 0 makes each block an identity (He et al. 2019)
+            (nn.init.zeros_ if getattr(m, "zero_init", False) else nn.init.ones_)(m.weight)
             nn.init.zeros_(m.bias)
 
 

@@ -76,9 +76,6 @@ class ResNet1d(ECGClassifier):
         self.backbone = nn.Sequential(*layers)
         self._init_head(in_ch, num_labels, head_hidden, drop_rate)
         init_weights(self)
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm1d) and getattr(m, "zero_init", False):
-                nn.init.zeros_(m.weight)
 
 
 @register_model

@@ -62,9 +62,6 @@ class XResNet1d(ECGClassifier):
         self.backbone = nn.Sequential(*stem, nn.MaxPool1d(3, stride=2, padding=1), *blocks)
         self._init_head(in_ch, num_labels, head_hidden, drop_rate)
         init_weights(self)
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm1d) and getattr(m, "zero_init", False):
-                nn.init.zeros_(m.weight)
 
 
 @register_model
