@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -20,6 +21,10 @@ TINY = {
     "xresnet1d50": {"widths": [4, 4, 4, 4], "stem_widths": [8, 8, 16]},
     "xresnet1d101": {"widths": [4, 4, 4, 4], "stem_widths": [8, 8, 16]},
     "inception1d": {"filters": 4, "bottleneck": 4},
+    "ensemble": {"members": [
+        {"arch": "resnet1d_small", "kwargs": {}, "window": 250, "stride": 125, "aggregate": "max"},
+        {"arch": "xresnet1d18", "kwargs": {"widths": [8, 8, 8, 8], "stem_widths": [8, 8, 8]}, "window": None,
+         "stride": None, "aggregate": "mean"}]},
 }
 
 
@@ -50,7 +55,8 @@ def test_model_interface(name):
         assert features.shape == (3, model.num_features)
         logits = model(x)
         assert logits.shape == (3, 5)
-        torch.testing.assert_close(logits, model.forward_head(features))
+        if name != "ensemble":  # an ensemble aggregates window logits, not window features (tested below)
+            torch.testing.assert_close(logits, model.forward_head(features))
     assert model.forward_head(features, pre_logits=True).shape[0] == 3
     model.reset_classifier(2)
     assert model(torch.randn(2, 8, 300)).shape == (2, 2) and model.num_labels == 2
@@ -143,3 +149,30 @@ def test_load_checkpoint_rejects_missing_and_foreign_files(tmp_path):
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(ValueError, match="not an ecgfm checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_ensemble_averages_member_probabilities_over_their_own_windows():
+    from ecgfm.models.ensemble import combine
+    from ecgfm.training.predict import predict_logits
+    from ecgfm.training.data import ArrayDataset
+
+    torch.manual_seed(0)
+    crop = create("resnet1d_small", 3).eval()
+    whole = create("xresnet1d18", 3, **TINY["xresnet1d18"]).eval()
+    infos = [ModelInfo.from_model(crop, ["A", "B", "C"], window=250, stride=125, aggregate="max", fs=100.0),
+             ModelInfo.from_model(whole, ["A", "B", "C"], window=None, aggregate="mean", fs=100.0)]
+    ens, info = combine([(crop, infos[0]), (whole, infos[1])])
+    assert info.arch == "ensemble" and info.window is None and ens.num_features == crop.num_features + whole.num_features
+    x = torch.randn(4, 12, 1000)
+    data = ArrayDataset(x.numpy(), np.zeros((4, 3), np.float32))
+    p_crop = torch.sigmoid(torch.from_numpy(predict_logits(crop, data, 250, 125, "max")))
+    p_whole = torch.sigmoid(whole(x))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.sigmoid(ens(x)), (p_crop + p_whole) / 2, atol=1e-5, rtol=1e-4)
+        assert ens.forward_features(x).shape == (4, ens.num_features)
+    whole_only, _ = combine([(whole, infos[1]), (whole, infos[1])])
+    with torch.no_grad():  # with whole-record members forward == forward_head(forward_features), as for any model
+        torch.testing.assert_close(whole_only(x), whole_only.forward_head(whole_only.forward_features(x)))
+        torch.testing.assert_close(whole_only(x), whole(x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="same labels"):
+        combine([(crop, infos[0]), (whole, infos[1].replace(labels=["A", "C", "B"]))])

@@ -5,7 +5,8 @@
 ``num_features``. ``load_checkpoint`` / ``save_pretrained`` / ``load_pretrained`` rebuild models from disk with the
 :class:`ModelInfo` that describes them (labels, preprocessing, thresholds, training data, metrics).
 """
-from ecgfm.models import inception1d as _inception1d  # noqa: F401  (registers models)
+from ecgfm.models import ensemble as _ensemble  # noqa: F401  (registers models)
+from ecgfm.models import inception1d as _inception1d  # noqa: F401
 from ecgfm.models import resnet1d as _resnet1d  # noqa: F401
 from ecgfm.models import xresnet1d as _xresnet1d  # noqa: F401
 from ecgfm.models.base import ECGClassifier

@@ -1,0 +1,132 @@
+"""``ensemble``: several separately trained models scored together, each with its own input window.
+
+Members may differ in architecture and in how they read a record (e.g. one trained on 2.5-s crops and scored by the
+maximum over sliding windows, one trained on whole 10-s records), which is where an ensemble's gain comes from. The
+ensemble therefore takes whole records (its ``ModelInfo.window`` is ``None``) and applies each member's windowing
+itself. Record probability = mean of the members' probabilities (the ensemble returns its logit).
+``forward_features`` concatenates the members' window-averaged embeddings. Unlike single models,
+``forward(x)`` equals ``forward_head(forward_features(x))`` only when every member reads whole records: members
+scored on windows aggregate window *logits* (max or mean), which an averaged embedding cannot reproduce.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ecgfm.models.registry import create, register_model
+
+
+def _window_starts(length: int, window: int, stride: int) -> list[int]:
+    # Same rule as ecgfm.training.data.window_starts (kept here so models do not import training code).
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def _windows(x: torch.Tensor, window: int | None, stride: int | None) -> torch.Tensor:
+    """``(B, C, T)`` -> ``(B, n, C, window)`` sliding windows (zero-padded when the record is shorter)."""
+    if window is None:
+        return x.unsqueeze(1)
+    if x.shape[-1] < window:
+        x = nn.functional.pad(x, (0, window - x.shape[-1]))
+    starts = _window_starts(x.shape[-1], window, stride or max(window // 2, 1))
+    return torch.stack([x[..., s:s + window] for s in starts], dim=1)
+
+
+class Ensemble(nn.Module):
+    """Average of member models' probabilities; members carry their own window / stride / aggregation."""
+
+    def __init__(self, num_labels: int, in_leads: int, members: list[dict[str, Any]]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.specs = [dict(m) for m in members]
+        self.members = nn.ModuleList(
+            create(m["arch"], num_labels, in_leads, **m.get("kwargs", {})) for m in self.specs
+        )
+        for spec in self.specs:
+            if spec.get("aggregate", "max") not in ("max", "mean"):
+                raise ValueError(f"member aggregate must be max or mean, got {spec.get('aggregate')!r}")
+        self.num_labels = num_labels
+        self.num_features = sum(m.num_features for m in self.members)
+
+    def _member_windows(self, x: torch.Tensor, spec: dict) -> tuple[torch.Tensor, int]:
+        w = _windows(x, spec.get("window"), spec.get("stride"))
+        return w.flatten(0, 1), w.shape[1]
+
+    def member_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Record logits of each member, ``[(B, L), ...]``."""
+        out = []
+        for spec, member in zip(self.specs, self.members):
+            windows, n = self._member_windows(x, spec)
+            logits = member(windows).reshape(x.shape[0], n, -1)
+            out.append(logits.amax(1) if spec.get("aggregate", "max") == "max" else logits.mean(1))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.sigmoid(l.float()) for l in self.member_logits(x)]).mean(0)
+        probs = probs.clamp(1e-7, 1 - 1e-7)
+        return torch.log(probs) - torch.log1p(-probs)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenated member embeddings, each averaged over that member's windows: ``(B, num_features)``."""
+        feats = []
+        for spec, member in zip(self.specs, self.members):
+            windows, n = self._member_windows(x, spec)
+            feats.append(member.forward_features(windows).reshape(x.shape[0], n, -1).mean(1))
+        return torch.cat(feats, dim=1)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Members' heads on their slices of ``features``; probabilities averaged (window aggregation is skipped:
+        pass features of one window per record)."""
+        parts = torch.split(features, [m.num_features for m in self.members], dim=1)
+        if pre_logits:
+            return torch.cat([m.forward_head(p, pre_logits=True) for m, p in zip(self.members, parts)], dim=1)
+        probs = torch.stack([torch.sigmoid(m.forward_head(p).float()) for m, p in zip(self.members, parts)]).mean(0)
+        probs = probs.clamp(1e-7, 1 - 1e-7)
+        return torch.log(probs) - torch.log1p(-probs)
+
+    def reset_classifier(self, num_labels: int) -> None:
+        for member in self.members:
+            member.reset_classifier(num_labels)
+        self.num_labels = int(num_labels)
+
+    def get_classifier(self) -> None:
+        return None  # several classifiers; see members
+
+
+@register_model
+def ensemble(num_labels: int, in_leads: int = 12, members: list[dict[str, Any]] | None = None) -> Ensemble:
+    """Probability-averaging ensemble of members ``[{"arch", "kwargs", "window", "stride", "aggregate"}, ...]``."""
+    return Ensemble(num_labels, in_leads, members or [])
+
+
+def combine(members: list[tuple[nn.Module, Any]], **info_changes: Any):
+    """Build an :class:`Ensemble` (and its ``ModelInfo``) from trained ``(model, info)`` pairs with the same labels.
+
+    Each member keeps its own window / stride / aggregation; the ensemble's info takes the first member's labels,
+    preprocessing and provenance, and sets ``window=None`` (the ensemble windows internally).
+    """
+    if not members:
+        raise ValueError("nothing to combine")
+    first = members[0][1]
+    for _, info in members[1:]:
+        if list(info.labels) != list(first.labels):
+            raise ValueError("ensemble members must predict the same labels in the same order")
+        if info.preprocess != first.preprocess or info.fs != first.fs:
+            raise ValueError("ensemble members must share the preprocessing (same input)")
+    specs = [{"arch": info.arch, "kwargs": info.arch_kwargs, "window": info.window, "stride": info.stride,
+              "aggregate": info.aggregate} for _, info in members]
+    model = create("ensemble", len(first.labels), first.in_leads, members=specs)
+    for target, (source, _) in zip(model.members, members):
+        target.load_state_dict(source.state_dict())
+    training = {"members": [info.training for _, info in members]}
+    metrics = {"members": [info.metrics for _, info in members]}
+    info = first.replace(arch="ensemble", arch_kwargs=model.arch_kwargs, window=None, stride=None,
+                         training=training, metrics=metrics, thresholds={}, **info_changes)
+    return model.eval(), info
