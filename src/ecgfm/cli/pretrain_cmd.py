@@ -48,8 +48,12 @@ def register(app: typer.Typer) -> None:
         from ecgfm.models.registry import _MODELS
 
         for name in list_models():
-            net = create(name, 71)
             doc = (_MODELS[name].__doc__ or "").strip().splitlines()[0]
+            try:
+                net = create(name, 71)
+            except (TypeError, ValueError):  # e.g. an ensemble is built from trained members, not from defaults
+                table.add_row(name, "-", "-", "-", doc)
+                continue
             table.add_row(name, f"{count_params(net) / 1e6:.2f} M",
                           f"{count_flops(net, (1, 12, int(round(10 * fs)))) / 1e9:.2f}", str(net.num_features), doc)
         console.print(table)
