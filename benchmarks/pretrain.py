@@ -1,10 +1,11 @@
 """Benchmark: pre-training recipes on PTB-XL under one CPU time budget, scored on fold 10.
 
-Method. For each recipe (``ecgfm.training.recipes``: ecgfm's ``default`` and the PTB-XL benchmark's ``xresnet1d101``
-and ``inception1d`` settings) a fresh subprocess (so peak RSS is per recipe) loads PTB-XL (cached arrays), trains on
-folds 1-8 with fold 9 for validation / best-epoch selection, and scores fold 10. Budget: the number of epochs is the
-recipe's, reduced so that training fits ``--budget-min`` minutes (estimated from a probe of a few training steps and
-a validation pass; the one-cycle schedule then runs to completion), with a hard stop at the budget.
+Method. For each recipe (``ecgfm.training.recipes``: ecgfm's ``default``, the ``cpu-ensemble`` recipe and the PTB-XL
+benchmark's ``xresnet1d101`` and ``inception1d`` settings) a fresh subprocess (so peak RSS is per recipe) loads
+PTB-XL (cached arrays), trains on folds 1-8 with fold 9 for validation / best-epoch selection, and scores fold 10.
+Budget: each model's number of epochs is the recipe's, scaled down (all members alike) if the recipe would not fit
+``--budget-min`` minutes (estimated from a probe of a few training steps and a validation pass per model; the
+one-cycle schedules then run to completion), with a hard stop per model at its share of the budget.
 
 Score (the project's target): macro-AUC over the statements with >= 5 positives in fold 10 (labels: all statements
 with >= ``min_count`` training positives). Also reported: the PTB-XL paper-style median AUC, and median sensitivity and
@@ -76,16 +77,42 @@ def paper_metrics(test_Y, test_logits, val_Y, val_logits, labels):
             "median_specificity_youden": s["median_specificity"]["value"], "n_evaluable_labels": s["n_evaluable"]}
 
 
+def plan_budget(recipe, data, budget_s: float, threads: int):
+    """Epochs per member so the whole recipe trains in ``budget_s`` (probe-estimated), plus each member's hard
+    time limit (its share of the budget)."""
+    from dataclasses import replace
+
+    import torch
+
+    from ecgfm.models import create
+
+    members, costs = recipe.member_list(), []
+    for member in members:
+        torch.manual_seed(0)
+        model = create(member.model, len(data.labels), **member.model_kwargs)
+        costs.append(probe_epoch_seconds(model, data.train, data.val, member.config))
+    planned = sum(m.config.epochs * c for m, c in zip(members, costs))
+    scale = min(1.0, 0.93 * budget_s / planned)
+    plan = []
+    for member, cost in zip(members, costs):
+        epochs = max(1, int(member.config.epochs * scale))
+        share = budget_s * epochs * cost / max(sum(max(1, int(m.config.epochs * scale)) * c
+                                                   for m, c in zip(members, costs)), 1e-9)
+        plan.append(replace(member, config=replace(member.config, epochs=epochs, time_limit_s=share)))
+    if recipe.members:
+        return replace(recipe, members=tuple(plan)), costs
+    return replace(recipe, config=plan[0].config), costs
+
+
 def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: int) -> dict:
     """Train and score one recipe in this process."""
     import torch
 
-    from ecgfm.models import count_flops, count_params, create
+    from ecgfm.models import count_flops, count_params
     from ecgfm.training.metrics import per_label_auc
     from ecgfm.training.predict import predict_logits
-    from ecgfm.training.pretrain import ptbxl_training_data
+    from ecgfm.training.pretrain import pretrain_recipe, ptbxl_training_data
     from ecgfm.training.recipes import get_recipe
-    from ecgfm.training.trainer import fit
 
     torch.set_num_threads(threads)
     recipe = get_recipe(name)
@@ -94,27 +121,33 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
     test = data.test
     data_s = time.perf_counter() - start
 
-    torch.manual_seed(seed)
-    model = create(recipe.model, len(data.labels), **recipe.model_kwargs)
-    config = recipe.with_config(seed=seed, num_threads=threads, progress=False).config
-    epoch_s = probe_epoch_seconds(model, data.train, data.val, config)
-    epochs = int(max(1, min(config.epochs, (0.95 * budget_s) // max(epoch_s, 1e-9))))
-    config = recipe.with_config(seed=seed, num_threads=threads, progress=False, epochs=epochs,
-                                time_limit_s=budget_s).config
+    planned, epoch_costs = plan_budget(recipe, data, budget_s, threads)
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        result = fit(model, data.train, data.val, config, run_dir=run_dir)
+        result = pretrain_recipe(data, planned, run_dir=run_dir, seed=seed, num_threads=threads, progress=False)
         train_s = time.perf_counter() - start
-    model = result.model
+        histories = {}
+        for member in planned.member_list():
+            folder = Path(run_dir) / member.name if planned.members else Path(run_dir)
+            histories[member.name] = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    model, info = result.model, result.info
 
-    logits = predict_logits(model, test, config.window, config.test_stride, config.aggregate)
-    val_logits = predict_logits(model, data.val, config.window, config.test_stride, config.aggregate)
+    logits = predict_logits(model, test, info.window, info.stride, info.aggregate)
+    val_logits = predict_logits(model, data.val, info.window, info.stride, info.aggregate)
     scored = test.Y.sum(axis=0) >= 5
     aucs = per_label_auc(test.Y, logits)
     labels = np.array(data.labels)
+    # throughput over all members' epochs: ECGs drawn / seconds spent in training steps (validation excluded)
+    seen = sum(len(data.train) for rows in histories.values() for _ in rows)
+    busy = sum(len(data.train) / h["train_ecgs_per_s"] for rows in histories.values() for h in rows)
     return {
-        "recipe": name, "model": recipe.model, "model_kwargs": recipe.model_kwargs, "fs": recipe.fs,
-        "min_count": recipe.min_count, "config": config.to_dict(), "seed": seed,
+        "recipe": name, "model": recipe.model, "description": recipe.description, "fs": recipe.fs,
+        "min_count": recipe.min_count, "seed": seed,
+        "members": [{"name": m.name, "model": m.model, "model_kwargs": m.model_kwargs, "config": m.config.to_dict(),
+                     "estimated_epoch_s": cost, "epochs_run": len(histories[m.name]),
+                     "best_val_macro_auc": max((h.get("val_macro_auc", float("nan")) for h in histories[m.name]),
+                                               default=None)}
+                    for m, cost in zip(planned.member_list(), epoch_costs)],
         "params": count_params(model), "gflops_per_10s_ecg": count_flops(model, (1, 12, int(10 * recipe.fs))) / 1e9,
         "n_labels": len(data.labels), "n_train": len(data.train), "n_val": len(data.val), "n_test": len(test),
         "n_scored_labels": int(scored.sum()),
@@ -123,13 +156,11 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
         **paper_metrics(test.Y[:, scored], logits[:, scored], data.val.Y[:, scored], val_logits[:, scored],
                         list(labels[scored])),
         "per_label_auc": {str(k): float(v) for k, v in zip(labels[scored], aucs[scored])},
-        "best_val_macro_auc": result.best_score, "best_epoch": result.best_epoch,
-        "estimated_epoch_s": epoch_s, "epochs_planned": epochs, "epochs_run": len(result.history),
-        "stop_reason": result.stop_reason,
-        "train_ecgs_per_s": float(np.median([h["train_ecgs_per_s"] for h in result.history])),
+        "val_macro_auc": result.best_score,
+        "train_ecgs_per_s": seen / busy,
         "train_wall_s": train_s, "data_wall_s": data_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "history": result.history,
+        "histories": histories,
     }
 
 
@@ -167,7 +198,7 @@ def main(argv=None) -> int:
         runs.append(run)
         print(f"{name:14s} macro-AUC {run['test_macro_auc']:.4f} (>=5 positives, {run['n_scored_labels']} labels) "
               f"median AUC {run['median_auc']:.4f} sens {run['median_sensitivity_youden']:.3f} "
-              f"spec {run['median_specificity_youden']:.3f} | {run['epochs_run']} epochs, "
+              f"spec {run['median_specificity_youden']:.3f} | {sum(m['epochs_run'] for m in run['members'])} epochs, "
               f"{run['train_ecgs_per_s']:.0f} ECGs/s, train {run['train_wall_s'] / 60:.1f} min, "
               f"peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
     baseline = next((r for r in runs if r["recipe"] == "default"), runs[0])

@@ -236,3 +236,29 @@ def test_labels_of_a_subset_are_the_subset_rows():
     full = ArrayDataset(np.zeros((5, 12, 100), np.float32), Y)
     np.testing.assert_array_equal(labels_of(Subset(full, [3, 1])), Y[[3, 1]])
     np.testing.assert_array_equal(labels_of(RandomCropDataset(Subset(full, [4]), 50, seed=0)), Y[[4]])
+
+
+def test_pretrain_recipe_trains_members_and_combines_them(tmp_path):
+    from ecgfm.training.pretrain import TrainingData, pretrain_recipe
+    from ecgfm.training.recipes import Member, Recipe
+
+    train, val = synthetic()
+    data = TrainingData(train=train, val=val, labels=["a", "b", "c"], fs=100.0, preprocess={"steps": []})
+    recipe = Recipe(name="tiny-ensemble", model="ensemble", members=(
+        Member("crops", "resnet1d", quick_config(epochs=2, window=200), TINY),
+        Member("whole", "resnet1d", quick_config(epochs=2, window=None), TINY)))
+    result = pretrain_recipe(data, recipe, run_dir=tmp_path, seed=0)
+    assert all((tmp_path / m / "best.pt").exists() for m in ("crops", "whole"))
+    model, info = load_checkpoint(tmp_path / "best.pt")
+    assert info.arch == "ensemble" and info.window is None and info.extra["recipe"] == "tiny-ensemble"
+    assert info.metrics["val_macro_auc"] == pytest.approx(result.best_score)
+    crops, crops_info = load_checkpoint(tmp_path / "crops" / "best.pt")
+    whole, _ = load_checkpoint(tmp_path / "whole" / "best.pt")
+    assert crops_info.training["config"]["seed"] == 0 and load_checkpoint(tmp_path / "whole" / "best.pt")[1].training["config"]["seed"] == 1
+    member_mean = (torch.sigmoid(torch.from_numpy(predict_logits(crops, val, 200, 100, "max")))
+                   + torch.sigmoid(torch.from_numpy(predict_logits(whole, val, None)))) / 2
+    torch.testing.assert_close(torch.sigmoid(torch.from_numpy(predict_logits(model, val, None))), member_mean,
+                               atol=1e-5, rtol=1e-4)
+    again = pretrain_recipe(data, recipe, run_dir=tmp_path, resume=True, seed=0)  # finished: nothing retrained
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[key]), key

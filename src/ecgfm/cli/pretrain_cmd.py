@@ -71,6 +71,10 @@ def register(app: typer.Typer) -> None:
         min_count: int = typer.Option(10, "--min-count", min=1, help="Keep labels with at least this many "
                                       "positives in the training folds."),
         fs: float = typer.Option(100.0, "--fs", help="Sampling rate of the model input (Hz); records are resampled."),
+        recipe: Optional[str] = typer.Option(None, "--recipe", help="A named recipe (ecgfm.training.recipes, e.g. "
+                                             "'default', 'cpu-ensemble'): sets the model(s), --fs, --min-count and "
+                                             "the training options; runtime options (--device, --threads, --seed, "
+                                             "--workers, --resume) still apply."),
         model: str = typer.Option("xresnet1d50", "--model", help="Architecture (see `ecgfm models`)."),
         model_kw: List[str] = typer.Option([], "--model-kw", help="Architecture option KEY=VALUE (JSON value); "
                                            "repeatable, e.g. --model-kw 'widths=[32,64,96,128]'."),
@@ -106,7 +110,8 @@ def register(app: typer.Typer) -> None:
         Multi-GPU (DDP, one process per GPU): torchrun --nproc_per_node 8 --no-python ecgfm pretrain --store
         /data/store --batch-size 128 --workers 8 --out runs/fm  (see docs/scaling.md)
         """
-        from ecgfm.training.pretrain import pretrain, ptbxl_training_data
+        from ecgfm.training.pretrain import pretrain, pretrain_recipe, ptbxl_training_data
+        from ecgfm.training.recipes import get_recipe
 
         with user_errors():
             if task not in TASKS:
@@ -125,6 +130,9 @@ def register(app: typer.Typer) -> None:
                 num_threads=threads, seed=seed,
                 progress=progress,
             )
+            chosen = get_recipe(recipe) if recipe else None
+            if chosen is not None:
+                fs, min_count, model = chosen.fs, chosen.min_count, chosen.model
             kwargs = parse_model_kwargs(model_kw)
             excluded = [s.strip() for s in exclude_labels.split(",") if s.strip()] if exclude_labels else []
             # Data sources build a TrainingData (Datasets + labels + preprocessing spec); PTB-XL is the built-in one.
@@ -137,7 +145,15 @@ def register(app: typer.Typer) -> None:
                                            progress=progress)
             console.print(f"pre-training [bold]{model}[/] on {len(data.train)} ECGs ({len(data.labels)} labels), "
                           f"validating on {len(data.val) if data.val is not None else 0}; run folder {out}")
-            result = pretrain(data, model=model, model_kwargs=kwargs, config=config, run_dir=out, resume=resume)
+            if chosen is not None:
+                runtime = dict(device=device, amp=amp, workers=workers, num_threads=threads, seed=seed, progress=progress)
+                result = pretrain_recipe(data, chosen, run_dir=out, resume=resume, **runtime)
+            else:
+                result = pretrain(data, model=model, model_kwargs=kwargs, config=config, run_dir=out, resume=resume)
+        if chosen is not None and chosen.members:
+            score = f"validation macro-AUC {result.best_score:.4f}" if result.best_score is not None else "no validation"
+            console.print(f"done: ensemble of {len(chosen.members)} members ({score}); model in {out / 'best.pt'}")
+            return
         last = result.history[-1] if result.history else {}
         best = f"best validation macro-AUC {result.best_score:.4f}" if data.val is not None else "no validation set"
         console.print(f"done: {len(result.history)} epochs, {best} at epoch {result.best_epoch}"

@@ -14,8 +14,23 @@ from ecgfm.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
+class Member:
+    """One separately trained model of a recipe: architecture and its training configuration."""
+
+    name: str
+    model: str
+    config: TrainConfig
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Recipe:
-    """A complete pre-training recipe."""
+    """A complete pre-training recipe: one model, or several ``members`` combined into an ensemble.
+
+    For an ensemble recipe ``model`` is ``"ensemble"`` and ``config`` holds only the shared runtime options; each
+    member is trained on the same data with its own configuration, then ``ecgfm.models.ensemble.combine`` averages
+    their probabilities (each member scoring records with its own window).
+    """
 
     name: str
     model: str
@@ -24,9 +39,16 @@ class Recipe:
     fs: float = 100.0
     min_count: int = 10
     description: str = ""
+    members: tuple[Member, ...] = ()
 
     def with_config(self, **changes: Any) -> "Recipe":
-        return replace(self, config=replace(self.config, **changes))
+        """The recipe with training options changed (for an ensemble: in every member)."""
+        members = tuple(replace(m, config=replace(m.config, **changes)) for m in self.members)
+        return replace(self, config=replace(self.config, **changes), members=members)
+
+    def member_list(self) -> list[Member]:
+        """The models to train: the members of an ensemble, or the recipe's single model."""
+        return list(self.members) or [Member("model", self.model, self.config, dict(self.model_kwargs))]
 
 
 _STRODTHOFF = TrainConfig(epochs=50, batch_size=128, lr=1e-2, weight_decay=1e-2, schedule="onecycle", window=250,
@@ -36,6 +58,16 @@ RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         name="default", model="xresnet1d50", config=_STRODTHOFF,
         description="the shipped foundation model's recipe (MODEL_CARD.md): xresnet1d50, 100 Hz, 50 epochs",
+    ),
+    "cpu-ensemble": Recipe(
+        name="cpu-ensemble", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
+        description="three xresnet1d50 members reading records differently (2.5-s and 5-s crops scored by the max "
+                    "over sliding windows, whole 10-s records); probabilities averaged",
+        members=(
+            Member("crops2.5s", "xresnet1d50", replace(_STRODTHOFF, epochs=50, window=250)),
+            Member("crops5s", "xresnet1d50", replace(_STRODTHOFF, epochs=40, window=500)),
+            Member("whole10s", "xresnet1d50", replace(_STRODTHOFF, epochs=30, window=None, batch_size=64)),
+        ),
     ),
     "xresnet1d101": Recipe(
         name="xresnet1d101", model="xresnet1d101", config=_STRODTHOFF,
