@@ -33,14 +33,16 @@ from ecgfm.transfer.finetune import FinetuneConfig
 
 #: Fine-tuning variants (overrides of FinetuneConfig); "default" is the shipped recipe.
 VARIANTS = {
-    "default": {},
-    "naive": {"lr": 1e-2, "schedule": "onecycle", "warmup_frac": 0.3, "warmup_epochs": 0, "freeze_bn": False,
-              "body_lr_scale": 1.0, "layer_lr_decay": 1.0},
+    "default": {},  # LP-FT: fitted logistic-regression probe head, then discriminative fine-tuning
+    "naive": {"lr": 1e-2, "schedule": "onecycle", "warmup_frac": 0.3, "new_head": "fc", "warmup_epochs": 0,
+              "freeze_bn": False, "body_lr_scale": 1.0, "layer_lr_decay": 1.0},
     "linear": {"strategy": "linear"},
     "gradual": {"strategy": "gradual"},
     "train-bn": {"freeze_bn": False},
     "no-select": {"select_warmup": False},
-    "no-warmup": {"warmup_epochs": 0},
+    "sgd-warmup": {"new_head": "fc"},  # the previous default: SGD warm-up of a fresh final layer
+    "whole-head": {"new_head": "head"},
+    "max-agg": {"aggregate": "max"},
     "lr-3e-3": {"lr": 3e-3},
 }
 

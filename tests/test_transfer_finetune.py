@@ -45,8 +45,9 @@ def novel_dataset(n_patients=90, seed=0, prevalence=(0.25, 0.3)) -> ArraySet:
 
 
 def quick(**kw) -> FinetuneConfig:
+    """A tiny budget; the SGD warm-up head (``new_head="fc"``) unless a test asks for the probe."""
     return FinetuneConfig(**{"epochs": 3, "patience": None, "warmup_epochs": 1, "min_epoch_samples": 32,
-                             "batch_size": 16, "device": "cpu", **kw})
+                             "batch_size": 16, "device": "cpu", "new_head": "fc", **kw})
 
 
 @pytest.fixture(autouse=True)
@@ -57,25 +58,33 @@ def one_thread():
 def test_plan_stages_fill_the_budget():
     for strategy in ("full", "linear", "gradual", "scratch"):
         for epochs in (1, 2, 5, 12):
-            stages = plan_stages(FinetuneConfig(strategy=strategy, epochs=epochs, warmup_epochs=3), n_groups=4)
-            assert sum(s.epochs for s in stages) == epochs and all(s.epochs >= 1 for s in stages)
-            assert stages[-1].name == "final" and stages[-1].early_stopping
-    gradual = plan_stages(FinetuneConfig(strategy="gradual", epochs=10, warmup_epochs=2, unfreeze_epochs=1), 4)
+            for new_head in ("fc", "probe"):
+                config = FinetuneConfig(strategy=strategy, epochs=epochs, warmup_epochs=3, new_head=new_head)
+                stages = plan_stages(config, n_groups=4)
+                assert sum(s.epochs for s in stages) == epochs and all(s.epochs >= 1 for s in stages)
+                assert stages[-1].name == "final" and stages[-1].early_stopping
+                assert all(s.name != "warmup" for s in stages) or not config.uses_probe  # the probe replaces it
+    assert [s.name for s in plan_stages(FinetuneConfig(epochs=10), 4)] == ["final"]  # default: probe, then fine-tune
+    gradual = plan_stages(FinetuneConfig(strategy="gradual", epochs=10, warmup_epochs=2, unfreeze_epochs=1,
+                                         new_head="fc"), 4)
     assert [(s.name, s.n_unfrozen) for s in gradual] == [("warmup", 0), ("unfreeze-1", 1), ("unfreeze-2", 2),
                                                          ("unfreeze-3", 3), ("final", 4)]
     assert gradual[0].lr == WARMUP_LR
     assert plan_stages(FinetuneConfig(strategy="scratch"), 4)[0].schedule == "onecycle"
 
 
-def test_body_groups_cover_every_non_head_parameter_once():
+def test_body_groups_cover_every_pretrained_parameter_once():
     model, _ = tiny_foundation()
-    groups = body_parameter_groups(model, 4)
-    ids = [id(p) for g in groups for p in g]
-    head = {id(p) for p in model.head.parameters()}
-    assert len(ids) == len(set(ids))
-    assert set(ids) | head == {id(p) for p in model.parameters()} and not set(ids) & head
-    first_layer = next(model.backbone.children())
-    assert {id(p) for p in first_layer.parameters()} <= {id(p) for p in groups[0]}  # input side first
+    for new_head, new in (("fc", model.head.fc.parameters()), ("head", model.head.parameters())):
+        new = {id(p) for p in new}
+        groups = body_parameter_groups(model, 4, new_head)
+        ids = [id(p) for g in groups for p in g]
+        assert len(ids) == len(set(ids))
+        assert set(ids) | new == {id(p) for p in model.parameters()} and not set(ids) & new
+        first_layer = next(model.backbone.children())
+        assert {id(p) for p in first_layer.parameters()} <= {id(p) for p in groups[0]}  # input side first
+    top = body_parameter_groups(model, 4, "fc")[-1]  # the head's pretrained hidden layer is the top group
+    assert {id(p) for p in top} == {id(p) for p in model.head.pre_logits.parameters()}
 
 
 def test_frozen_batchnorm_keeps_statistics_through_train_mode():
@@ -114,11 +123,14 @@ def test_linear_probe_trains_only_the_head():
     for name, param in old.items():
         if name.startswith("backbone."):
             assert torch.equal(param, new[name]), name
-    for name, buf in model.named_buffers():  # frozen body: BatchNorm statistics unchanged too
-        if name.startswith("backbone.") and "running" in name:
+    for name, buf in model.named_buffers():  # frozen body: BatchNorm statistics unchanged too (head's included)
+        if "running" in name:
             assert torch.equal(buf, dict(result.model.named_buffers())[name]), name
-    assert not torch.equal(old["head.pre_logits.2.weight"], new["head.pre_logits.2.weight"])
+    assert torch.equal(old["head.pre_logits.2.weight"], new["head.pre_logits.2.weight"])  # pretrained hidden layer
     assert result.model.get_classifier().out_features == 2
+    whole = finetune((model, info), data.subset(np.arange(120)), data.subset(np.arange(120, 180)),
+                     quick(strategy="linear", new_head="head"))
+    assert not torch.equal(old["head.pre_logits.2.weight"], dict(whole.model.named_parameters())["head.pre_logits.2.weight"])
 
 
 def test_full_finetune_uses_warmup_then_discriminative_rates(monkeypatch):
@@ -137,9 +149,10 @@ def test_full_finetune_uses_warmup_then_discriminative_rates(monkeypatch):
              quick(epochs=3, warmup_epochs=1, body_groups=3, body_lr_scale=0.1, layer_lr_decay=0.5))
     (warm_cfg, warm_groups, warm_ids, tuned), (final_cfg, final_groups, final_ids, _) = calls
     assert warm_cfg.lr == WARMUP_LR and warm_cfg.epochs == 1 and warm_cfg.patience is None
-    assert warm_ids == {id(p) for p in tuned.head.parameters()}
+    assert warm_ids == {id(p) for p in tuned.head.fc.parameters()}
     assert final_cfg.lr == 1e-3 and final_cfg.epochs == 2 and final_cfg.schedule == "cosine"
-    assert [scale for scale, _ in final_groups] == pytest.approx([1.0, 0.1, 0.05, 0.025])
+    # new layer, then the head's pretrained hidden layer, then the backbone groups towards the input
+    assert [scale for scale, _ in final_groups] == pytest.approx([1.0, 0.1, 0.05, 0.025, 0.0125])
     assert final_ids == {id(p) for p in tuned.parameters()}
 
 
@@ -215,8 +228,11 @@ def test_scratch_and_full_learn_new_labels():
     model, info = tiny_foundation()
     data = novel_dataset(n_patients=120)
     train, test = data.subset(np.arange(180)), data.subset(np.arange(180, 240))
-    for strategy in ("scratch", "full"):
-        result = finetune((model, info), train, None, quick(strategy=strategy, epochs=5, val_fraction=0.25))
+    # The tiny "foundation" has random weights, so fine-tuning gets the pre-training rate here (the default 1e-3 / 1e-4
+    # assumes features worth keeping).
+    for strategy, lr in (("scratch", None), ("full", 1e-2)):
+        result = finetune((model, info), train, None, quick(strategy=strategy, epochs=5, val_fraction=0.25, lr=lr,
+                                                            body_lr_scale=1.0))
         proba = predict_proba(result.model, result.info, test)
         from sklearn.metrics import roc_auc_score
 
@@ -257,3 +273,67 @@ def test_head_only_warmup_is_kept_when_body_finetuning_does_not_beat_it():
     forced = finetune((model, info), train, val, dataclasses.replace(wrecked, select_warmup=False))
     assert forced.info.training["selected_stage"] == "final"
     assert not torch.equal(forced.model.backbone[0][0].weight, model.backbone[0][0].weight)
+
+
+# ---------------------------------------------------------------------------------------------- the probe head (LP-FT)
+
+
+def test_probe_head_reproduces_the_embeddings_route_exactly():
+    """Before any gradient step the network predicts what the scikit-learn probe on window-averaged embeddings does."""
+    from ecgfm.training import extract_features
+    from ecgfm.transfer.embeddings_baseline import EmbeddingProbe
+
+    model, info = tiny_foundation()
+    data = novel_dataset(n_patients=60)
+    config = FinetuneConfig(device="cpu")
+    new_info = ft.finetuned_info(info, data, config)
+    assert new_info.aggregate == "mean" and new_info.arch_kwargs["head_hidden"] == 0
+    net = ft._fresh_model(model, new_info, config)
+    chosen = ft.fit_probe_head(net, new_info, data, config)
+    assert all(c > 0 for c in chosen)
+    net.eval()
+    ours = predict_proba(net, new_info, data)
+    Z = extract_features(model, ft.IndexedArrays(data.X, data.Y, np.arange(len(data))), info.window, info.stride)
+    for j in range(2):
+        reference = EmbeddingProbe(seed=0).fit(Z, data.Y[:, j], data.patient_ids).predict_proba(Z)[:, 0]
+        np.testing.assert_allclose(ours[:, j], reference, rtol=1e-4, atol=1e-5)
+    rebuilt = ft.build_model(new_info)  # the checkpoint's architecture is the linear head
+    rebuilt.load_state_dict(net.state_dict())
+
+
+def test_probe_then_finetune_keeps_the_better_model_and_saves_it(tmp_path):
+    model, info = tiny_foundation()
+    data = novel_dataset(n_patients=100)
+    result = finetune((model, info), data.subset(np.arange(140)), data.subset(np.arange(140, 200)),
+                      quick(new_head="probe", epochs=3), run_dir=tmp_path / "run")
+    assert result.history[0]["stage"] == "probe" and result.history[0]["val_macro_auc"] > 0.5
+    stages = {row["stage"] for row in result.history}
+    assert stages == {"probe", "final"}
+    probe_score = result.history[0]["val_macro_auc"]
+    final_best = max(r["val_macro_auc"] for r in result.history if r["stage"] == "final")
+    expected = "probe" if probe_score >= final_best else "final"
+    assert result.info.training["selected_stage"] == expected
+    loaded, loaded_info = load_pretrained(tmp_path / "run" / "model")
+    assert loaded_info.arch_kwargs["head_hidden"] == 0 and loaded_info.aggregate == "mean"
+    np.testing.assert_allclose(predict_proba(loaded, loaded_info, data), predict_proba(result.model, result.info, data),
+                               atol=1e-6)
+
+
+def test_probe_linear_strategy_leaves_the_backbone_untouched():
+    model, info = tiny_foundation()
+    data = novel_dataset(n_patients=80)
+    old = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("backbone.")}
+    result = finetune((model, info), data.subset(np.arange(120)), data.subset(np.arange(120, 160)),
+                      quick(strategy="linear", new_head="probe"))
+    for name, value in result.model.state_dict().items():
+        if name.startswith("backbone."):
+            assert torch.equal(value, old[name]), name
+
+
+def test_probe_with_cross_validation(tmp_path):
+    model, info = tiny_foundation()
+    data = novel_dataset(n_patients=60)
+    result = finetune((model, info), data, None, quick(new_head="probe", cv_folds=3, epochs=2), run_dir=tmp_path)
+    cv = result.info.data["cv"]
+    assert len(cv["per_fold"]) == 3 and cv["refit_strategy"] in ("probe", "full")
+    assert set(result.info.thresholds) == {"NEW1", "NEW2"}

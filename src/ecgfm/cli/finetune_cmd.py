@@ -74,8 +74,12 @@ def register(app: typer.Typer) -> None:
                                             "relative to the head's (discriminative rates)."),
         layer_lr_decay: float = typer.Option(defaults.layer_lr_decay, "--layer-lr-decay", help="Further factor per "
                                              "body group towards the input."),
+        head: str = typer.Option(defaults.new_head, "--head", help="The new head: probe (linear on the pooled "
+                                 "embedding, started from a fitted logistic regression: LP-FT), fc (a fresh final "
+                                 "layer after the pretrained hidden layer, SGD warm-up) or head (the whole head "
+                                 "re-learnt)."),
         warmup_epochs: int = typer.Option(defaults.warmup_epochs, "--warmup-epochs", min=0, help="Frozen-body "
-                                          "epochs training only the new head first."),
+                                          "epochs training only the new head first (--head fc/head)."),
         freeze_bn: bool = typer.Option(defaults.freeze_bn, "--freeze-bn/--train-bn", help="Keep the body's "
                                        "pretrained BatchNorm statistics."),
         balance: str = typer.Option(defaults.balance, "--balance", help=f"{', '.join(BALANCE_MODES)}: positive "
@@ -108,7 +112,8 @@ def register(app: typer.Typer) -> None:
             names = parse_list(labels)
             config = FinetuneConfig(
                 strategy=strategy, epochs=epochs, patience=patience or None, lr=lr, body_lr_scale=body_lr_scale,
-                layer_lr_decay=layer_lr_decay, warmup_epochs=warmup_epochs, freeze_bn=freeze_bn, balance=balance,
+                layer_lr_decay=layer_lr_decay, warmup_epochs=warmup_epochs, new_head=head, freeze_bn=freeze_bn,
+                balance=balance,
                 batch_size=batch_size, cv_folds=cv_folds, val_fraction=val_fraction, threshold_rule=threshold,
                 seed=seed, device=device, num_threads=threads, progress=progress)
             model, info = load_foundation_model(source)

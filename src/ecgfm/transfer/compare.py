@@ -65,6 +65,10 @@ SCHEMA = "ecgfm.compare/1"
 #: FinetuneConfig fields shared by both trained arms: the budget and the data handling (not the recipe).
 BUDGET_FIELDS = ("epochs", "patience", "batch_size", "balance", "max_pos_weight", "min_epoch_samples", "weight_decay",
                  "monitor", "threshold_rule", "device", "num_threads", "eval_batch_size", "progress")
+#: FinetuneConfig fields of the from-scratch recipe itself.
+SCRATCH_RECIPE_FIELDS = ("strategy", "lr", "schedule", "warmup_frac")
+#: FinetuneConfig fields added later whose unset value (None) reproduces earlier runs: left out of keys when unset.
+LATER_OPTIONAL_FIELDS = ("aggregate",)
 #: FinetuneConfig fields that do not change a result (hardware and display), left out of cell keys.
 RUNTIME_FIELDS = ("device", "num_threads", "eval_batch_size", "progress")
 
@@ -125,8 +129,13 @@ class CompareConfig:
         if arm == "embeddings":
             return {"probe_inner_folds": self.probe_inner_folds, "Cs": list(DEFAULT_CS)}
         data = self.arm_config(arm, 0).to_dict()
+        if arm == "scratch":  # only the budget and the pre-training recipe matter (new fine-tuning options do not)
+            return {k: data[k] for k in (*BUDGET_FIELDS, *SCRATCH_RECIPE_FIELDS) if k not in RUNTIME_FIELDS}
         for key in (*RUNTIME_FIELDS, "seed", "val_fraction", "cv_folds"):
             data.pop(key)
+        for key in LATER_OPTIONAL_FIELDS:  # options added after cells existed: unset means the earlier behaviour
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
     def arm_key(self, arm: str) -> str:

@@ -2,13 +2,22 @@
 
 Strategies (``FinetuneConfig.strategy``):
 
-- ``full`` (default, as in Hu et al. 2025): every layer trains. The recipe that holds up at tiny sizes is two stages
-  inside one epoch budget: (1) a frozen-body warm-up that fits only the new head, so its random initial gradients never
-  reach the pretrained filters; (2) all layers with *discriminative* learning rates (the head at ``lr``, the body at
-  ``lr * body_lr_scale`` shrinking by ``layer_lr_decay`` per group towards the input) and the body's BatchNorm statistics
-  kept at their pretrained values (``freeze_bn``: a few dozen ECGs cannot re-estimate them). Early stopping on the inner
-  validation AUC picks the epoch.
-- ``linear``: a probe; the body stays frozen and only the head trains.
+- ``full`` (default, as in Hu et al. 2025): every layer trains. The recipe that holds up at tiny sizes is "linear probe,
+  then fine-tune" (LP-FT, Kumar et al., ICLR 2022) inside one epoch budget: (1) the new head starts as a fitted linear
+  probe instead of random weights, so random initial gradients never reach (and distort) the pretrained filters;
+  (2) all layers train with *discriminative* learning rates (the new head at ``lr``, the pretrained layers at
+  ``lr * body_lr_scale`` shrinking by ``layer_lr_decay`` per group towards the input) and the pretrained BatchNorm
+  statistics kept (``freeze_bn``: a few dozen ECGs cannot re-estimate them). Early stopping on the inner validation
+  AUC picks the epoch, and the probe is kept when fine-tuning the body never beats it (``select_warmup``).
+
+  The probe (``new_head="probe"``, the default) is the embeddings route of :mod:`ecgfm.transfer.embeddings_baseline`
+  built into the network: a standardised, class-balanced logistic regression on the pooled embedding averaged over
+  the sliding windows, its ``C`` chosen by inner patient-level cross-validated AUC (scikit-learn). The new head is
+  ``BatchNorm (running statistics = the scaler's mean and variance) -> dropout -> linear (= the regression)`` and
+  window logits are averaged, so before any gradient step the network predicts exactly what the probe predicts.
+  ``new_head="fc"`` instead keeps the foundation's 128-unit hidden layer and warms up a fresh final layer with
+  ``warmup_epochs`` of SGD on the frozen body; ``"head"`` re-learns the whole pretrained head that way.
+- ``linear``: a linear probe; the pretrained network stays frozen and only the new head trains (from the fitted probe).
 - ``gradual``: ULMFiT-style gradual unfreezing; after the head warm-up, body groups unfreeze one at a time from the
   top (``unfreeze_epochs`` each), then everything trains with discriminative rates.
 - ``scratch``: the same architecture, freshly initialised, trained with the pre-training recipe (one-cycle, lr 1e-2)
@@ -43,12 +52,15 @@ from torch.utils.data import Dataset
 from ecgfm.datasets.arrays import ArraySet
 from ecgfm.evaluation.thresholds import choose_thresholds
 from ecgfm.models import ModelInfo, build_model, load_checkpoint, save_pretrained
+from ecgfm.models.base import ConcatPoolHead
 from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
-from ecgfm.training import TrainConfig, fit, per_label_auc, predict_logits
+from ecgfm.training import TrainConfig, extract_features, fit, macro_auc, per_label_auc, predict_logits
 from ecgfm.training.trainer import resolve_device
+from ecgfm.transfer.embeddings_baseline import EmbeddingProbe
 from ecgfm.transfer.splits import check_patient_disjoint, cv_folds
 
 STRATEGIES = ("full", "linear", "gradual", "scratch")
+NEW_HEADS = ("probe", "fc", "head")
 BALANCE_MODES = ("pos_weight", "oversample", "none")
 #: Peak learning rate of the head per strategy when ``lr`` is not given. The pre-training recipe uses 1e-2; fine-tuning
 #: the whole network at that rate erases much of what was pretrained once a few dozen examples pull on it, so full and
@@ -73,6 +85,11 @@ class FinetuneConfig:
     warmup_epochs: int = 3  # frozen-body epochs fitting only the new head before unfreezing (full/gradual)
     unfreeze_epochs: int = 1  # epochs per newly unfrozen group (gradual)
     freeze_bn: bool = True  # keep the pretrained BatchNorm statistics of the body while fine-tuning
+    aggregate: str | None = None  # combine window logits by "max" or "mean"; None = "mean" with the probe head, else
+    # as the foundation does
+    new_head: str = "probe"  # the new head: "probe" (linear on the pooled embedding, initialised by a fitted logistic
+    # regression; replaces the SGD warm-up), "fc" (a fresh final layer after the foundation's pretrained hidden layer,
+    # which joins the body; SGD warm-up) or "head" (the foundation's whole head re-learnt at the head rate)
     select_warmup: bool = True  # keep the head-only warm-up model if fine-tuning the body does not beat it on validation
     balance: str = "pos_weight"  # "pos_weight" (loss weight neg/pos per label) | "oversample" | "none"
     max_pos_weight: float = 50.0
@@ -94,6 +111,8 @@ class FinetuneConfig:
         checks = [
             (self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}"),
             (self.balance in BALANCE_MODES, f"balance must be one of {', '.join(BALANCE_MODES)}"),
+            (self.new_head in NEW_HEADS, f"new_head must be one of {', '.join(NEW_HEADS)}"),
+            (self.aggregate in (None, "max", "mean"), "aggregate must be None, 'max' or 'mean'"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.lr is None or self.lr > 0, "lr must be > 0"),
             (self.body_lr_scale > 0 and self.layer_lr_decay > 0, "body_lr_scale and layer_lr_decay must be > 0"),
@@ -106,6 +125,11 @@ class FinetuneConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"FinetuneConfig: {message}")
+
+    @property
+    def uses_probe(self) -> bool:
+        """Whether the new head is a fitted linear probe (every strategy except scratch, with ``new_head="probe"``)."""
+        return self.new_head == "probe" and self.strategy != "scratch"
 
     @property
     def head_lr(self) -> float:
@@ -207,27 +231,99 @@ def has_both_classes(Y: np.ndarray) -> bool:
 # --------------------------------------------------------------------------------------------------- model helpers
 
 
-def body_parameter_groups(model: nn.Module, n_groups: int) -> list[list[nn.Parameter]]:
-    """The backbone's parameters in ``n_groups`` contiguous groups of its top-level layers, input side first.
+def body_parameter_groups(model: nn.Module, n_groups: int, new_head: str = "fc") -> list[list[nn.Parameter]]:
+    """The pretrained parameters in groups, input side first: ``n_groups`` contiguous groups of the backbone's
+    top-level layers, then (``new_head="fc"``) the pretrained hidden layers of the head as the top group.
 
-    Models without a ``backbone`` attribute give one group with every parameter outside the head.
+    Models without a ``backbone`` attribute give one group with every parameter outside the new head.
     """
-    head_ids = {id(p) for p in model.head.parameters()} if hasattr(model, "head") else set()
+    new_ids = {id(p) for p in head_parameters(model, new_head)}
     backbone = getattr(model, "backbone", None)
     if backbone is None:
-        return [[p for p in model.parameters() if id(p) not in head_ids]]
+        return [[p for p in model.parameters() if id(p) not in new_ids]]
     layers = [m for m in backbone.children() if any(True for _ in m.parameters())]
     chunks = np.array_split(np.arange(len(layers)), min(n_groups, max(len(layers), 1)))
     groups = [[p for i in chunk for p in layers[i].parameters()] for chunk in chunks if len(chunk)]
     grouped = {id(p) for g in groups for p in g}
-    rest = [p for p in model.parameters() if id(p) not in grouped and id(p) not in head_ids]
-    if rest:  # parameters outside the backbone and head (none in ecgfm models) train with the top body group
+    head_rest = [p for p in getattr(model, "head", nn.Module()).parameters() if id(p) not in new_ids]
+    if head_rest:
+        groups.append(head_rest)
+        grouped |= {id(p) for p in head_rest}
+    rest = [p for p in model.parameters() if id(p) not in grouped and id(p) not in new_ids]
+    if rest:  # parameters outside the backbone and head (none in ecgfm models) train with the top group
         groups[-1].extend(rest)
     return groups
 
 
-def head_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return list(model.head.parameters()) if hasattr(model, "head") else list(model.get_classifier().parameters())
+def head_parameters(model: nn.Module, new_head: str = "fc") -> list[nn.Parameter]:
+    """The new parameters: the replaced final layer (``"fc"``) or the whole head (``"head"``, ``"probe"``)."""
+    if new_head in ("head", "probe") and hasattr(model, "head"):
+        return list(model.head.parameters())
+    return list(model.get_classifier().parameters())
+
+
+def pretrained_modules(model: nn.Module, new_head: str = "fc") -> list[nn.Module]:
+    """The modules whose BatchNorm statistics stay fixed while fine-tuning: those from pre-training, and the probe
+    head's BatchNorm (its statistics are the probe's feature standardisation)."""
+    modules = [model.backbone] if hasattr(model, "backbone") else []
+    if new_head in ("fc", "probe") and hasattr(model, "head") and hasattr(model.head, "pre_logits"):
+        modules.append(model.head.pre_logits)
+    return modules
+
+
+def attach_linear_head(model: nn.Module, num_labels: int) -> nn.Module:
+    """Replace the model's head by a linear one on the pooled embedding (``ConcatPoolHead(hidden=0)``) in place.
+
+    ``arch_kwargs`` records ``head_hidden=0`` so checkpoints rebuild the same network.
+    """
+    old = model.head
+    drop_rate = float(getattr(old, "drop_rate", 0.5))
+    model.head = ConcatPoolHead(model.num_features, int(num_labels), hidden=0, drop_rate=drop_rate)
+    model.num_labels = int(num_labels)
+    model.arch_kwargs = {**getattr(model, "arch_kwargs", {}), "head_hidden": 0}
+    return model
+
+
+def fit_probe_head(model: nn.Module, info: ModelInfo, data: ArraySet, config: FinetuneConfig) -> list[float]:
+    """Set the linear head to the embeddings-route logistic regression fitted on ``data``; returns the chosen ``C``s.
+
+    The embedding is ``forward_features`` averaged over the model's sliding windows; the head's BatchNorm takes the
+    scaler's statistics (running variance ``scale**2 - eps`` so BN divides by exactly the scaler's ``scale``) and the
+    final layer the regression's coefficients. With ``aggregate="mean"`` the network then reproduces the probe's
+    logits, because averaging window logits of an affine head equals the head applied to the averaged embedding.
+    Labels with a single class in ``data`` keep zero weights (a constant prediction).
+    """
+    device = resolve_device(config.device)
+    Z = extract_features(model, IndexedArrays(data.X, data.Y, np.arange(len(data))), info.window, info.stride,
+                         batch_size=config.eval_batch_size, device=device)
+    head = model.head
+    bn, fc = head.pre_logits[0], head.fc
+    Y = np.asarray(data.Y, dtype=float)
+    both = [j for j in range(Y.shape[1]) if has_both_classes(Y[:, [j]])]
+    chosen = [float("nan")] * Y.shape[1]
+    with torch.no_grad():
+        fc.weight.zero_()
+        fc.bias.zero_()
+        mean, scale = Z.mean(axis=0), Z.std(axis=0)  # the fallback standardisation when no label can be fitted
+        for j in both:
+            probe = EmbeddingProbe(inner_folds=5, seed=config.seed).fit(Z, Y[:, j], data.patient_ids)
+            scaler, regression = probe.models_[0][0], probe.models_[0][-1]
+            mean, scale = scaler.mean_, scaler.scale_
+            fc.weight[j] = torch.as_tensor(regression.coef_[0], dtype=fc.weight.dtype)
+            fc.bias[j] = float(regression.intercept_[0])
+            chosen[j] = probe.chosen_C[0]
+        bn.running_mean.copy_(torch.as_tensor(mean, dtype=bn.running_mean.dtype))
+        bn.running_var.copy_(torch.as_tensor(np.maximum(np.square(scale) - bn.eps, 0.0), dtype=bn.running_var.dtype))
+        bn.weight.fill_(1.0)
+        bn.bias.zero_()
+    return chosen
+
+
+def validation_score(model: nn.Module, info: ModelInfo, val_set: Dataset, config: FinetuneConfig) -> float:
+    """The monitored validation score (macro-AUC) of ``model`` as it stands, with the model's own windowing."""
+    logits = predict_logits(model, val_set, info.window, info.stride, info.aggregate,
+                            batch_size=config.eval_batch_size, device=resolve_device(config.device))
+    return macro_auc(val_set.Y, 1.0 / (1.0 + np.exp(-logits)))
 
 
 @contextmanager
@@ -289,7 +385,7 @@ def plan_stages(config: FinetuneConfig, n_groups: int) -> list[Stage]:
         return [Stage("final", config.epochs, 0, config.head_lr, schedule, config.warmup_frac, True)]
     stages: list[Stage] = []
     remaining = config.epochs
-    warmup = min(config.warmup_epochs, remaining - 1)
+    warmup = 0 if config.uses_probe else min(config.warmup_epochs, remaining - 1)  # the probe replaces the warm-up
     if warmup > 0:
         stages.append(Stage("warmup", warmup, 0, WARMUP_LR, "constant", 0.0, False, select=True))
         remaining -= warmup
@@ -307,7 +403,7 @@ def plan_stages(config: FinetuneConfig, n_groups: int) -> list[Stage]:
 def _stage_param_groups(model: nn.Module, config: FinetuneConfig, stage: Stage,
                         groups: list[list[nn.Parameter]]) -> tuple[list[dict[str, Any]], list[nn.Parameter]]:
     """Optimiser groups ``{"params", "lr_scale"}`` for a stage and the parameters it trains."""
-    head = head_parameters(model)
+    head = head_parameters(model, config.new_head)
     if config.strategy == "scratch":
         params = [p for g in groups for p in g] + head
         return [{"params": params, "lr_scale": 1.0}], params
@@ -333,20 +429,32 @@ def _train_config(config: FinetuneConfig, stage: Stage, info: ModelInfo, seed: i
 
 
 def _run_stages(model: nn.Module, info: ModelInfo, train_set: Dataset, val_set: Dataset | None,
-                config: FinetuneConfig, run_dir: Path | None, epochs: int | None = None) -> tuple[ModelInfo, list]:
+                config: FinetuneConfig, run_dir: Path | None, epochs: int | None = None,
+                probe_data: ArraySet | None = None) -> tuple[ModelInfo, list]:
     """Run every stage of the strategy (optionally with a different total epoch budget); returns info and history.
 
-    The frozen-body warm-up is validated every epoch and its best epoch starts the next stage. With
-    ``config.select_warmup``, the warm-up model is also a candidate at the end: when fine-tuning the body never
-    reaches a higher validation score, the head-only model is kept (early stopping with the warm-up as "epoch 0").
+    With the probe head, the probe is fitted on ``probe_data`` (the training records, once each) first. Otherwise the
+    frozen-body warm-up is validated every epoch and its best epoch starts the next stage. With
+    ``config.select_warmup``, the probe or warm-up model is also a candidate at the end: when fine-tuning the body never
+    reaches a higher validation score, the head-only model is kept (early stopping with it as "epoch 0").
     """
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
-    groups = body_parameter_groups(model, config.body_groups)
+    groups = body_parameter_groups(model, config.body_groups, config.new_head)
     history: list[dict[str, Any]] = []
     best_epochs: dict[str, int | None] = {}
     warm: tuple[float, dict[str, torch.Tensor]] | None = None
     final_score = None
+    if config.uses_probe:
+        if probe_data is None:
+            raise ValueError("the probe head needs the training records (probe_data)")
+        chosen_C = fit_probe_head(model, info, probe_data, config)
+        probe_score = validation_score(model, info, val_set, config) if val_set is not None else None
+        history.append({"stage": "probe", "epoch": 0, "val_macro_auc": probe_score,
+                        "chosen_C": [None if not np.isfinite(c) else c for c in chosen_C]})
+        best_epochs["probe"] = 0
+        if probe_score is not None and np.isfinite(probe_score):
+            warm = (float(probe_score), _state_copy(model))
     for i, stage in enumerate(plan_stages(config, len(groups))):
         stage_val = val_set if (stage.early_stopping or stage.select) else None
         stage_dir = None
@@ -366,8 +474,9 @@ def _run_stages(model: nn.Module, info: ModelInfo, train_set: Dataset, val_set: 
         frozen_body = config.strategy != "scratch" and (config.freeze_bn or stage.n_unfrozen == 0)
         with ExitStack() as stack:
             stack.enter_context(trainable(model, trained))
-            if frozen_body and hasattr(model, "backbone"):
-                stack.enter_context(frozen_batchnorm(model.backbone))
+            if frozen_body:
+                for module in pretrained_modules(model, config.new_head):
+                    stack.enter_context(frozen_batchnorm(module))
             result = fit(model, train_set, stage_val, _train_config(config, stage, info, config.seed + i),
                          run_dir=stage_dir, info=info, resume=stage_dir is not None, param_groups=param_groups)
         info = result.info
@@ -385,7 +494,7 @@ def _run_stages(model: nn.Module, info: ModelInfo, train_set: Dataset, val_set: 
     selected = "final"
     if config.select_warmup and warm is not None and (final_score is None or warm[0] >= final_score):
         model.load_state_dict(warm[1])  # fine-tuning the body did not beat the head-only model on validation
-        selected = "warmup"
+        selected = "probe" if config.uses_probe else "warmup"
     info = info.replace(training={**info.training, "selected_stage": selected, "stage_best_epochs": best_epochs})
     return info, history
 
@@ -409,8 +518,10 @@ def finetuned_info(foundation: ModelInfo, data: ArraySet, config: FinetuneConfig
                    foundation_source: str | None = None) -> ModelInfo:
     """The new model's self-description: the foundation's architecture and preprocessing, the new labels."""
     seen = [label for label in data.label_names if label in foundation.labels]
+    probe = config.uses_probe
     return foundation.replace(
-        labels=list(data.label_names),
+        labels=list(data.label_names), aggregate=config.aggregate or ("mean" if probe else foundation.aggregate),
+        arch_kwargs={**foundation.arch_kwargs, "head_hidden": 0} if probe else dict(foundation.arch_kwargs),
         label_descriptions={n: data.label_descriptions.get(n, n) for n in data.label_names},
         thresholds={}, metrics={},
         training={"finetune": config.to_dict(), "foundation_training": foundation.training},
@@ -465,7 +576,7 @@ def finetune(foundation: str | Path | tuple[nn.Module, ModelInfo], train: ArrayS
     val_set = IndexedArrays(val.X, val.Y, np.arange(len(val))) if len(val) and has_both_classes(val.Y) else None
     train_set = IndexedArrays(train.X, train.Y, epoch_index(train.Y, config.balance, config.min_epoch_samples))
     info = info.replace(data={**info.data, **_data_summary(train, val)})
-    info, history = _run_stages(model, info, train_set, val_set, config, run_dir)
+    info, history = _run_stages(model, info, train_set, val_set, config, run_dir, probe_data=train)
     return _finish(model, info, history, val, config, run_dir)
 
 
@@ -476,6 +587,8 @@ def _fresh_model(base_model: nn.Module, info: ModelInfo, config: FinetuneConfig)
         return build_model(info)
     model = copy.deepcopy(base_model).cpu()
     torch.manual_seed(config.seed)
+    if config.uses_probe:
+        return attach_linear_head(model, info.num_labels)
     model.reset_classifier(info.num_labels)
     return model
 
@@ -543,29 +656,43 @@ def _finetune_cv(base_model: nn.Module, info: ModelInfo, train: ArraySet, config
         model = _fresh_model(base_model, info, config)
         fold_info, fold_history = _run_stages(
             model, info, IndexedArrays(tr.X, tr.Y, epoch_index(tr.Y, config.balance, config.min_epoch_samples)),
-            IndexedArrays(va.X, va.Y, np.arange(len(va))) if has_both_classes(va.Y) else None, config, fold_dir)
+            IndexedArrays(va.X, va.Y, np.arange(len(va))) if has_both_classes(va.Y) else None, config, fold_dir,
+            probe_data=tr)
         logits = predict_logits(model, IndexedArrays(va.X, va.Y, np.arange(len(va))), info.window, info.stride,
                                 info.aggregate, batch_size=config.eval_batch_size, device=resolve_device(config.device))
         oof[fold.test] = 1.0 / (1.0 + np.exp(-logits))
-        n_groups = len(body_parameter_groups(model, config.body_groups))
+        n_groups = len(body_parameter_groups(model, config.body_groups, config.new_head))
         stages_before = sum(s.epochs for s in plan_stages(config, n_groups) if s.name != "final")
         best = fold_info.training["stage_best_epochs"]
         selected = fold_info.training["selected_stage"]
-        effective = (best.get("warmup") or 1) if selected == "warmup" else stages_before + int(best.get("final") or 1)
+        if selected == "probe":
+            effective = 0
+        elif selected == "warmup":
+            effective = best.get("warmup") or 1
+        else:
+            effective = stages_before + int(best.get("final") or 1)
         folds.append({"selected_stage": selected, "epochs": int(effective)})
         history.extend({"fold": k, **row} for row in fold_history)
-    head_only = sum(f["selected_stage"] == "warmup" for f in folds) > len(folds) / 2
-    chosen = [f["epochs"] for f in folds if (f["selected_stage"] == "warmup") == head_only]
+    head_only = sum(f["selected_stage"] in ("warmup", "probe") for f in folds) > len(folds) / 2
+    chosen = [f["epochs"] for f in folds if (f["selected_stage"] in ("warmup", "probe")) == head_only]
     epochs = max(1, int(np.median(chosen)))
     refit = dataclasses.replace(config, patience=None, select_warmup=False)
+    model = _fresh_model(base_model, info, config)
+    if head_only and config.uses_probe:  # the probe alone, refitted on all the data: no gradient step
+        info = info.replace(data={**info.data, **_data_summary(train, None),
+                                  "cv": {"folds": config.cv_folds, "per_fold": folds, "refit_epochs": 0,
+                                         "refit_strategy": "probe"}})
+        chosen_C = fit_probe_head(model, info, train, config)
+        info = info.replace(training={**info.training, "selected_stage": "probe", "stage_best_epochs": {"probe": 0}})
+        final_history = [{"stage": "probe", "epoch": 0, "chosen_C": [c if np.isfinite(c) else None for c in chosen_C]}]
+        return _finish(model, info, history + final_history, None, config, run_dir, oof=(Y, oof))
     if head_only:  # the warm-up alone: a frozen-body probe at the warm-up's rate and schedule
         refit = dataclasses.replace(refit, strategy="linear", lr=WARMUP_LR, schedule="constant", warmup_frac=0.0)
-    model = _fresh_model(base_model, info, config)
     info = info.replace(data={**info.data, **_data_summary(train, None),
                               "cv": {"folds": config.cv_folds, "per_fold": folds, "refit_epochs": epochs,
                                      "refit_strategy": refit.strategy}})
     info, final_history = _run_stages(model, info, IndexedArrays(train.X, Y, epoch_index(
-        Y, config.balance, config.min_epoch_samples)), None, refit, run_dir, epochs=epochs)
+        Y, config.balance, config.min_epoch_samples)), None, refit, run_dir, epochs=epochs, probe_data=train)
     return _finish(model, info, history + final_history, None, config, run_dir, oof=(Y, oof))
 
 
