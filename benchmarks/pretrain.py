@@ -1,7 +1,7 @@
 """Benchmark: pre-training recipes on PTB-XL under one CPU time budget, scored on fold 10.
 
-Method. For each recipe (``ecgfm.training.recipes``: ecgfm's ``default``, the ``cpu-ensemble`` recipe and the PTB-XL
-benchmark's ``xresnet1d101`` and ``inception1d`` settings) a fresh subprocess (so peak RSS is per recipe) loads
+Method. For each recipe (``ecgfm.training.recipes``: ecgfm's ``default`` ensemble, its single-network member
+``xresnet1d50``, and the PTB-XL benchmark's ``xresnet1d101`` and ``inception1d`` settings) a fresh subprocess (so peak RSS is per recipe) loads
 PTB-XL (cached arrays), trains on folds 1-8 with fold 9 for validation / best-epoch selection, and scores fold 10.
 Budget: each model's number of epochs is the recipe's, scaled down (all members alike) if the recipe would not fit
 ``--budget-min`` minutes (estimated from a probe of a few training steps and a validation pass per model; the
@@ -14,7 +14,9 @@ throughput (median ECGs/s over epochs); peak RSS; wall time (data loading and tr
 Run it on a quiet machine: throughput and the epochs that fit the budget depend on free cores.
 
 Run: ``python benchmarks/pretrain.py --budget-min 30`` (writes ``benchmarks/results/pretrain.json``);
-``--quick`` for a 1-minute smoke run.
+``--quick`` for a 1-minute smoke run. ``--keep DIR`` keeps every run folder (the trained models); with ``--resume``,
+ensemble members already trained there are reused and their recorded training time counts (members are seeded
+``seed + i`` in order, so recipes sharing leading members share those runs exactly).
 """
 from __future__ import annotations
 
@@ -77,9 +79,9 @@ def paper_metrics(test_Y, test_logits, val_Y, val_logits, labels):
             "median_specificity_youden": s["median_specificity"]["value"], "n_evaluable_labels": s["n_evaluable"]}
 
 
-def plan_budget(recipe, data, budget_s: float, threads: int):
-    """Epochs per member so the whole recipe trains in ``budget_s`` (probe-estimated), plus each member's hard
-    time limit (its share of the budget)."""
+def plan_budget(recipe, data, budget_s: float, threads: int, fit_budget: bool = True):
+    """Epochs per member so the whole recipe trains in ``budget_s`` (probe-estimated; ``fit_budget=False`` keeps the
+    recipe's epochs and only measures), plus each member's hard time limit (its share of the budget)."""
     from dataclasses import replace
 
     import torch
@@ -92,7 +94,7 @@ def plan_budget(recipe, data, budget_s: float, threads: int):
         model = create(member.model, len(data.labels), **member.model_kwargs)
         costs.append(probe_epoch_seconds(model, data.train, data.val, member.config))
     planned = sum(m.config.epochs * c for m, c in zip(members, costs))
-    scale = min(1.0, 0.93 * budget_s / planned)
+    scale = min(1.0, 0.93 * budget_s / planned) if fit_budget else 1.0
     plan = []
     for member, cost in zip(members, costs):
         epochs = max(1, int(member.config.epochs * scale))
@@ -104,8 +106,10 @@ def plan_budget(recipe, data, budget_s: float, threads: int):
     return replace(recipe, config=plan[0].config), costs
 
 
-def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: int) -> dict:
-    """Train and score one recipe in this process."""
+def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: int, keep: str | None = None,
+            resume: bool = False, fit_budget: bool = True) -> dict:
+    """Train and score one recipe in this process; with ``keep``, its run folder stays in ``keep/<recipe>``, and with
+    ``resume`` runs (ensemble members) already finished there are reused: their recorded training time counts."""
     import torch
 
     from ecgfm.models import count_flops, count_params
@@ -121,10 +125,12 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
     test = data.test
     data_s = time.perf_counter() - start
 
-    planned, epoch_costs = plan_budget(recipe, data, budget_s, threads)
-    with tempfile.TemporaryDirectory() as run_dir:
+    planned, epoch_costs = plan_budget(recipe, data, budget_s, threads, fit_budget)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = str(Path(keep) / name) if keep else tmp
         start = time.perf_counter()
-        result = pretrain_recipe(data, planned, run_dir=run_dir, seed=seed, num_threads=threads, progress=False)
+        result = pretrain_recipe(data, planned, run_dir=run_dir, seed=seed, num_threads=threads, progress=False,
+                                 resume=resume)
         train_s = time.perf_counter() - start
         histories = {}
         for member in planned.member_list():
@@ -158,7 +164,10 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
         "per_label_auc": {str(k): float(v) for k, v in zip(labels[scored], aucs[scored])},
         "val_macro_auc": result.best_score,
         "train_ecgs_per_s": seen / busy,
-        "train_wall_s": train_s, "data_wall_s": data_s,
+        # training time as each member's run recorded it (so members reused with --resume count too)
+        "train_wall_s": sum(rows[-1]["elapsed_s"] for rows in histories.values() if rows),
+        "train_wall_s_this_process": train_s, "data_wall_s": data_s, "resumed": resume,
+        "epochs_fitted_to_budget": fit_budget,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "histories": histories,
     }
@@ -166,19 +175,25 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipes", default="default,xresnet1d101,inception1d")
+    parser.add_argument("--recipes", default="default,xresnet1d50,xresnet1d101,inception1d")
     parser.add_argument("--budget-min", type=float, default=30.0, help="training minutes per recipe")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ptbxl", default=None, help="PTB-XL folder (default: $ECGFM_PTBXL_DIR)")
     parser.add_argument("--out", default=str(RESULTS / "pretrain.json"))
     parser.add_argument("--quick", action="store_true", help="1-minute budget per recipe (smoke run)")
+    parser.add_argument("--keep", help="keep each recipe's run folder (checkpoints, metrics) in KEEP/<recipe>")
+    parser.add_argument("--resume", action="store_true", help="with --keep: reuse runs (ensemble members) finished "
+                        "there; their recorded training time counts")
+    parser.add_argument("--fixed-epochs", action="store_true", help="train the recipes' epochs as they are (measure "
+                        "the time) instead of scaling them to fit --budget-min")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # internal: run one recipe, print JSON
     args = parser.parse_args(argv)
     budget_s = 60.0 if args.quick else args.budget_min * 60
 
     if args.single:
-        print("RESULT " + json.dumps(run_one(args.single, budget_s, args.ptbxl, args.threads, args.seed)))
+        print("RESULT " + json.dumps(run_one(args.single, budget_s, args.ptbxl, args.threads, args.seed,
+                                                   args.keep, args.resume, not args.fixed_epochs)))
         return 0
 
     import torch
@@ -188,6 +203,9 @@ def main(argv=None) -> int:
     for name in args.recipes.split(","):
         command = [sys.executable, __file__, "--single", name, "--budget-min", str(budget_s / 60),
                    "--threads", str(args.threads), "--seed", str(args.seed)] + (["--ptbxl", args.ptbxl] if args.ptbxl else [])
+        command += ["--keep", args.keep] if args.keep else []
+        command += ["--resume"] if args.resume else []
+        command += ["--fixed-epochs"] if args.fixed_epochs else []
         start = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True)
         if proc.returncode != 0:

@@ -204,3 +204,20 @@ def test_analyse_refuses_arms_scored_on_different_records(tmp_path):
     save_cell(path, scores[1:], index[1:], meta)
     with pytest.raises(ValueError, match="different test records"):
         analyse(comparison)
+
+
+def test_training_meta_counts_gradient_epochs_and_the_kept_model():
+    from types import SimpleNamespace
+
+    def result(selected, best, stages):
+        history = [{"stage": s, "epoch": e} for s, n in stages for e in range(0 if s == "probe" else 1, n + 1)]
+        info = SimpleNamespace(training={"selected_stage": selected, "stage_best_epochs": best, "best_epoch": 99})
+        return SimpleNamespace(info=info, history=history)
+
+    probe_kept = cmp._training_meta(result("probe", {"probe": 0, "final": 3}, [("probe", 0), ("final", 9)]))
+    assert probe_kept == {"epochs_run": 9, "best_epoch": 0, "final_stage_epochs": 9, "selected_stage": "probe"}
+    tuned = cmp._training_meta(result("final", {"probe": 0, "final": 4}, [("probe", 0), ("final", 9)]))
+    assert tuned["best_epoch"] == 4 and tuned["epochs_run"] == 9
+    warm = cmp._training_meta(result("final", {"warmup": 2, "final": 5}, [("warmup", 3), ("final", 10)]))
+    assert warm["best_epoch"] == 3 + 5 and warm["epochs_run"] == 13
+    assert cmp._training_meta(result("warmup", {"warmup": 2, "final": 5}, [("warmup", 3), ("final", 6)]))["best_epoch"] == 2

@@ -337,3 +337,20 @@ def test_probe_with_cross_validation(tmp_path):
     cv = result.info.data["cv"]
     assert len(cv["per_fold"]) == 3 and cv["refit_strategy"] in ("probe", "full")
     assert set(result.info.thresholds) == {"NEW1", "NEW2"}
+
+
+def test_an_ensemble_foundation_fine_tunes_its_first_member():
+    from ecgfm.models.ensemble import combine, member
+
+    first, second = tiny_foundation(seed=0), tiny_foundation(seed=1)
+    ensemble, info = combine([first, second])
+    chosen, chosen_info = member(ensemble, info, 1)
+    assert chosen_info.arch == "resnet1d" and chosen_info.window == 100 and chosen_info.extra["ensemble_member"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(chosen.state_dict().values(), second[0].state_dict().values()))
+    model, used = ft.load_foundation((ensemble, info))
+    assert used.arch == "resnet1d" and used.extra["ensemble_member"] == 0
+    data = novel_dataset(n_patients=60)
+    result = finetune((ensemble, info), data.subset(np.arange(80)), data.subset(np.arange(80, 120)), quick())
+    assert result.info.arch == "resnet1d" and result.model.num_labels == 2
+    with pytest.raises(IndexError):
+        member(ensemble, info, 2)

@@ -33,12 +33,13 @@ class DemoPreset:
     compare_sizes: list = field(default_factory=lambda: [10, 25])
     compare_seeds: list = field(default_factory=lambda: [0])
     compare_epochs: int = 12
+    compare_patience: int = 4  # early-stopping patience of the comparison's trained arms
 
 
 PRESETS = {
     "quick": DemoPreset(),
     "full": DemoPreset(name="full", pretrain_epochs=50, n_bootstrap=1000, compare_sizes=[10, 25, 50, 100, "all"],
-                       compare_seeds=[0, 1, 2], compare_epochs=30),
+                       compare_seeds=[0, 1, 2], compare_epochs=30, compare_patience=8),  # = `ecgfm compare` defaults
 }
 
 
@@ -104,6 +105,7 @@ def _compare(root: Path, foundation: Path, out: Path, preset: DemoPreset, held_o
     config = dataclasses.replace(config, sizes=preset.compare_sizes, seeds=preset.compare_seeds,
                                  n_bootstrap=preset.n_bootstrap,
                                  finetune=dataclasses.replace(config.finetune, epochs=preset.compare_epochs,
+                                                              patience=preset.compare_patience,
                                                               device=device), scratch=None)
     data = load_labelled(list(held_out), info, ptbxl=root, progress=False)
     log(f"fine-tuned vs from scratch on {', '.join(held_out)}: sizes {config.sizes}, seeds {config.seeds}")

@@ -72,8 +72,8 @@ def register(app: typer.Typer) -> None:
                                       "positives in the training folds."),
         fs: float = typer.Option(100.0, "--fs", help="Sampling rate of the model input (Hz); records are resampled."),
         recipe: Optional[str] = typer.Option(None, "--recipe", help="A named recipe (ecgfm.training.recipes, e.g. "
-                                             "'default', 'cpu-ensemble'): sets the model(s), --fs, --min-count and "
-                                             "the training options; runtime options (--device, --threads, --seed, "
+                                             "'default', the shipped 4-member ensemble, or 'xresnet1d50'): sets the "
+                                             "model(s), --fs, --min-count and the training options; runtime options (--device, --threads, --seed, "
                                              "--workers, --resume) still apply."),
         model: str = typer.Option("xresnet1d50", "--model", help="Architecture (see `ecgfm models`)."),
         model_kw: List[str] = typer.Option([], "--model-kw", help="Architecture option KEY=VALUE (JSON value); "

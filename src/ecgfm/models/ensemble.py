@@ -130,3 +130,27 @@ def combine(members: list[tuple[nn.Module, Any]], **info_changes: Any):
     info = first.replace(arch="ensemble", arch_kwargs=model.arch_kwargs, window=None, stride=None,
                          training=training, metrics=metrics, thresholds={}, **info_changes)
     return model.eval(), info
+
+
+def member(model: Ensemble, info, index: int = 0):
+    """Member ``index`` of an ensemble as a stand-alone ``(model, info)``: its own architecture, window, stride,
+    aggregation, training record and metrics (labels and preprocessing are the ensemble's).
+
+    Transfer learning starts from one network: fine-tuning a whole ensemble would multiply the cost by its size.
+    """
+    if not isinstance(model, Ensemble):
+        raise TypeError(f"expected an Ensemble, got {type(model).__name__}")
+    if not 0 <= index < len(model.members):
+        raise IndexError(f"the ensemble has {len(model.members)} members; no member {index}")
+    spec = model.specs[index]
+    members_training = (info.training or {}).get("members") or []
+    members_metrics = (info.metrics or {}).get("members") or []
+    chosen = model.members[index]
+    member_info = info.replace(
+        arch=spec["arch"], arch_kwargs=dict(spec.get("kwargs", {})), window=spec.get("window"),
+        stride=spec.get("stride"), aggregate=spec.get("aggregate", "max"),
+        training=members_training[index] if index < len(members_training) else {},
+        metrics=members_metrics[index] if index < len(members_metrics) else {},
+        extra={**info.extra, "ensemble_member": index},
+    )
+    return chosen, member_info

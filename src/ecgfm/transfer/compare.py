@@ -172,6 +172,23 @@ def quick_config(labels: Sequence[str], **overrides: Any) -> CompareConfig:
 # --------------------------------------------------------------------------------------------------- cells
 
 
+def _training_meta(result) -> dict[str, Any]:
+    """Epochs trained (gradient epochs; the fitted probe is epoch 0) and the epoch of the model kept."""
+    training = result.info.training
+    selected = training.get("selected_stage")
+    best = training.get("stage_best_epochs") or {}
+    sgd = [row for row in result.history if row.get("stage") != "probe"]
+    final = [row for row in sgd if row.get("stage") == "final"]
+    if selected == "probe":
+        best_epoch = 0
+    elif selected == "warmup":
+        best_epoch = best.get("warmup")
+    else:
+        best_epoch = len(sgd) - len(final) + int(best.get("final") or training.get("best_epoch") or 0)
+    return {"epochs_run": len(sgd), "best_epoch": best_epoch, "final_stage_epochs": len(final),
+            "selected_stage": selected}
+
+
 def slug(label: str) -> str:
     """A file-system-safe folder name for a label (``LAO/LAE`` -> ``LAO_LAE-<hash>``)."""
     clean = re.sub(r"[^A-Za-z0-9._-]", "_", label)
@@ -392,10 +409,7 @@ class Comparison:
                               config=self.config.arm_config(arm, seed))
             scores = predict_proba(result.model, result.info, arrays, fold.test, device=self.config.finetune.device,
                                    batch_size=self.config.finetune.eval_batch_size)[:, 0]
-            final = [row for row in result.history if row.get("stage") == "final"]
-            meta.update(epochs_run=len(result.history), best_epoch=result.info.training.get("best_epoch"),
-                        val_auc=result.val_auc.get(label), final_stage_epochs=len(final),
-                        selected_stage=result.info.training.get("selected_stage"))
+            meta.update(_training_meta(result), val_auc=result.val_auc.get(label))
         meta["seconds"] = time.perf_counter() - start
         save_cell(path, scores, fold.test, _jsonable(meta))
 

@@ -507,11 +507,17 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_foundation(source: str | Path | tuple[nn.Module, ModelInfo]) -> tuple[nn.Module, ModelInfo]:
-    """A foundation model from a checkpoint (``best.pt``), a pretrained folder, or an in-memory ``(model, info)``."""
-    if isinstance(source, tuple):
-        model, info = source
-        return model, info
-    return load_checkpoint(source)
+    """A foundation model from a checkpoint (``best.pt``), a pretrained folder, or an in-memory ``(model, info)``.
+
+    An ensemble (such as the shipped model) contributes its first member, a single network: transfer learning
+    fine-tunes one backbone (the shipped ensemble's first member is its ``xresnet1d50`` on 2.5-s crops).
+    """
+    model, info = source if isinstance(source, tuple) else load_checkpoint(source)
+    if info.arch == "ensemble":
+        from ecgfm.models.ensemble import member
+
+        model, info = member(model, info, 0)
+    return model, info
 
 
 def finetuned_info(foundation: ModelInfo, data: ArraySet, config: FinetuneConfig,
