@@ -287,31 +287,35 @@ def attach_linear_head(model: nn.Module, num_labels: int) -> nn.Module:
 def fit_probe_head(model: nn.Module, info: ModelInfo, data: ArraySet, config: FinetuneConfig) -> list[float]:
     """Set the linear head to the embeddings-route logistic regression fitted on ``data``; returns the chosen ``C``s.
 
-    The embedding is ``forward_features`` averaged over the model's sliding windows; the head's BatchNorm takes the
-    scaler's statistics (running variance ``scale**2 - eps`` so BN divides by exactly the scaler's ``scale``) and the
-    final layer the regression's coefficients. With ``aggregate="mean"`` the network then reproduces the probe's
-    logits, because averaging window logits of an affine head equals the head applied to the averaged embedding.
-    Labels with a single class in ``data`` keep zero weights (a constant prediction).
+    The embedding is ``forward_features`` averaged over the model's sliding windows. The head's BatchNorm standardises
+    with the statistics of all of ``data`` (running variance ``scale**2 - eps``, so BN divides by exactly ``scale``);
+    each label's regression, fitted on its own standardisation (its labelled records), is rewritten for that common
+    one. With ``aggregate="mean"`` the network then reproduces the probe's logits, because averaging window logits of
+    an affine head equals the head applied to the averaged embedding. Labels with a single class in ``data`` keep zero
+    weights (a constant prediction).
     """
     device = resolve_device(config.device)
     Z = extract_features(model, IndexedArrays(data.X, data.Y, np.arange(len(data))), info.window, info.stride,
-                         batch_size=config.eval_batch_size, device=device)
-    head = model.head
-    bn, fc = head.pre_logits[0], head.fc
+                         batch_size=config.eval_batch_size, device=device).astype(np.float64)
+    mean = Z.mean(axis=0)
+    scale = Z.std(axis=0)
+    scale[scale == 0] = 1.0  # StandardScaler's convention for constant features
+    bn, fc = model.head.pre_logits[0], model.head.fc
     Y = np.asarray(data.Y, dtype=float)
-    both = [j for j in range(Y.shape[1]) if has_both_classes(Y[:, [j]])]
     chosen = [float("nan")] * Y.shape[1]
+    weights, biases = np.zeros((Y.shape[1], Z.shape[1])), np.zeros(Y.shape[1])
+    for j in range(Y.shape[1]):
+        if not has_both_classes(Y[:, [j]]):
+            continue
+        probe = EmbeddingProbe(inner_folds=5, seed=config.seed).fit(Z, Y[:, j], data.patient_ids)
+        scaler, regression = probe.models_[0][0], probe.models_[0][-1]
+        w = regression.coef_[0] / scaler.scale_  # per raw embedding unit
+        weights[j] = w * scale
+        biases[j] = regression.intercept_[0] + w @ (mean - scaler.mean_)
+        chosen[j] = probe.chosen_C[0]
     with torch.no_grad():
-        fc.weight.zero_()
-        fc.bias.zero_()
-        mean, scale = Z.mean(axis=0), Z.std(axis=0)  # the fallback standardisation when no label can be fitted
-        for j in both:
-            probe = EmbeddingProbe(inner_folds=5, seed=config.seed).fit(Z, Y[:, j], data.patient_ids)
-            scaler, regression = probe.models_[0][0], probe.models_[0][-1]
-            mean, scale = scaler.mean_, scaler.scale_
-            fc.weight[j] = torch.as_tensor(regression.coef_[0], dtype=fc.weight.dtype)
-            fc.bias[j] = float(regression.intercept_[0])
-            chosen[j] = probe.chosen_C[0]
+        fc.weight.copy_(torch.as_tensor(weights, dtype=fc.weight.dtype))
+        fc.bias.copy_(torch.as_tensor(biases, dtype=fc.bias.dtype))
         bn.running_mean.copy_(torch.as_tensor(mean, dtype=bn.running_mean.dtype))
         bn.running_var.copy_(torch.as_tensor(np.maximum(np.square(scale) - bn.eps, 0.0), dtype=bn.running_var.dtype))
         bn.weight.fill_(1.0)
