@@ -2,9 +2,9 @@
 
 ``default`` is ecgfm's CPU recipe, the shipped model (``ecgfm pretrain --recipe default``): an ensemble of four
 ``xresnet1d50`` members; ``xresnet1d50`` is one such network (``ecgfm pretrain``'s model unless told otherwise);
-``xresnet1d101`` and
-``inception1d`` reproduce the PTB-XL benchmark settings of Strodthoff et al. 2020 (AdamW, one-cycle, lr 1e-2,
-weight decay 1e-2, batch 128, 2.5-s random crops, max-aggregated 1.25-s-stride windows, 50 epochs).
+``xresnet1d101`` and ``inception1d`` reproduce the PTB-XL benchmark settings of Strodthoff et al. 2020 (AdamW,
+one-cycle, lr 1e-2, weight decay 1e-2, batch 128, 2.5-s random crops, max-aggregated 1.25-s-stride windows,
+50 epochs).
 ``benchmarks/pretrain.py`` runs them under one time budget.
 """
 from __future__ import annotations
@@ -68,7 +68,7 @@ RECIPES: dict[str, Recipe] = {
         name="default", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
         description="the shipped foundation model (MODEL_CARD.md): four xresnet1d50 members reading records "
                     "differently (2.5-s crops, two seeds of 5-s crops, whole 10-s records; crops scored by the max "
-                    "over sliding windows), probabilities averaged; about 26 min on 2 CPU cores",
+                    "over sliding windows), probabilities averaged; about 25 min on 2 CPU cores",
         members=_CPU_MEMBERS,
     ),
     "xresnet1d50": Recipe(
