@@ -16,16 +16,7 @@ import torch
 from torch import nn
 
 from ecgfm.models.registry import create, register_model
-
-
-def _window_starts(length: int, window: int, stride: int) -> list[int]:
-    # Same rule as ecgfm.training.data.window_starts (kept here so models do not import training code).
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window + 1, stride))
-    if starts[-1] != length - window:
-        starts.append(length - window)
-    return starts
+from ecgfm.models.windows import window_starts
 
 
 def _windows(x: torch.Tensor, window: int | None, stride: int | None) -> torch.Tensor:
@@ -34,7 +25,7 @@ def _windows(x: torch.Tensor, window: int | None, stride: int | None) -> torch.T
         return x.unsqueeze(1)
     if x.shape[-1] < window:
         x = nn.functional.pad(x, (0, window - x.shape[-1]))
-    starts = _window_starts(x.shape[-1], window, stride or max(window // 2, 1))
+    starts = window_starts(x.shape[-1], window, stride)
     return torch.stack([x[..., s:s + window] for s in starts], dim=1)
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from ecgfm.models.windows import window_starts
+
 
 class ArrayDataset(Dataset):
     """ECGs ``X`` (N, leads, samples) with labels ``Y`` (N, labels) as a Dataset of float32 (x, y) tensors.
@@ -84,16 +86,6 @@ class RandomCropDataset(Dataset):
             rng = np.random.default_rng((self.seed, self.epoch, int(index)))
             start = int(rng.integers(0, room + 1))
         return x[..., start:start + self.window], torch.as_tensor(y, dtype=torch.float32)
-
-
-def window_starts(length: int, window: int, stride: int) -> list[int]:
-    """Start samples of sliding windows covering ``length`` samples; the last window ends at the record's end."""
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window + 1, stride))
-    if starts[-1] != length - window:
-        starts.append(length - window)
-    return starts
 
 
 def sliding_windows(x: torch.Tensor, window: int, stride: int) -> torch.Tensor:

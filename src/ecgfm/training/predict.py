@@ -54,7 +54,7 @@ def windowed_outputs(model: nn.Module, dataset: Dataset, fn: Callable[[torch.Ten
                     pieces = [x]
                 else:
                     x = fit_length(x, window)
-                    pieces = [x[..., s:s + window] for s in window_starts(x.shape[-1], window, stride or max(window // 2, 1))]
+                    pieces = [x[..., s:s + window] for s in window_starts(x.shape[-1], window, stride)]
                 windows.extend(pieces)
                 owners.extend([r] * len(pieces))
             outputs = _run_grouped(fn, windows, batch_size, device, amp)
