@@ -33,7 +33,9 @@ from ecgfm.transfer.finetune import FinetuneConfig
 
 #: Fine-tuning variants (overrides of FinetuneConfig); "default" is the shipped recipe.
 VARIANTS = {
-    "default": {},  # LP-FT: fitted logistic-regression probe head, then discriminative fine-tuning
+    "default": {},  # LP-FT: fitted logistic-regression probe head, then discriminative fine-tuning (the probe alone
+    # when the inner validation split has < 5 positives)
+    "always-ft": {"min_val_positives": 0},  # LP-FT even when validation has 2 positives (the session-2 default)
     "naive": {"lr": 1e-2, "schedule": "onecycle", "warmup_frac": 0.3, "new_head": "fc", "warmup_epochs": 0,
               "freeze_bn": False, "body_lr_scale": 1.0, "layer_lr_decay": 1.0},
     "linear": {"strategy": "linear"},

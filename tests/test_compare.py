@@ -96,9 +96,9 @@ def test_training_sets_are_identical_across_arms_and_disjoint_from_test(tmp_path
     seen = []
     real = cmp.finetune
 
-    def spy(foundation, train, val, config):
+    def spy(foundation, train, val, config, **kwargs):
         seen.append((config.strategy, tuple(train.ids), tuple(val.ids)))
-        return real(foundation, train, val, config)
+        return real(foundation, train, val, config, **kwargs)
 
     monkeypatch.setattr(cmp, "finetune", spy)
     data = labelled()

@@ -151,7 +151,7 @@ def test_load_checkpoint_rejects_missing_and_foreign_files(tmp_path):
         load_checkpoint(foreign)
 
 
-def test_ensemble_averages_member_probabilities_over_their_own_windows():
+def test_ensemble_averages_member_logits_over_their_own_windows():
     from ecgfm.models.ensemble import combine
     from ecgfm.training.predict import predict_logits
     from ecgfm.training.data import ArrayDataset
@@ -165,11 +165,15 @@ def test_ensemble_averages_member_probabilities_over_their_own_windows():
     assert info.arch == "ensemble" and info.window is None and ens.num_features == crop.num_features + whole.num_features
     x = torch.randn(4, 12, 1000)
     data = ArrayDataset(x.numpy(), np.zeros((4, 3), np.float32))
-    p_crop = torch.sigmoid(torch.from_numpy(predict_logits(crop, data, 250, 125, "max")))
-    p_whole = torch.sigmoid(whole(x))
+    l_crop = torch.from_numpy(predict_logits(crop, data, 250, 125, "max"))
     with torch.no_grad():
-        torch.testing.assert_close(torch.sigmoid(ens(x)), (p_crop + p_whole) / 2, atol=1e-5, rtol=1e-4)
+        l_whole = whole(x)
+        torch.testing.assert_close(ens(x), (l_crop + l_whole) / 2, atol=1e-5, rtol=1e-4)
         assert ens.forward_features(x).shape == (4, ens.num_features)
+        by_prob, _ = combine([(crop, infos[0]), (whole, infos[1])], average="prob")
+        mean_prob = (torch.sigmoid(l_crop) + torch.sigmoid(l_whole)) / 2
+        torch.testing.assert_close(torch.sigmoid(by_prob(x)), mean_prob, atol=1e-5, rtol=1e-4)
+        assert by_prob.arch_kwargs["average"] == "prob" and ens.arch_kwargs["average"] == "logit"
     whole_only, _ = combine([(whole, infos[1]), (whole, infos[1])])
     with torch.no_grad():  # with whole-record members forward == forward_head(forward_features), as for any model
         torch.testing.assert_close(whole_only(x), whole_only.forward_head(whole_only.forward_features(x)))

@@ -355,3 +355,55 @@ def test_an_ensemble_foundation_fine_tunes_its_first_member():
     assert result.info.arch == "resnet1d" and result.model.num_labels == 2
     with pytest.raises(IndexError):
         member(ensemble, info, 2)
+
+
+def test_too_few_validation_positives_keeps_the_probe_fitted_on_every_record(tmp_path):
+    """With 2 inner-validation positives no body step is taken: the model is the probe fitted on all the training
+    records (the embeddings route exactly), with thresholds from out-of-fold predictions."""
+    from ecgfm.training import extract_features
+    from ecgfm.transfer.embeddings_baseline import EmbeddingProbe
+
+    model, info = tiny_foundation()
+    data = novel_dataset(n_patients=60, prevalence=(0.17, 0.3)).select_labels(["NEW1"])
+    old = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("backbone.")}
+    result = finetune((model, info), data, None, FinetuneConfig(epochs=3, device="cpu", min_epoch_samples=32),
+                      run_dir=tmp_path / "run")
+    assert "positive(s) of NEW1" in result.info.training["probe_only"]
+    assert result.info.training["selected_stage"] == "probe" and [r["stage"] for r in result.history] == ["probe"]
+    assert result.info.data["train"]["records"] == len(data)  # no records spent on validation
+    for name, value in result.model.state_dict().items():
+        if name.startswith("backbone."):
+            assert torch.equal(value, old[name]), name
+    Z = extract_features(model, ft.IndexedArrays(data.X, data.Y, np.arange(len(data))), info.window, info.stride)
+    reference = EmbeddingProbe(seed=0).fit(Z, data.Y[:, 0], data.patient_ids).predict_proba(Z)[:, 0]
+    np.testing.assert_allclose(predict_proba(result.model, result.info, data)[:, 0], reference, rtol=1e-4, atol=1e-5)
+    assert result.info.metrics["threshold_source"] == "out-of-fold predictions" and "NEW1" in result.info.thresholds
+    assert 0.0 < result.info.thresholds["NEW1"] < 1.0
+
+
+def test_min_val_positives_decides_between_probe_only_and_fine_tuning():
+    model, info = tiny_foundation()
+    data = novel_dataset(n_patients=80)
+    train, val = data.subset(np.arange(120)), data.subset(np.arange(120, 160))
+    n_val_pos = int(np.nansum(val.Y == 1, axis=0).min())
+    config = quick(new_head="probe", epochs=2)
+    tuned = finetune((model, info), train, val, dataclasses.replace(config, min_val_positives=n_val_pos))
+    assert "probe_only" not in tuned.info.training and any(r["stage"] == "final" for r in tuned.history)
+    kept = finetune((model, info), train, val, dataclasses.replace(config, min_val_positives=n_val_pos + 1))
+    assert kept.info.training["selected_stage"] == "probe" and kept.info.data["train"]["records"] == len(train)
+    assert kept.info.metrics["threshold_source"] == "validation set"  # an independent set: thresholds from it
+    joined = finetune((model, info), train, val, dataclasses.replace(config, min_val_positives=n_val_pos + 1),
+                      val_from_train=True)  # ecgfm compare's inner hold-out joins the probe's training records
+    assert joined.info.data["train"]["records"] == len(train) + len(val)
+    assert joined.info.metrics["threshold_source"] == "out-of-fold predictions"
+    fc = finetune((model, info), train, val, quick(epochs=2, min_val_positives=1000))  # no probe: the rule is off
+    assert "probe_only" not in fc.info.training
+
+
+def test_array_sets_concatenate():
+    data = novel_dataset(n_patients=10)
+    joined = data.subset(np.arange(5)).concat(data.subset(np.arange(5, 20)))
+    np.testing.assert_array_equal(joined.X, data.X)
+    np.testing.assert_array_equal(joined.patient_ids, data.patient_ids)
+    with pytest.raises(ValueError, match="same labels"):
+        data.concat(data.select_labels(["NEW2"]))

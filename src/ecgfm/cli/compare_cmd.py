@@ -56,6 +56,9 @@ def register(app: typer.Typer) -> None:
         patience: Optional[int] = typer.Option(None, "--patience", min=0, help="Early-stopping patience (0: none)."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Fine-tuning head learning rate (default 1e-3)."),
         balance: str = typer.Option(defaults.balance, "--balance", help=f"{', '.join(BALANCE_MODES)}."),
+        min_val_positives: int = typer.Option(defaults.min_val_positives, "--min-val-positives", min=0,
+                                              help="Fine-tuning arm: with fewer validation positives than this, "
+                                              "keep the probe and do not fine-tune the body (0: always fine-tune)."),
         n_bootstrap: Optional[int] = typer.Option(None, "--bootstrap", min=0, help="Bootstrap resamples (default 1000, quick 500)."),
         allow_seen_labels: bool = typer.Option(False, "--allow-seen-labels", help="Run even if the foundation was "
                                                "trained on the labels (not a novel-label experiment)."),
@@ -81,7 +84,7 @@ def register(app: typer.Typer) -> None:
             ft = dataclasses.replace(
                 ft, strategy=strategy, epochs=epochs or ft.epochs,
                 patience=ft.patience if patience is None else (patience or None), lr=lr, balance=balance,
-                device=device, num_threads=threads)
+                min_val_positives=min_val_positives, device=device, num_threads=threads)
             config = dataclasses.replace(
                 base, sizes=parse_list(sizes) if sizes else base.sizes, neg_ratio=neg_ratio or None,
                 seeds=list(range(seeds)) if seeds else base.seeds, arms=parse_list(arms), split=split,

@@ -82,6 +82,9 @@ def register(app: typer.Typer) -> None:
                                           "epochs training only the new head first (--head fc/head)."),
         freeze_bn: bool = typer.Option(defaults.freeze_bn, "--freeze-bn/--train-bn", help="Keep the body's "
                                        "pretrained BatchNorm statistics."),
+        min_val_positives: int = typer.Option(defaults.min_val_positives, "--min-val-positives", min=0,
+                                              help="With --head probe: fewer validation positives than this and the "
+                                              "probe is kept, the body not fine-tuned (0: always fine-tune)."),
         balance: str = typer.Option(defaults.balance, "--balance", help=f"{', '.join(BALANCE_MODES)}: positive "
                                     "loss weighting, oversampling positives, or neither."),
         batch_size: int = typer.Option(defaults.batch_size, "--batch-size", min=2),
@@ -113,7 +116,7 @@ def register(app: typer.Typer) -> None:
             config = FinetuneConfig(
                 strategy=strategy, epochs=epochs, patience=patience or None, lr=lr, body_lr_scale=body_lr_scale,
                 layer_lr_decay=layer_lr_decay, warmup_epochs=warmup_epochs, new_head=head, freeze_bn=freeze_bn,
-                balance=balance,
+                min_val_positives=min_val_positives, balance=balance,
                 batch_size=batch_size, cv_folds=cv_folds, val_fraction=val_fraction, threshold_rule=threshold,
                 seed=seed, device=device, num_threads=threads, progress=progress)
             model, info = load_foundation_model(source)

@@ -44,6 +44,15 @@ class ArraySet:
                        patient_ids=self.patient_ids[index],
                        folds=None if self.folds is None else self.folds[index])
 
+    def concat(self, other: "ArraySet") -> "ArraySet":
+        """These records followed by ``other``'s (same labels and preprocessing; arrays are copied into memory)."""
+        if list(other.label_names) != list(self.label_names) or other.preprocess != self.preprocess:
+            raise ValueError("only ArraySets with the same labels and preprocessing can be concatenated")
+        folds = None if self.folds is None or other.folds is None else np.concatenate([self.folds, other.folds])
+        return replace(self, X=np.concatenate([self.X, other.X]), Y=np.concatenate([self.Y, other.Y]),
+                       ids=np.concatenate([self.ids, other.ids]),
+                       patient_ids=np.concatenate([self.patient_ids, other.patient_ids]), folds=folds)
+
     def select_labels(self, names: list[str]) -> "ArraySet":
         """The same records with only the labels ``names`` (in that order)."""
         missing = [n for n in names if n not in self.label_names]

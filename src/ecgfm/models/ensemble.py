@@ -3,7 +3,9 @@
 Members may differ in architecture and in how they read a record (e.g. one trained on 2.5-s crops and scored by the
 maximum over sliding windows, one trained on whole 10-s records), which is where an ensemble's gain comes from. The
 ensemble therefore takes whole records (its ``ModelInfo.window`` is ``None``) and applies each member's windowing
-itself. Record probability = mean of the members' probabilities (the ensemble returns its logit).
+itself. Members are combined by averaging their record logits (``average="logit"``, the default: a geometric mean of
+odds, chosen on PTB-XL fold 9 where it beat averaging probabilities, macro-AUC 0.932 vs 0.929, for the shipped
+model) or their probabilities (``average="prob"``).
 ``forward_features`` concatenates the members' window-averaged embeddings. Unlike single models,
 ``forward(x)`` equals ``forward_head(forward_features(x))`` only when every member reads whole records: members
 scored on windows aggregate window *logits* (max or mean), which an averaged embedding cannot reproduce.
@@ -29,13 +31,19 @@ def _windows(x: torch.Tensor, window: int | None, stride: int | None) -> torch.T
     return torch.stack([x[..., s:s + window] for s in starts], dim=1)
 
 
-class Ensemble(nn.Module):
-    """Average of member models' probabilities; members carry their own window / stride / aggregation."""
+AVERAGES = ("logit", "prob")
 
-    def __init__(self, num_labels: int, in_leads: int, members: list[dict[str, Any]]):
+
+class Ensemble(nn.Module):
+    """Average of member models' logits (or probabilities); members carry their own window / stride / aggregation."""
+
+    def __init__(self, num_labels: int, in_leads: int, members: list[dict[str, Any]], average: str = "logit"):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        if average not in AVERAGES:
+            raise ValueError(f"ensemble average must be one of {', '.join(AVERAGES)}, got {average!r}")
+        self.average = average
         self.specs = [dict(m) for m in members]
         self.members = nn.ModuleList(
             create(m["arch"], num_labels, in_leads, **m.get("kwargs", {})) for m in self.specs
@@ -59,10 +67,15 @@ class Ensemble(nn.Module):
             out.append(logits.amax(1) if spec.get("aggregate", "max") == "max" else logits.mean(1))
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([torch.sigmoid(l.float()) for l in self.member_logits(x)]).mean(0)
-        probs = probs.clamp(1e-7, 1 - 1e-7)
+    def _combine(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """The ensemble logit from the members' logits."""
+        if self.average == "logit":
+            return torch.stack([l.float() for l in logits]).mean(0)
+        probs = torch.stack([torch.sigmoid(l.float()) for l in logits]).mean(0).clamp(1e-7, 1 - 1e-7)
         return torch.log(probs) - torch.log1p(-probs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._combine(self.member_logits(x))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenated member embeddings, each averaged over that member's windows: ``(B, num_features)``."""
@@ -73,14 +86,12 @@ class Ensemble(nn.Module):
         return torch.cat(feats, dim=1)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Members' heads on their slices of ``features``; probabilities averaged (window aggregation is skipped:
+        """Members' heads on their slices of ``features``, combined as in ``forward`` (window aggregation is skipped:
         pass features of one window per record)."""
         parts = torch.split(features, [m.num_features for m in self.members], dim=1)
         if pre_logits:
             return torch.cat([m.forward_head(p, pre_logits=True) for m, p in zip(self.members, parts)], dim=1)
-        probs = torch.stack([torch.sigmoid(m.forward_head(p).float()) for m, p in zip(self.members, parts)]).mean(0)
-        probs = probs.clamp(1e-7, 1 - 1e-7)
-        return torch.log(probs) - torch.log1p(-probs)
+        return self._combine([m.forward_head(p) for m, p in zip(self.members, parts)])
 
     def reset_classifier(self, num_labels: int) -> None:
         for member in self.members:
@@ -92,12 +103,14 @@ class Ensemble(nn.Module):
 
 
 @register_model
-def ensemble(num_labels: int, in_leads: int = 12, members: list[dict[str, Any]] | None = None) -> Ensemble:
-    """Probability-averaging ensemble of members ``[{"arch", "kwargs", "window", "stride", "aggregate"}, ...]``."""
-    return Ensemble(num_labels, in_leads, members or [])
+def ensemble(num_labels: int, in_leads: int = 12, members: list[dict[str, Any]] | None = None,
+             average: str = "logit") -> Ensemble:
+    """Ensemble of members ``[{"arch", "kwargs", "window", "stride", "aggregate"}, ...]`` averaging their logits
+    (``average="logit"``) or probabilities (``"prob"``)."""
+    return Ensemble(num_labels, in_leads, members or [], average)
 
 
-def combine(members: list[tuple[nn.Module, Any]], **info_changes: Any):
+def combine(members: list[tuple[nn.Module, Any]], average: str = "logit", **info_changes: Any):
     """Build an :class:`Ensemble` (and its ``ModelInfo``) from trained ``(model, info)`` pairs with the same labels.
 
     Each member keeps its own window / stride / aggregation; the ensemble's info takes the first member's labels,
@@ -113,7 +126,7 @@ def combine(members: list[tuple[nn.Module, Any]], **info_changes: Any):
             raise ValueError("ensemble members must share the preprocessing (same input)")
     specs = [{"arch": info.arch, "kwargs": info.arch_kwargs, "window": info.window, "stride": info.stride,
               "aggregate": info.aggregate} for _, info in members]
-    model = create("ensemble", len(first.labels), first.in_leads, members=specs)
+    model = create("ensemble", len(first.labels), first.in_leads, members=specs, average=average)
     for target, (source, _) in zip(model.members, members):
         target.load_state_dict(source.state_dict())
     training = {"members": [info.training for _, info in members]}

@@ -31,7 +31,7 @@ class Recipe:
 
     For an ensemble recipe ``model`` is ``"ensemble"`` and ``config`` holds only the shared runtime options; each
     member is trained on the same data with its own configuration, then ``ecgfm.models.ensemble.combine`` averages
-    their probabilities (each member scoring records with its own window).
+    their logits (each member scoring records with its own window).
     """
 
     name: str
@@ -68,7 +68,7 @@ RECIPES: dict[str, Recipe] = {
         name="default", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
         description="the shipped foundation model (MODEL_CARD.md): four xresnet1d50 members reading records "
                     "differently (2.5-s crops, two seeds of 5-s crops, whole 10-s records; crops scored by the max "
-                    "over sliding windows), probabilities averaged; about 25 min on 2 CPU cores",
+                    "over sliding windows), logits averaged; about 25 min on 2 CPU cores",
         members=_CPU_MEMBERS,
     ),
     "xresnet1d50": Recipe(

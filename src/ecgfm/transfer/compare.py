@@ -406,7 +406,7 @@ class Comparison:
         else:
             arrays = self.arrays.select_labels([label])
             result = finetune((self.model, self.info), arrays.subset(tset.train), arrays.subset(tset.val),
-                              config=self.config.arm_config(arm, seed))
+                              config=self.config.arm_config(arm, seed), val_from_train=True)
             scores = predict_proba(result.model, result.info, arrays, fold.test, device=self.config.finetune.device,
                                    batch_size=self.config.finetune.eval_batch_size)[:, 0]
             meta.update(_training_meta(result), val_auc=result.val_auc.get(label))

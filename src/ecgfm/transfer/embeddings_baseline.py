@@ -34,7 +34,7 @@ _LRCV_QUIET = {k: v for k, v in {"l1_ratios": (0.0,), "use_legacy_attributes": F
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 13))
 
 
-def _inner_splits(y: np.ndarray, groups: np.ndarray, max_splits: int,
+def patient_stratified_folds(y: np.ndarray, groups: np.ndarray, max_splits: int,
                   seed: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Patient-level stratified inner folds, or ``None`` when there are too few positive patients to cross-validate."""
     n_pos_groups = len(set(groups[y == 1]))
@@ -69,7 +69,7 @@ class EmbeddingProbe:
             y = Y[known, j].astype(int)
             if len(np.unique(y)) < 2:
                 raise ValueError(f"label column {j}: training data need both positive and negative records")
-            splits = _inner_splits(y, groups[known], self.inner_folds, self.seed)
+            splits = patient_stratified_folds(y, groups[known], self.inner_folds, self.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 if splits is None:  # too few positives to cross-validate: fixed C = 1 (scikit-learn's default)

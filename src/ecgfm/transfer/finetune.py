@@ -9,6 +9,12 @@ Strategies (``FinetuneConfig.strategy``):
   ``lr * body_lr_scale`` shrinking by ``layer_lr_decay`` per group towards the input) and the pretrained BatchNorm
   statistics kept (``freeze_bn``: a few dozen ECGs cannot re-estimate them). Early stopping on the inner validation
   AUC picks the epoch, and the probe is kept when fine-tuning the body never beats it (``select_warmup``).
+  When the validation set holds fewer than ``min_val_positives`` (5) positives of some label, its AUC cannot tell
+  a fine-tuned body from the probe (with 2 positives, each decides half of the AUC), so no body step is taken: the probe
+  is the model, refitted on every training record when validation was an inner split, with thresholds from its
+  out-of-fold predictions (``min_val_positives=0`` turns this off). 5 is the evaluation's own rule for scoring an AUC.
+  K-fold CV (``cv_folds``) is exempt: it decides by majority over the folds, whose validation records cover all the
+  training positives.
 
   The probe (``new_head="probe"``, the default) is the embeddings route of :mod:`ecgfm.transfer.embeddings_baseline`
   built into the network: a standardised, class-balanced logistic regression on the pooled embedding averaged over
@@ -56,7 +62,7 @@ from ecgfm.models.base import ConcatPoolHead
 from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
 from ecgfm.training import TrainConfig, extract_features, fit, macro_auc, per_label_auc, predict_logits
 from ecgfm.training.trainer import resolve_device
-from ecgfm.transfer.embeddings_baseline import EmbeddingProbe
+from ecgfm.transfer.embeddings_baseline import EmbeddingProbe, patient_stratified_folds
 from ecgfm.transfer.splits import check_patient_disjoint, cv_folds
 
 STRATEGIES = ("full", "linear", "gradual", "scratch")
@@ -91,6 +97,8 @@ class FinetuneConfig:
     # regression; replaces the SGD warm-up), "fc" (a fresh final layer after the foundation's pretrained hidden layer,
     # which joins the body; SGD warm-up) or "head" (the foundation's whole head re-learnt at the head rate)
     select_warmup: bool = True  # keep the head-only warm-up model if fine-tuning the body does not beat it on validation
+    min_val_positives: int = 5  # with the probe head: fewer validation positives (any label) than this and the body
+    # is not fine-tuned at all; the probe is kept (refitted on every training record when validation was an inner split)
     balance: str = "pos_weight"  # "pos_weight" (loss weight neg/pos per label) | "oversample" | "none"
     max_pos_weight: float = 50.0
     min_epoch_samples: int = 512  # repeat tiny training sets so an epoch shows at least this many crops
@@ -121,6 +129,7 @@ class FinetuneConfig:
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (self.cv_folds is None or self.cv_folds >= 2, "cv_folds must be >= 2"),
             (self.min_epoch_samples >= 0, "min_epoch_samples must be >= 0"),
+            (self.min_val_positives >= 0, "min_val_positives must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -284,7 +293,14 @@ def attach_linear_head(model: nn.Module, num_labels: int) -> nn.Module:
     return model
 
 
-def fit_probe_head(model: nn.Module, info: ModelInfo, data: ArraySet, config: FinetuneConfig) -> list[float]:
+def probe_features(model: nn.Module, info: ModelInfo, data: ArraySet, config: FinetuneConfig) -> np.ndarray:
+    """The probe's input: ``forward_features`` averaged over the model's sliding windows, ``(N, F)`` float64."""
+    return extract_features(model, IndexedArrays(data.X, data.Y, np.arange(len(data))), info.window, info.stride,
+                            batch_size=config.eval_batch_size, device=resolve_device(config.device)).astype(np.float64)
+
+
+def fit_probe_head(model: nn.Module, info: ModelInfo, data: ArraySet, config: FinetuneConfig,
+                   features: np.ndarray | None = None) -> list[float]:
     """Set the linear head to the embeddings-route logistic regression fitted on ``data``; returns the chosen ``C``s.
 
     The embedding is ``forward_features`` averaged over the model's sliding windows. The head's BatchNorm standardises
@@ -294,9 +310,7 @@ def fit_probe_head(model: nn.Module, info: ModelInfo, data: ArraySet, config: Fi
     an affine head equals the head applied to the averaged embedding. Labels with a single class in ``data`` keep zero
     weights (a constant prediction).
     """
-    device = resolve_device(config.device)
-    Z = extract_features(model, IndexedArrays(data.X, data.Y, np.arange(len(data))), info.window, info.stride,
-                         batch_size=config.eval_batch_size, device=device).astype(np.float64)
+    Z = probe_features(model, info, data, config) if features is None else features
     mean = Z.mean(axis=0)
     scale = Z.std(axis=0)
     scale[scale == 0] = 1.0  # StandardScaler's convention for constant features
@@ -551,12 +565,14 @@ def _check_preprocessing(foundation: ModelInfo, data: ArraySet) -> None:
 
 def finetune(foundation: str | Path | tuple[nn.Module, ModelInfo], train: ArraySet, val: ArraySet | None = None,
              config: FinetuneConfig | None = None, run_dir: str | Path | None = None,
-             resume: bool = True) -> FinetuneResult:
+             resume: bool = True, val_from_train: bool = False) -> FinetuneResult:
     """Adapt ``foundation`` to ``train.label_names`` (binary or multi-label) and return the best model.
 
     ``val`` (optional) drives early stopping and thresholds; without it an inner patient-level split of ``train`` is
     held out, or K-fold CV is run when ``config.cv_folds`` is set. ``strategy="scratch"`` re-initialises the network
     (the comparison arm). With ``run_dir`` every stage checkpoints atomically and a re-run resumes where it stopped.
+    ``val_from_train`` says ``val`` was held out of the training data only to steer training (as ``ecgfm compare``
+    does): when it has too few positives to steer (``config.min_val_positives``), the probe is fitted on train + val.
     """
     config = config or FinetuneConfig()
     base_model, base_info = load_foundation(foundation)
@@ -577,9 +593,16 @@ def finetune(foundation: str | Path | tuple[nn.Module, ModelInfo], train: ArrayS
     if config.cv_folds and val is None:
         return _finetune_cv(base_model, info, train, config, run_dir)
 
-    if val is None:
+    inner = val is None
+    all_train = train
+    if inner:
         tr, va = inner_validation_split(train.Y, train.patient_ids, config.val_fraction, config.seed)
         train, val = train.subset(tr), train.subset(va)
+    too_few = too_few_validation_positives(val, config)
+    if too_few and (inner or val_from_train):  # every training record fits the probe; thresholds out-of-fold
+        return _probe_only(base_model, info, all_train if inner else train.concat(val), None, config, run_dir, too_few)
+    if too_few:
+        return _probe_only(base_model, info, train, val, config, run_dir, too_few)
     check_patient_disjoint(np.arange(len(train)), np.arange(len(train), len(train) + len(val)),
                            np.concatenate([train.patient_ids, val.patient_ids]), "training and validation sets")
     model = _fresh_model(base_model, info, config)
@@ -588,6 +611,56 @@ def finetune(foundation: str | Path | tuple[nn.Module, ModelInfo], train: ArrayS
     info = info.replace(data={**info.data, **_data_summary(train, val)})
     info, history = _run_stages(model, info, train_set, val_set, config, run_dir, probe_data=train)
     return _finish(model, info, history, val, config, run_dir)
+
+
+def too_few_validation_positives(val: ArraySet, config: FinetuneConfig) -> str | None:
+    """Why validation cannot choose between the probe and a fine-tuned body (``None`` when it can, or without a probe)."""
+    if not config.uses_probe or config.min_val_positives <= 0:
+        return None
+    counts = np.nansum(np.asarray(val.Y, dtype=float) == 1, axis=0) if len(val) else np.zeros(len(val.label_names))
+    fewest = int(np.argmin(counts))
+    if counts[fewest] >= config.min_val_positives:
+        return None
+    return (f"validation holds {int(counts[fewest])} positive(s) of {val.label_names[fewest]} "
+            f"(< min_val_positives={config.min_val_positives}): the probe is kept, the body is not fine-tuned")
+
+
+def probe_out_of_fold(Z: np.ndarray, data: ArraySet, config: FinetuneConfig, n_splits: int = 5) -> np.ndarray:
+    """Out-of-fold probe probabilities ``(N, L)`` over patient-level stratified folds (NaN where a label has too few
+    positive patients to split), for thresholds of a probe fitted on every record."""
+    Y = np.asarray(data.Y, dtype=float)
+    oof = np.full(Y.shape, np.nan)
+    groups = np.asarray(data.patient_ids).astype(str)
+    for j in range(Y.shape[1]):
+        known = np.flatnonzero(~np.isnan(Y[:, j]))
+        y = Y[known, j].astype(int)
+        if len(np.unique(y)) < 2:
+            continue
+        for fit_idx, test_idx in patient_stratified_folds(y, groups[known], n_splits, config.seed) or []:
+            if len(np.unique(y[fit_idx])) < 2:
+                continue
+            probe = EmbeddingProbe(inner_folds=5, seed=config.seed).fit(Z[known[fit_idx]], y[fit_idx],
+                                                                        groups[known[fit_idx]])
+            oof[known[test_idx], j] = probe.predict_proba(Z[known[test_idx]])[:, 0]
+    return oof
+
+
+def _probe_only(base_model: nn.Module, info: ModelInfo, train: ArraySet, val: ArraySet | None,
+                config: FinetuneConfig, run_dir: Path | None, reason: str) -> FinetuneResult:
+    """The fitted probe as the final model (no gradient step); thresholds from ``val`` or out-of-fold predictions."""
+    model = _fresh_model(base_model, info, config)
+    Z = probe_features(model, info, train, config)
+    chosen_C = fit_probe_head(model, info, train, config, features=Z)
+    oof = None
+    if val is None:
+        scores = probe_out_of_fold(Z, train, config)
+        oof = (np.where(np.isnan(scores), np.nan, train.Y), scores)
+    info = info.replace(data={**info.data, **_data_summary(train, val)},
+                        training={**info.training, "selected_stage": "probe", "stage_best_epochs": {"probe": 0},
+                                  "probe_only": reason})
+    history = [{"stage": "probe", "epoch": 0, "reason": reason,
+                "chosen_C": [c if np.isfinite(c) else None for c in chosen_C]}]
+    return _finish(model, info, history, val, config, run_dir, oof=oof)
 
 
 def _fresh_model(base_model: nn.Module, info: ModelInfo, config: FinetuneConfig) -> nn.Module:
