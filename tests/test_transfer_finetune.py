@@ -358,7 +358,7 @@ def test_an_ensemble_foundation_fine_tunes_its_first_member():
 
 
 def test_too_few_validation_positives_keeps_the_probe_fitted_on_every_record(tmp_path):
-    """With 2 inner-validation positives no body step is taken: the model is the probe fitted on all the training
+    """With < 5 inner-validation positives no body step is taken: the model is the probe fitted on all the training
     records (the embeddings route exactly), with thresholds from out-of-fold predictions."""
     from ecgfm.training import extract_features
     from ecgfm.transfer.embeddings_baseline import EmbeddingProbe
