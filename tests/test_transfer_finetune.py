@@ -338,6 +338,10 @@ def test_probe_with_cross_validation(tmp_path):
     cv = result.info.data["cv"]
     assert len(cv["per_fold"]) == 3 and cv["refit_strategy"] in ("probe", "full")
     assert set(result.info.thresholds) == {"NEW1", "NEW2"}
+    # fine-tuning that cannot move (lr 1e-9) never beats the probe: the probe is refitted on all records, CV thresholds
+    kept = finetune((model, info), data, None, quick(new_head="probe", cv_folds=3, epochs=2, lr=1e-9))
+    assert kept.info.data["cv"]["refit_strategy"] == "probe" and kept.history[-1]["stage"] == "probe"
+    assert kept.info.metrics["threshold_source"] == "out-of-fold predictions" and len(kept.info.thresholds) == 2
 
 
 def test_an_ensemble_foundation_fine_tunes_its_first_member():

@@ -646,21 +646,22 @@ def probe_out_of_fold(Z: np.ndarray, data: ArraySet, config: FinetuneConfig, n_s
 
 
 def _probe_only(base_model: nn.Module, info: ModelInfo, train: ArraySet, val: ArraySet | None,
-                config: FinetuneConfig, run_dir: Path | None, reason: str) -> FinetuneResult:
-    """The fitted probe as the final model (no gradient step); thresholds from ``val`` or out-of-fold predictions."""
+                config: FinetuneConfig, run_dir: Path | None, reason: str,
+                oof: tuple[np.ndarray, np.ndarray] | None = None, history: list | None = None) -> FinetuneResult:
+    """The probe fitted on ``train`` as the final model (no gradient step). Thresholds come from ``val``, from ``oof``
+    predictions given (K-fold CV), or from the probe's own out-of-fold predictions; ``history`` is prepended."""
     model = _fresh_model(base_model, info, config)
     Z = probe_features(model, info, train, config)
     chosen_C = fit_probe_head(model, info, train, config, features=Z)
-    oof = None
-    if val is None:
+    if val is None and oof is None:
         scores = probe_out_of_fold(Z, train, config)
         oof = (np.where(np.isnan(scores), np.nan, train.Y), scores)
     info = info.replace(data={**info.data, **_data_summary(train, val)},
                         training={**info.training, "selected_stage": "probe", "stage_best_epochs": {"probe": 0},
                                   "probe_only": reason})
-    history = [{"stage": "probe", "epoch": 0, "reason": reason,
-                "chosen_C": [c if np.isfinite(c) else None for c in chosen_C]}]
-    return _finish(model, info, history, val, config, run_dir, oof=oof)
+    final = [{"stage": "probe", "epoch": 0, "reason": reason,
+              "chosen_C": [c if np.isfinite(c) else None for c in chosen_C]}]
+    return _finish(model, info, list(history or []) + final, val, config, run_dir, oof=oof)
 
 
 def _fresh_model(base_model: nn.Module, info: ModelInfo, config: FinetuneConfig) -> nn.Module:
@@ -760,17 +761,14 @@ def _finetune_cv(base_model: nn.Module, info: ModelInfo, train: ArraySet, config
     chosen = [f["epochs"] for f in folds if (f["selected_stage"] in ("warmup", "probe")) == head_only]
     epochs = max(1, int(np.median(chosen)))
     refit = dataclasses.replace(config, patience=None, select_warmup=False)
-    model = _fresh_model(base_model, info, config)
     if head_only and config.uses_probe:  # the probe alone, refitted on all the data: no gradient step
-        info = info.replace(data={**info.data, **_data_summary(train, None),
-                                  "cv": {"folds": config.cv_folds, "per_fold": folds, "refit_epochs": 0,
-                                         "refit_strategy": "probe"}})
-        chosen_C = fit_probe_head(model, info, train, config)
-        info = info.replace(training={**info.training, "selected_stage": "probe", "stage_best_epochs": {"probe": 0}})
-        final_history = [{"stage": "probe", "epoch": 0, "chosen_C": [c if np.isfinite(c) else None for c in chosen_C]}]
-        return _finish(model, info, history + final_history, None, config, run_dir, oof=(Y, oof))
+        info = info.replace(data={**info.data, "cv": {"folds": config.cv_folds, "per_fold": folds, "refit_epochs": 0,
+                                                      "refit_strategy": "probe"}})
+        return _probe_only(base_model, info, train, None, config, run_dir, "most cross-validation folds kept the probe",
+                           oof=(Y, oof), history=history)
     if head_only:  # the warm-up alone: a frozen-body probe at the warm-up's rate and schedule
         refit = dataclasses.replace(refit, strategy="linear", lr=WARMUP_LR, schedule="constant", warmup_frac=0.0)
+    model = _fresh_model(base_model, info, config)
     info = info.replace(data={**info.data, **_data_summary(train, None),
                               "cv": {"folds": config.cv_folds, "per_fold": folds, "refit_epochs": epochs,
                                      "refit_strategy": refit.strategy}})
