@@ -161,10 +161,10 @@ def _assert_same_run(a_model, a_history, b_model, b_history):
     assert [{k: r[k] for k in deterministic} for r in a_history] == [{k: r[k] for k in deterministic} for r in b_history]
 
 
-@pytest.mark.parametrize("kill_at", ["epoch_end", "mid_epoch"])
-def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, kill_at):
+@pytest.mark.parametrize("kill_at,ema_decay", [("epoch_end", None), ("mid_epoch", None), ("mid_epoch", 0.8)])
+def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, kill_at, ema_decay):
     train, val = synthetic()
-    cfg = quick_config(epochs=3)
+    cfg = quick_config(epochs=3, ema_decay=ema_decay)
     straight = fit(new_model(), train, val, cfg, run_dir=tmp_path / "straight")
 
     def kill(event, state):
@@ -181,6 +181,42 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, kill_at)
     _assert_same_run(straight.model, straight.history, resumed.model, resumed.history)
     lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_weight_average_is_the_ema_of_the_trained_weights_and_is_what_is_kept(tmp_path):
+    train, _ = synthetic(n=64)
+    decay = 0.6
+    model = new_model()
+    raw_after_step = []
+    record = lambda event, state: raw_after_step.append(_weights(model)) if event == "step" else None  # noqa: E731
+    result = fit(model, train, None, quick_config(epochs=2, ema_decay=decay), run_dir=tmp_path, callbacks=[record])
+    assert len(raw_after_step) >= 4
+    expected = dict(raw_after_step[0])  # the average starts as a copy of the first updated weights
+    for weights in raw_after_step[1:]:
+        for key, value in weights.items():
+            if value.is_floating_point():  # parameters and BatchNorm running statistics
+                expected[key] = decay * expected[key] + (1 - decay) * value
+    kept = result.model.state_dict()
+    for key, value in expected.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(kept[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    # best.pt holds the average, last.pt the raw weights training continues from (and the average to resume it)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)["model"]
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    key = next(k for k, v in expected.items() if v.is_floating_point() and v.ndim > 1)
+    assert torch.equal(best[key], kept[key])
+    assert torch.equal(last["model"][key], raw_after_step[-1][key]) and not torch.equal(last["model"][key], best[key])
+    assert "ema" in last
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
+def test_weight_average_is_what_validation_scores():
+    train, val = synthetic(n=64)
+    result = fit(new_model(), train, val, quick_config(epochs=2, ema_decay=0.5))
+    best_row = result.history[result.best_epoch - 1]
+    logits = predict_logits(result.model, val, 200, 100, "max")
+    assert macro_auc(val.Y, logits) == pytest.approx(best_row["val_macro_auc"], abs=1e-12)
 
 
 def test_workers_do_not_change_the_result():

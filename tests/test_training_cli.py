@@ -97,6 +97,16 @@ def test_pretrain_resume_and_embed(fake_ptbxl, tmp_path, cache):
     assert (tmp_path / "emb.ids.txt").read_text().strip()
 
 
+def test_pretrain_with_a_weight_average_keeps_the_average(fake_ptbxl, tmp_path, cache):
+    run = tmp_path / "run"
+    result = runner.invoke(app, pretrain_args(fake_ptbxl, run, "--ema-decay", "0.9"))
+    assert result.exit_code == 0, result.output
+    _, info = load_checkpoint(run / "best.pt")
+    assert info.training["config"]["ema_decay"] == 0.9
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert set(last["ema"]) >= {"n_averaged"} and int(last["ema"]["n_averaged"]) == last["global_step"]
+
+
 def test_pretrain_and_embed_reject_bad_arguments(fake_ptbxl, tmp_path, cache):
     bad_task = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--task", "nope"))
     assert bad_task.exit_code == 2 and "unknown task" in flat(bad_task)
@@ -105,6 +115,8 @@ def test_pretrain_and_embed_reject_bad_arguments(fake_ptbxl, tmp_path, cache):
     assert bad_model.exit_code == 2 and "unknown model" in flat(bad_model)
     bad_exclusion = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--exclude-labels", "XYZ"))
     assert bad_exclusion.exit_code == 2 and "XYZ" in flat(bad_exclusion)
+    bad_ema = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--ema-decay", "1.5"))
+    assert bad_ema.exit_code == 2 and "ema_decay must be in (0, 1)" in flat(bad_ema)
     missing = runner.invoke(app, ["embed", str(tmp_path / "none.pt"), str(fake_ptbxl), "--out", str(tmp_path / "e.npy")])
     assert missing.exit_code == 2 and "none.pt" in flat(missing)
     bad_out = runner.invoke(app, ["embed", str(tmp_path / "none.pt"), str(fake_ptbxl), "--out", str(tmp_path / "e.txt")])

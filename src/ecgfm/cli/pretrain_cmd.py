@@ -91,6 +91,9 @@ def register(app: typer.Typer) -> None:
         patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Stop after this many epochs "
                                                "without a better validation macro-AUC."),
         grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Optimiser step every N batches."),
+        ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="Keep an exponential moving average of "
+                                                  "the weights with this decay per step (e.g. 0.995); validation "
+                                                  "and the saved model use it."),
         compile_model: bool = typer.Option(False, "--compile/--no-compile",
                                            help="torch.compile the training forward pass (useful on GPU)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -126,7 +129,7 @@ def register(app: typer.Typer) -> None:
                 epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
                 window=int(round(window * fs)) if window > 0 else None, aggregate=aggregate,
                 class_weights=None if class_weights == "none" else class_weights, patience=patience,
-                grad_accum=grad_accum, compile=compile_model, device=device, amp=amp, workers=workers,
+                grad_accum=grad_accum, ema_decay=ema_decay, compile=compile_model, device=device, amp=amp, workers=workers,
                 num_threads=threads, seed=seed,
                 progress=progress,
             )

@@ -39,6 +39,10 @@ class TrainConfig:
     # channels-last option: PyTorch's channels-last memory formats exist for 4-D/5-D tensors, not 1-D convolutions.
     compile: bool = False
     max_grad_norm: float | None = None  # clip gradients to this L2 norm
+    # Exponential moving average of the weights (and BatchNorm statistics), updated after every optimiser step;
+    # when set, validation, best-epoch selection and the saved model use the averaged weights. 0.995 averages over
+    # the last ~200 steps (a few epochs on PTB-XL-sized data); None trains and keeps the raw weights.
+    ema_decay: float | None = None
     eval_batch_size: int = 256  # windows per forward pass at validation
     num_threads: int | None = None  # torch.set_num_threads for CPU runs; None = leave as is
     progress: bool = True  # tqdm progress bar on stderr
@@ -60,6 +64,7 @@ class TrainConfig:
             (self.time_limit_s is None or self.time_limit_s > 0, "time_limit_s must be > 0"),
             (self.monitor in ("val_macro_auc", "val_loss"), "monitor must be val_macro_auc or val_loss"),
             (self.grad_accum >= 1, "grad_accum must be >= 1"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (self.workers >= 0, "workers must be >= 0"),
         ]
         for ok, message in checks:

@@ -71,6 +71,12 @@ RECIPES: dict[str, Recipe] = {
                     "over sliding windows), logits averaged; about 25 min on 2 CPU cores",
         members=_CPU_MEMBERS,
     ),
+    "default-ema": Recipe(
+        name="default-ema", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
+        description="the default members, each keeping an exponential moving average of its weights (decay 0.995); "
+                    "not shipped: every member scores higher on fold 9, the ensemble lower (docs/models.md)",
+        members=tuple(replace(m, config=replace(m.config, ema_decay=0.995)) for m in _CPU_MEMBERS),
+    ),
     "xresnet1d50": Recipe(
         name="xresnet1d50", model="xresnet1d50", config=_STRODTHOFF,
         description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (the default member; ecgfm pretrain's default "

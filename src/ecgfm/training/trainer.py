@@ -5,8 +5,9 @@ Everything a run does is in :func:`fit`, top to bottom. A run directory holds::
 
     config.json    the ModelInfo (architecture, labels, preprocessing, training config, data description)
     metrics.jsonl  one line per epoch: train loss, val macro-AUC, lr, ECGs/s, elapsed seconds
-    last.pt        everything needed to resume: model, optimiser, scheduler, RNG states, history
+    last.pt        everything needed to resume: model, weight average (EMA), optimiser, scheduler, RNG states, history
     best.pt        the model of the best validation epoch (+ info), what ecgfm.models.load_checkpoint reads
+                   (with ``ema_decay``: the averaged weights, which are also what validation scores)
     tb/            TensorBoard logs (when torch.utils.tensorboard is importable)
 
 Determinism: the shuffle order of epoch ``e`` comes from a generator seeded with ``(seed, e)`` and crops from
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
@@ -40,7 +42,8 @@ from ecgfm.training.state import capture_rng_state, restore_rng_state, seed_ever
 
 #: Options that change the result; a resumed run must use the same values as the run it continues.
 RESULT_AFFECTING = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_frac", "window", "stride",
-                    "aggregate", "class_weights", "max_pos_weight", "monitor", "seed", "grad_accum", "max_grad_norm")
+                    "aggregate", "class_weights", "max_pos_weight", "monitor", "seed", "grad_accum", "max_grad_norm",
+                    "ema_decay")
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -220,6 +223,11 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
     scheduler = build_scheduler(optimizer, config.schedule, config.epochs * steps_per_epoch,
                                 [group["lr"] for group in optimizer.param_groups], config.warmup_frac)
+    # weight average: a copy of the model whose parameters and BatchNorm buffers follow the trained ones with
+    # decay ema_decay per optimiser step; it is the model validated and kept (the raw weights keep training)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+           if config.ema_decay else None)
+    scored_model = ema.module if ema is not None else model
 
     # --- fresh start or resume
     history: list[dict[str, Any]] = []
@@ -237,6 +245,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             restore_rng_state(ckpt["rng"], generator)
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema"])
             start_epoch, global_step = ckpt["epoch"], ckpt["global_step"]
             best_score, best_epoch, bad_epochs = ckpt["best_score"], ckpt["best_epoch"], ckpt["bad_epochs"]
             history, elapsed_before = list(ckpt["history"]), ckpt["elapsed"]
@@ -282,6 +292,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                     scheduler.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
                     global_step += 1
                     for cb in callbacks:
                         cb("step", {"epoch": epoch, "step": global_step, "loss": loss.item()})
@@ -301,12 +313,12 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
                 val_start = time.perf_counter()
                 if env.distributed:  # each rank scores every W-th record once; every rank gets all logits in order
                     mine = dist_utils.shard_indices(len(val_set), env.rank, env.world_size)
-                    local = (predict_logits(model, Subset(val_set, mine.tolist()), config.window, config.test_stride,
+                    local = (predict_logits(scored_model, Subset(val_set, mine.tolist()), config.window, config.test_stride,
                                             config.aggregate, batch_size=config.eval_batch_size, device=device, amp=amp)
                              if len(mine) else np.zeros((0, val_Y.shape[1]), np.float32))
                     logits = dist_utils.gather_rows(local, mine, len(val_set))
                 else:
-                    logits = predict_logits(model, val_set, config.window, config.test_stride, config.aggregate,
+                    logits = predict_logits(scored_model, val_set, config.window, config.test_stride, config.aggregate,
                                             batch_size=config.eval_batch_size, device=device, amp=amp)
                 row["val_loss"] = float(masked_bce_with_logits(torch.from_numpy(logits), torch.from_numpy(val_Y)))
                 row["val_macro_auc"] = macro_auc(val_Y, logits)  # AUC is rank-based: logits rank like probabilities
@@ -320,7 +332,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             improved = _is_better(score, best_score) or val_set is None
             if improved:
                 best_score, best_epoch, bad_epochs = score, epoch + 1, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().cpu().clone() for k, v in scored_model.state_dict().items()}
             else:
                 bad_epochs += 1
             info = info.replace(training={**info.training, "epochs_run": epoch + 1, "best_epoch": best_epoch},
@@ -330,10 +342,12 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             if run_dir is not None and env.is_main:
                 weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
                 if improved:
-                    torch_save_atomic({"model": weights, "info": info.to_dict(), "epoch": epoch + 1, "metrics": row},
+                    kept = {k: v.detach().cpu() for k, v in scored_model.state_dict().items()}
+                    torch_save_atomic({"model": kept, "info": info.to_dict(), "epoch": epoch + 1, "metrics": row},
                                       run_dir / "best.pt")
                 torch_save_atomic({
                     "model": weights, "info": info.to_dict(), "optimizer": optimizer.state_dict(),
+                    **({"ema": ema.state_dict()} if ema is not None else {}),
                     "scheduler": scheduler.state_dict(), "rng": capture_rng_state(generator), "epoch": epoch + 1,
                     "global_step": global_step, "best_score": best_score, "best_epoch": best_epoch,
                     "bad_epochs": bad_epochs, "history": history, "elapsed": row["elapsed_s"],

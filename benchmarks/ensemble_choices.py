@@ -1,0 +1,139 @@
+"""Benchmark: how the shipped ensemble combines its members, decided on the validation fold (PTB-XL fold 9) alone.
+
+Method. Loads each trained member of a ``default``-recipe run (``RUN/<member>/pretrained``, ordered by training seed),
+scores PTB-XL fold 9 once per reading rule, and reports macro-AUC over the statements with >= 5 fold-9 positives for:
+
+- each member alone (its own window, half-window stride, max over windows);
+- the ensemble averaging members' logits, probabilities, or per-label ranks;
+- crops scored by the mean instead of the max over windows, and with a quarter-window stride;
+- the ensemble plus each ``--extra`` member (a candidate fifth member);
+- each ``--alt NAME=RUN`` (another run of the same recipe, e.g. with a weight average): its members, its ensemble,
+  and the union of both runs' members;
+- how much members agree: the mean over member pairs and labels of the correlation of their logits.
+
+Fold 10 (the test fold) is never loaded: these are the choices the shipped model was allowed to make.
+
+Run: ``python benchmarks/ensemble_choices.py --run runs/bench-pretrain/default
+--extra runs/bench-pretrain/cand-crops5s-c/crops5s-c --extra runs/bench-pretrain/cand-crops2.5s-b/crops2.5s-b
+--alt ema=runs/bench-ema/default --ptbxl ../shared/data/ptbxl`` (writes ``benchmarks/results/ensemble_choices.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.special import expit, logit
+from scipy.stats import rankdata
+
+from ecgfm.inference.predictor import load_model
+from ecgfm.training.metrics import per_label_auc
+from ecgfm.training.predict import predict_logits
+from ecgfm.training.pretrain import ptbxl_training_data
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MIN_POSITIVES = 5
+
+
+def run_members(run: Path) -> list[tuple[str, torch.nn.Module, object]]:
+    """The members trained in a recipe run folder, as ``(name, model, info)`` in training-seed order."""
+    found = []
+    for folder in sorted(p for p in Path(run).iterdir() if (p / "pretrained" / "config.json").exists()):
+        model, info = load_model(folder / "pretrained")
+        found.append((folder.name, model.eval(), info))
+    if not found:
+        raise SystemExit(f"{run}: no member folders with pretrained/config.json")
+    return sorted(found, key=lambda m: m[2].training["config"]["seed"])
+
+
+def member_logits(member, val, stride_fraction: float = 0.5, aggregate: str | None = None) -> np.ndarray:
+    """Fold-9 record logits of one member, with its window and a stride of ``stride_fraction`` windows."""
+    _, model, info = member
+    stride = None if info.window is None else max(int(info.window * stride_fraction), 1)
+    return predict_logits(model, val, info.window, stride, aggregate or info.aggregate)
+
+
+def average(logits: list[np.ndarray], how: str = "logit") -> np.ndarray:
+    """Combine member scores: mean logit, mean probability, or mean per-label rank (all rank-equivalent to a score)."""
+    stacked = np.stack(logits)
+    if how == "logit":
+        return stacked.mean(0)
+    if how == "prob":
+        return logit(np.clip(expit(stacked).mean(0), 1e-7, 1 - 1e-7))
+    return np.stack([rankdata(s, axis=0) for s in stacked]).mean(0)
+
+
+def mean_member_correlation(logits: list[np.ndarray]) -> float:
+    """Mean over member pairs and labels of the Pearson correlation of two members' record logits (agreement)."""
+    pairs = [(a, b) for i, a in enumerate(logits) for b in logits[i + 1:]]
+    return float(np.mean([np.corrcoef(a[:, k], b[:, k])[0, 1] for a, b in pairs for k in range(a.shape[1])]))
+
+
+def score(Y: np.ndarray, S: np.ndarray) -> float:
+    """Macro-AUC over the labels with >= MIN_POSITIVES positives (the project's target metric, on fold 9)."""
+    keep = np.nansum(Y, axis=0) >= MIN_POSITIVES
+    return float(np.nanmean(per_label_auc(Y[:, keep], S[:, keep])))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", default="runs/bench-pretrain/default", help="a default-recipe run folder")
+    parser.add_argument("--extra", action="append", default=[], help="a candidate member's run folder (repeatable)")
+    parser.add_argument("--alt", action="append", default=[], help="NAME=RUN: another run of the recipe (repeatable)")
+    parser.add_argument("--ptbxl", default=None, help="PTB-XL folder (default: $ECGFM_PTBXL_DIR)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "ensemble_choices.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+
+    data = ptbxl_training_data(args.ptbxl, task="all", fs=100.0, min_count=10, test_folds=(), progress=False)
+    Y = data.val.Y
+    members = run_members(Path(args.run))
+    base = [member_logits(m, data.val) for m in members]
+    results: dict[str, float] = {f"member {m[0]}": score(Y, s) for m, s in zip(members, base)}
+    results["member logit correlation"] = mean_member_correlation(base)
+    for how in ("logit", "prob", "rank"):
+        results[f"average {how}"] = score(Y, average(base, how))
+    results["windows mean (logit average)"] = score(Y, average([member_logits(m, data.val, aggregate="mean")
+                                                               for m in members]))
+    results["quarter-window stride (logit average)"] = score(Y, average([member_logits(m, data.val, 0.25)
+                                                                         for m in members]))
+    for folder in args.extra:
+        extra = (Path(folder).name, *load_model(Path(folder) / "pretrained"))
+        results[f"plus {extra[0]}"] = score(Y, average(base + [member_logits(extra, data.val)]))
+    for spec in args.alt:
+        name, _, folder = spec.partition("=")
+        alt_members = run_members(Path(folder))
+        alt = [member_logits(m, data.val) for m in alt_members]
+        results.update({f"{name} member {m[0]}": score(Y, s) for m, s in zip(alt_members, alt)})
+        results[f"{name} member logit correlation"] = mean_member_correlation(alt)
+        results[f"{name} average logit"] = score(Y, average(alt))
+        results[f"{name} + base members (logit average)"] = score(Y, average(base + alt))
+
+    width = max(map(len, results))
+    for key, value in results.items():
+        print(f"{key:{width}s}  {value:.5f}")
+    document = {
+        "benchmark": "ensemble_choices",
+        "score": f"macro-AUC on PTB-XL fold 9 over statements with >= {MIN_POSITIVES} positives there "
+                 f"({int((np.nansum(Y, axis=0) >= MIN_POSITIVES).sum())} labels, {len(Y)} ECGs); fold 10 not loaded",
+        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "environment": {"python": platform.python_version(), "torch": torch.__version__},
+        "wall_s": time.perf_counter() - start,
+        "results": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
