@@ -188,7 +188,11 @@ def test_weight_average_is_the_ema_of_the_trained_weights_and_is_what_is_kept(tm
     decay = 0.6
     model = new_model()
     raw_after_step = []
-    record = lambda event, state: raw_after_step.append(_weights(model)) if event == "step" else None  # noqa: E731
+
+    def record(event, state):
+        if event == "step":
+            raw_after_step.append(_weights(model))
+
     result = fit(model, train, None, quick_config(epochs=2, ema_decay=decay), run_dir=tmp_path, callbacks=[record])
     assert len(raw_after_step) >= 4
     expected = dict(raw_after_step[0])  # the average starts as a copy of the first updated weights

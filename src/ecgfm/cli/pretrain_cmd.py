@@ -129,9 +129,8 @@ def register(app: typer.Typer) -> None:
                 epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
                 window=int(round(window * fs)) if window > 0 else None, aggregate=aggregate,
                 class_weights=None if class_weights == "none" else class_weights, patience=patience,
-                grad_accum=grad_accum, ema_decay=ema_decay, compile=compile_model, device=device, amp=amp, workers=workers,
-                num_threads=threads, seed=seed,
-                progress=progress,
+                grad_accum=grad_accum, ema_decay=ema_decay, compile=compile_model, device=device, amp=amp,
+                workers=workers, num_threads=threads, seed=seed, progress=progress,
             )
             chosen = get_recipe(recipe) if recipe else None
             if chosen is not None:

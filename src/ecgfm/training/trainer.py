@@ -313,8 +313,9 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
                 val_start = time.perf_counter()
                 if env.distributed:  # each rank scores every W-th record once; every rank gets all logits in order
                     mine = dist_utils.shard_indices(len(val_set), env.rank, env.world_size)
-                    local = (predict_logits(scored_model, Subset(val_set, mine.tolist()), config.window, config.test_stride,
-                                            config.aggregate, batch_size=config.eval_batch_size, device=device, amp=amp)
+                    local = (predict_logits(scored_model, Subset(val_set, mine.tolist()), config.window,
+                                            config.test_stride, config.aggregate, batch_size=config.eval_batch_size,
+                                            device=device, amp=amp)
                              if len(mine) else np.zeros((0, val_Y.shape[1]), np.float32))
                     logits = dist_utils.gather_rows(local, mine, len(val_set))
                 else:
@@ -342,7 +343,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             if run_dir is not None and env.is_main:
                 weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
                 if improved:
-                    kept = {k: v.detach().cpu() for k, v in scored_model.state_dict().items()}
+                    kept = weights if ema is None else {k: v.detach().cpu() for k, v in ema.module.state_dict().items()}
                     torch_save_atomic({"model": kept, "info": info.to_dict(), "epoch": epoch + 1, "metrics": row},
                                       run_dir / "best.pt")
                 torch_save_atomic({
