@@ -6,16 +6,19 @@ scores PTB-XL fold 9 once per reading rule, and reports macro-AUC over the state
 - each member alone (its own window, half-window stride, max over windows);
 - the ensemble averaging members' logits, probabilities, or per-label ranks;
 - crops scored by the mean instead of the max over windows, and with a quarter-window stride;
-- the ensemble plus each ``--extra`` member (a candidate fifth member);
+- the ensemble plus each ``--extra`` member (a candidate fifth member), and with member NAME replaced by each
+  ``--swap NAME=DIR`` candidate;
 - each ``--alt NAME=RUN`` (another run of the same recipe, e.g. with a weight average): its members, its ensemble,
   and the union of both runs' members;
 - how much members agree: the mean over member pairs and labels of the correlation of their logits.
 
 Fold 10 (the test fold) is never loaded: these are the choices the shipped model was allowed to make.
 
-Run: ``python benchmarks/ensemble_choices.py --run runs/bench-pretrain/default
+Run (the commands that train the runs are in ``docs/models.md``): ``python benchmarks/ensemble_choices.py
+--run runs/bench-pretrain/default --members crops2.5s,crops5s,whole10s,crops5s-b
 --extra runs/bench-pretrain/cand-crops5s-c/crops5s-c --extra runs/bench-pretrain/cand-crops2.5s-b/crops2.5s-b
---alt ema=runs/bench-ema/default --ptbxl ../shared/data/ptbxl`` (writes ``benchmarks/results/ensemble_choices.json``).
+--swap crops5s-b=runs/bench-pretrain/default/crops5s-sqrt --alt ema=runs/bench-ema/default
+--ptbxl ../shared/data/ptbxl`` (writes ``benchmarks/results/ensemble_choices.json``).
 """
 from __future__ import annotations
 
@@ -40,15 +43,24 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MIN_POSITIVES = 5
 
 
-def run_members(run: Path) -> list[tuple[str, torch.nn.Module, object]]:
-    """The members trained in a recipe run folder, as ``(name, model, info)`` in training-seed order."""
+def run_members(run: Path, names: list[str] | None = None) -> list[tuple[str, torch.nn.Module, object]]:
+    """The members trained in a recipe run folder as ``(name, model, info)``: those named (in that order), or every
+    member folder in training-seed order."""
+    folders = ([Path(run) / name for name in names] if names else
+               sorted(p for p in Path(run).iterdir() if (p / "pretrained" / "config.json").exists()))
     found = []
-    for folder in sorted(p for p in Path(run).iterdir() if (p / "pretrained" / "config.json").exists()):
-        model, info = load_model(folder / "pretrained")
-        found.append((folder.name, model.eval(), info))
+    for folder in folders:
+        if not (folder / "pretrained" / "config.json").exists():
+            raise SystemExit(f"{folder}: not a trained member (no pretrained/config.json)")
+        found.append((folder.name, *load_model(folder / "pretrained")))
     if not found:
         raise SystemExit(f"{run}: no member folders with pretrained/config.json")
-    return sorted(found, key=lambda m: m[2].training["config"]["seed"])
+    return found if names else sorted(found, key=lambda m: m[2].training["config"]["seed"])
+
+
+def candidate(folder: str):
+    """A single-model run folder as a member ``(name, model, info)``."""
+    return (Path(folder).name, *load_model(Path(folder) / "pretrained"))
 
 
 def member_logits(member, val, stride_fraction: float = 0.5, aggregate: str | None = None) -> np.ndarray:
@@ -83,7 +95,11 @@ def score(Y: np.ndarray, S: np.ndarray) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", default="runs/bench-pretrain/default", help="a default-recipe run folder")
+    parser.add_argument("--members", help="comma-separated member folders of --run forming the ensemble "
+                        "(default: every member folder there)")
     parser.add_argument("--extra", action="append", default=[], help="a candidate member's run folder (repeatable)")
+    parser.add_argument("--swap", action="append", default=[], help="NAME=DIR: replace member NAME by the candidate "
+                        "member run in DIR (repeatable)")
     parser.add_argument("--alt", action="append", default=[], help="NAME=RUN: another run of the recipe (repeatable)")
     parser.add_argument("--ptbxl", default=None, help="PTB-XL folder (default: $ECGFM_PTBXL_DIR)")
     parser.add_argument("--threads", type=int, default=2)
@@ -94,7 +110,7 @@ def main(argv=None) -> int:
 
     data = ptbxl_training_data(args.ptbxl, task="all", fs=100.0, min_count=10, test_folds=(), progress=False)
     Y = data.val.Y
-    members = run_members(Path(args.run))
+    members = run_members(Path(args.run), args.members.split(",") if args.members else None)
     base = [member_logits(m, data.val) for m in members]
     results: dict[str, float] = {f"member {m[0]}": score(Y, s) for m, s in zip(members, base)}
     results["member logit correlation"] = mean_member_correlation(base)
@@ -105,8 +121,16 @@ def main(argv=None) -> int:
     results["quarter-window stride (logit average)"] = score(Y, average([member_logits(m, data.val, 0.25)
                                                                          for m in members]))
     for folder in args.extra:
-        extra = (Path(folder).name, *load_model(Path(folder) / "pretrained"))
-        results[f"plus {extra[0]}"] = score(Y, average(base + [member_logits(extra, data.val)]))
+        results[f"plus {Path(folder).name}"] = score(Y, average(base + [member_logits(candidate(folder), data.val)]))
+    names = [m[0] for m in members]
+    for spec in args.swap:
+        name, _, folder = spec.partition("=")
+        if name not in names:
+            raise SystemExit(f"--swap {spec}: no member {name!r} in {args.run} (members: {', '.join(names)})")
+        swap = member_logits(candidate(folder), data.val)
+        results[f"member {Path(folder).name}"] = score(Y, swap)
+        results[f"{name} replaced by {Path(folder).name}"] = score(Y, average([swap if n == name else s
+                                                                               for n, s in zip(names, base)]))
     for spec in args.alt:
         name, _, folder = spec.partition("=")
         alt_members = run_members(Path(folder))

@@ -15,8 +15,10 @@ Run it on a quiet machine: throughput and the epochs that fit the budget depend 
 
 Run: ``python benchmarks/pretrain.py --budget-min 30`` (writes ``benchmarks/results/pretrain.json``);
 ``--quick`` for a 1-minute smoke run. ``--keep DIR`` keeps every run folder (the trained models); with ``--resume``,
-ensemble members already trained there are reused and their recorded training time counts (members are seeded
-``seed + i`` in order, so recipes sharing leading members share those runs exactly).
+ensemble members already trained there are reused and their recorded training time counts. Members are seeded
+``seed + i`` in order, so recipes sharing leading members share those runs exactly: with ``--keep --resume`` a member
+already trained for an earlier recipe of the same invocation (same name, same result-affecting options) is linked
+into the later recipe's folder instead of being trained again (``ensemble3`` reuses ``default``'s first three).
 """
 from __future__ import annotations
 
@@ -106,10 +108,37 @@ def plan_budget(recipe, data, budget_s: float, threads: int, fit_budget: bool = 
     return replace(recipe, config=plan[0].config), costs
 
 
+def share_members(keep: Path, recipe) -> list[str]:
+    """Link each member of ensemble ``recipe`` not yet in ``keep/<recipe>/`` to the same member already trained for
+    another recipe in ``keep`` (same name and the same result-affecting options, seed included), so that recipes
+    sharing leading members (``ensemble3`` is ``default``'s first three) train them once. Returns the members linked."""
+    from ecgfm.training.trainer import RESULT_AFFECTING
+
+    linked = []
+    for i, member in enumerate(recipe.members):
+        target = keep / recipe.name / member.name
+        if target.exists():
+            continue
+        wanted = {**member.config.to_dict(), "seed": member.config.seed + i}
+        for other in sorted(p for p in keep.glob(f"*/{member.name}") if p.parent.name != recipe.name):
+            config_file = other / "config.json"
+            if not (other / "last.pt").exists() or not config_file.exists():
+                continue
+            stored = json.loads(config_file.read_text())["training"]["config"]
+            if all(stored.get(k) == wanted.get(k) for k in RESULT_AFFECTING):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(other.resolve(), target_is_directory=True)
+                linked.append(f"{member.name} -> {other}")
+                break
+    return linked
+
+
 def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: int, keep: str | None = None,
             resume: bool = False, fit_budget: bool = True) -> dict:
     """Train and score one recipe in this process; with ``keep``, its run folder stays in ``keep/<recipe>``, and with
     ``resume`` runs (ensemble members) already finished there are reused: their recorded training time counts."""
+    from dataclasses import replace
+
     import torch
 
     from ecgfm.models import count_flops, count_params
@@ -126,6 +155,10 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
     data_s = time.perf_counter() - start
 
     planned, epoch_costs = plan_budget(recipe, data, budget_s, threads, fit_budget)
+    shared = []
+    if keep and resume and planned.members:
+        shared = share_members(Path(keep), replace(planned, members=tuple(
+            replace(m, config=replace(m.config, seed=seed)) for m in planned.members)))
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = str(Path(keep) / name) if keep else tmp
         start = time.perf_counter()
@@ -166,7 +199,7 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
         "train_ecgs_per_s": seen / busy,
         # training time as each member's run recorded it (so members reused with --resume count too)
         "train_wall_s": sum(rows[-1]["elapsed_s"] for rows in histories.values() if rows),
-        "train_wall_s_this_process": train_s, "data_wall_s": data_s, "resumed": resume,
+        "train_wall_s_this_process": train_s, "data_wall_s": data_s, "resumed": resume, "members_shared": shared,
         "epochs_fitted_to_budget": fit_budget,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "histories": histories,
@@ -175,7 +208,7 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipes", default="default,xresnet1d50,xresnet1d101,inception1d")
+    parser.add_argument("--recipes", default="default,ensemble3,xresnet1d50,xresnet1d101,inception1d")
     parser.add_argument("--budget-min", type=float, default=30.0, help="training minutes per recipe")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
