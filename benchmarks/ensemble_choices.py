@@ -10,7 +10,9 @@ scores PTB-XL fold 9 once per reading rule, and reports macro-AUC over the state
   ``--swap NAME=DIR`` candidate;
 - each ``--alt NAME=RUN`` (another run of the same recipe, e.g. with a weight average): its members, its ensemble,
   and the union of both runs' members;
-- how much members agree: the mean over member pairs and labels of the correlation of their logits.
+- how much members agree: the mean over member pairs and labels of the correlation of their logits;
+- each ``--reference NAME=DIR``: a released model scored as it is (e.g. the shipped weights, the bar a new recipe
+  must clear on this fold).
 
 Fold 10 (the test fold) is never loaded: these are the choices the shipped model was allowed to make.
 
@@ -101,6 +103,8 @@ def main(argv=None) -> int:
     parser.add_argument("--swap", action="append", default=[], help="NAME=DIR: replace member NAME by the candidate "
                         "member run in DIR (repeatable)")
     parser.add_argument("--alt", action="append", default=[], help="NAME=RUN: another run of the recipe (repeatable)")
+    parser.add_argument("--reference", action="append", default=[], help="NAME=DIR: a released model folder scored "
+                        "as it is, e.g. shipped=src/ecgfm/weights (repeatable)")
     parser.add_argument("--ptbxl", default=None, help="PTB-XL folder (default: $ECGFM_PTBXL_DIR)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "ensemble_choices.json"))
@@ -139,6 +143,14 @@ def main(argv=None) -> int:
         results[f"{name} member logit correlation"] = mean_member_correlation(alt)
         results[f"{name} average logit"] = score(Y, average(alt))
         results[f"{name} + base members (logit average)"] = score(Y, average(base + alt))
+
+    for spec in args.reference:
+        name, _, folder = spec.partition("=")
+        model, info = load_model(folder)
+        if list(info.labels) != list(data.labels):
+            raise SystemExit(f"--reference {spec}: its labels differ from this run's {len(data.labels)} labels")
+        results[f"{name} ({folder})"] = score(Y, predict_logits(model, data.val, info.window, info.stride,
+                                                                info.aggregate))
 
     width = max(map(len, results))
     for key, value in results.items():

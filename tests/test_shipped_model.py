@@ -33,3 +33,34 @@ def test_shipped_model_reproduces_its_fold10_metrics(ptbxl_dir, tmp_path, monkey
         assert auc == pytest.approx(stored[label]["auc"], abs=1e-4), label
     macro = np.mean([stored[label]["auc"] for label in stored])
     assert macro == pytest.approx(info.metrics["test"]["summary"]["macro_auc"]["value"], abs=1e-9)
+
+
+def test_model_card_tables_are_the_shipped_metrics():
+    """MODEL_CARD.md's metric tables are exactly what ``card_tables`` renders from the shipped config.json."""
+    import json
+    from pathlib import Path
+
+    from ecgfm.models.release import CARD_END, CARD_START, card_tables
+
+    card = (Path(__file__).resolve().parents[1] / "MODEL_CARD.md").read_text()
+    config = json.loads((default_weights_dir() / "config.json").read_text())
+    block = card.split(CARD_START, 1)[1].split(CARD_END, 1)[0]
+    assert block.strip() == card_tables(config)
+    assert f"| macro AUC | {config['metrics']['test']['summary']['macro_auc']['value']:.4f} (" in block
+
+
+def test_update_card_rewrites_only_the_generated_block(tmp_path):
+    import json
+
+    from ecgfm.models.release import CARD_END, CARD_START, card_tables, update_card
+
+    config = json.loads((default_weights_dir() / "config.json").read_text())
+    card = tmp_path / "CARD.md"
+    card.write_text(f"# Card\n\nprose before\n\n{CARD_START}\nstale table\n{CARD_END}\n\nprose after\n")
+    update_card(card, config)
+    text = card.read_text()
+    assert text.startswith("# Card\n\nprose before\n\n") and text.endswith("\n\nprose after\n")
+    assert "stale table" not in text and card_tables(config) in text
+    card.write_text("no markers here")
+    with pytest.raises(ValueError, match="CARD.md: no generated block"):
+        update_card(card, config)
