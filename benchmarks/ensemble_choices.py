@@ -1,13 +1,12 @@
 """Benchmark: how the shipped ensemble combines its members, decided on the validation fold (PTB-XL fold 9) alone.
 
-Method. Loads each trained member of a ``default``-recipe run (``RUN/<member>/pretrained``, ordered by training seed),
+Method. Loads each trained member of an ensemble-recipe run (``RUN/<member>/pretrained``, ordered by training seed),
 scores PTB-XL fold 9 once per reading rule, and reports macro-AUC over the statements with >= 5 fold-9 positives for:
 
 - each member alone (its own window, half-window stride, max over windows);
 - the ensemble averaging members' logits, probabilities, or per-label ranks;
 - crops scored by the mean instead of the max over windows, and with a quarter-window stride;
-- the ensemble plus each ``--extra`` member (a candidate fifth member), and with member NAME replaced by each
-  ``--swap NAME=DIR`` candidate;
+- the ensemble plus each ``--extra`` member (a candidate fifth member);
 - each ``--alt NAME=RUN`` (another run of the same recipe, e.g. with a weight average): its members, its ensemble,
   and the union of both runs' members;
 - how much members agree: the mean over member pairs and labels of the correlation of their logits;
@@ -17,10 +16,11 @@ scores PTB-XL fold 9 once per reading rule, and reports macro-AUC over the state
 Fold 10 (the test fold) is never loaded: these are the choices the shipped model was allowed to make.
 
 Run (the commands that train the runs are in ``docs/models.md``): ``python benchmarks/ensemble_choices.py
---run runs/bench-pretrain/default --members crops2.5s,crops5s,whole10s,crops5s-b
---extra runs/bench-pretrain/cand-crops5s-c/crops5s-c --extra runs/bench-pretrain/cand-crops2.5s-b/crops2.5s-b
---swap crops5s-b=runs/bench-pretrain/default/crops5s-sqrt --alt ema=runs/bench-ema/default
---ptbxl ../shared/data/ptbxl`` (writes ``benchmarks/results/ensemble_choices.json``).
+--run runs/bench-pretrain/default --extra runs/bench-pretrain/cand-crops5s-c/crops5s-c
+--extra runs/bench-pretrain/cand-crops2.5s-b/crops2.5s-b --alt ema=runs/bench-ema/default --ptbxl ../shared/data/ptbxl``
+(writes ``benchmarks/results/ensemble_choices.json``); a candidate recipe against the shipped weights:
+``--run runs/bench-pretrain/short-sqrt --reference shipped=src/ecgfm/weights --out
+benchmarks/results/ensemble_choices_short_sqrt.json``.
 """
 from __future__ import annotations
 
@@ -45,22 +45,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MIN_POSITIVES = 5
 
 
-def run_members(run: Path, names: list[str] | None = None) -> list[tuple[str, torch.nn.Module, object]]:
-    """The members trained in a recipe run folder as ``(name, model, info)``: those named (in that order), or every
-    member folder in training-seed order."""
-    folders = ([Path(run) / name for name in names] if names else
-               sorted(p for p in Path(run).iterdir() if (p / "pretrained" / "config.json").exists()))
-    found = []
-    for folder in folders:
-        if not (folder / "pretrained" / "config.json").exists():
-            raise SystemExit(f"{folder}: not a trained member (no pretrained/config.json)")
-        found.append((folder.name, *load_model(folder / "pretrained")))
+def run_members(run: Path) -> list[tuple[str, torch.nn.Module, object]]:
+    """The members trained in a recipe run folder, as ``(name, model, info)`` in training-seed order."""
+    found = [candidate(folder) for folder in sorted(Path(run).iterdir())
+             if (folder / "pretrained" / "config.json").exists()]
     if not found:
         raise SystemExit(f"{run}: no member folders with pretrained/config.json")
-    return found if names else sorted(found, key=lambda m: m[2].training["config"]["seed"])
+    return sorted(found, key=lambda m: m[2].training["config"]["seed"])
 
 
-def candidate(folder: str):
+def candidate(folder: str | Path):
     """A single-model run folder as a member ``(name, model, info)``."""
     return (Path(folder).name, *load_model(Path(folder) / "pretrained"))
 
@@ -96,12 +90,8 @@ def score(Y: np.ndarray, S: np.ndarray) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default="runs/bench-pretrain/default", help="a default-recipe run folder")
-    parser.add_argument("--members", help="comma-separated member folders of --run forming the ensemble "
-                        "(default: every member folder there)")
+    parser.add_argument("--run", default="runs/bench-pretrain/default", help="an ensemble-recipe run folder")
     parser.add_argument("--extra", action="append", default=[], help="a candidate member's run folder (repeatable)")
-    parser.add_argument("--swap", action="append", default=[], help="NAME=DIR: replace member NAME by the candidate "
-                        "member run in DIR (repeatable)")
     parser.add_argument("--alt", action="append", default=[], help="NAME=RUN: another run of the recipe (repeatable)")
     parser.add_argument("--reference", action="append", default=[], help="NAME=DIR: a released model folder scored "
                         "as it is, e.g. shipped=src/ecgfm/weights (repeatable)")
@@ -114,7 +104,7 @@ def main(argv=None) -> int:
 
     data = ptbxl_training_data(args.ptbxl, task="all", fs=100.0, min_count=10, test_folds=(), progress=False)
     Y = data.val.Y
-    members = run_members(Path(args.run), args.members.split(",") if args.members else None)
+    members = run_members(Path(args.run))
     base = [member_logits(m, data.val) for m in members]
     results: dict[str, float] = {f"member {m[0]}": score(Y, s) for m, s in zip(members, base)}
     results["member logit correlation"] = mean_member_correlation(base)
@@ -126,15 +116,6 @@ def main(argv=None) -> int:
                                                                          for m in members]))
     for folder in args.extra:
         results[f"plus {Path(folder).name}"] = score(Y, average(base + [member_logits(candidate(folder), data.val)]))
-    names = [m[0] for m in members]
-    for spec in args.swap:
-        name, _, folder = spec.partition("=")
-        if name not in names:
-            raise SystemExit(f"--swap {spec}: no member {name!r} in {args.run} (members: {', '.join(names)})")
-        swap = member_logits(candidate(folder), data.val)
-        results[f"member {Path(folder).name}"] = score(Y, swap)
-        results[f"{name} replaced by {Path(folder).name}"] = score(Y, average([swap if n == name else s
-                                                                               for n, s in zip(names, base)]))
     for spec in args.alt:
         name, _, folder = spec.partition("=")
         alt_members = run_members(Path(folder))

@@ -113,9 +113,10 @@ def plan_budget(recipe, data, budget_s: float, threads: int, fit_budget: bool = 
 
 
 def share_members(keep: Path, recipe) -> list[str]:
-    """Link each member of ensemble ``recipe`` not yet in ``keep/<recipe>/`` to the same member already trained for
-    another recipe in ``keep`` (same name and the same result-affecting options, seed included), so that recipes
-    sharing leading members (``ensemble3`` is ``default``'s first three) train them once. Returns the members linked."""
+    """Link each member of ensemble ``recipe`` not yet in ``keep/<recipe>/`` to the same member already trained to the
+    end of its schedule for another recipe in ``keep`` (same name and the same result-affecting options, seed
+    included), so that recipes sharing leading members (``ensemble3`` is ``default``'s first three) train them once.
+    Returns the members linked."""
     from ecgfm.training.trainer import RESULT_AFFECTING
 
     linked = []
@@ -125,11 +126,14 @@ def share_members(keep: Path, recipe) -> list[str]:
             continue
         wanted = {**member.config.to_dict(), "seed": member.config.seed + i}
         for other in sorted(p for p in keep.glob(f"*/{member.name}") if p.parent.name != recipe.name):
-            config_file = other / "config.json"
-            if not (other / "last.pt").exists() or not config_file.exists():
+            config_file, metrics_file = other / "config.json", other / "metrics.jsonl"
+            if not all(f.exists() for f in (other / "last.pt", config_file, metrics_file)):
                 continue
             stored = json.loads(config_file.read_text())["training"]["config"]
-            if all(stored.get(k) == wanted.get(k) for k in RESULT_AFFECTING):
+            # only a run that finished its schedule: resuming one that an earlier recipe's time limit stopped would
+            # train on in that recipe's folder, after its row was scored
+            finished = len(metrics_file.read_text().splitlines()) >= stored["epochs"]
+            if finished and all(stored.get(k) == wanted.get(k) for k in RESULT_AFFECTING):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(other.resolve(), target_is_directory=True)
                 linked.append(f"{member.name} -> {other}")

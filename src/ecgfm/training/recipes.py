@@ -1,7 +1,8 @@
 """Named pre-training recipes: architecture + training configuration + input settings, in one place.
 
 ``default`` is ecgfm's CPU recipe, the shipped model (``ecgfm pretrain --recipe default``): an ensemble of four
-``xresnet1d50`` members; ``xresnet1d50`` is one such network (``ecgfm pretrain``'s model unless told otherwise);
+``xresnet1d50`` members (``short-sqrt`` and ``default-ema`` are variants rejected on fold 9); ``xresnet1d50`` is one
+such network (``ecgfm pretrain``'s model unless told otherwise);
 ``xresnet1d101`` and ``inception1d`` reproduce the PTB-XL benchmark settings of Strodthoff et al. 2020 (AdamW,
 one-cycle, lr 1e-2, weight decay 1e-2, batch 128, 2.5-s random crops, max-aggregated 1.25-s-stride windows,
 50 epochs).
@@ -64,23 +65,23 @@ _WHOLE_10S = Member("whole10s", "xresnet1d50", replace(_STRODTHOFF, epochs=30, w
 _CPU_MEMBERS = (_CROPS_2_5S, _CROPS_5S, _WHOLE_10S, replace(_CROPS_5S, name="crops5s-b"))
 
 
-def _with_epochs(member: Member, epochs: int, **changes: Any) -> Member:
-    return replace(member, **changes, config=replace(member.config, epochs=epochs))
+def _with_epochs(member: Member, epochs: int) -> Member:
+    return replace(member, config=replace(member.config, epochs=epochs))
 
 
 #: A rejected candidate for the shipped model (recipe ``short-sqrt``, docs/models.md): the default members at about 85%
 #: of their epochs (in case the full schedules overran the budget on a slower machine), the fourth 5-s crops with BCE
 #: positives weighted by sqrt(negatives / positives), which weighs rare labels up.
+_CROPS_5S_SQRT = Member("crops5s-sqrt", "xresnet1d50", replace(_CROPS_5S.config, epochs=34, class_weights="sqrt"))
 _SHORT_SQRT_MEMBERS = (_with_epochs(_CROPS_2_5S, 42), _with_epochs(_CROPS_5S, 34), _with_epochs(_WHOLE_10S, 25),
-                       replace(_with_epochs(_CROPS_5S, 34, name="crops5s-sqrt"),
-                               config=replace(_CROPS_5S.config, epochs=34, class_weights="sqrt")))
+                       _CROPS_5S_SQRT)
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         name="default", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
         description="the shipped foundation model (MODEL_CARD.md): four xresnet1d50 members reading records "
                     "differently (2.5-s crops, two seeds of 5-s crops, whole 10-s records; crops scored by the max "
-                    "over sliding windows), logits averaged; about 25 min on 2 CPU cores",
+                    "over sliding windows), logits averaged; 25-31 min on 2 CPU cores, depending on the machine",
         members=_CPU_MEMBERS,
     ),
     "default-ema": Recipe(
