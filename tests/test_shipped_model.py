@@ -64,3 +64,15 @@ def test_update_card_rewrites_only_the_generated_block(tmp_path):
     card.write_text("no markers here")
     with pytest.raises(ValueError, match="CARD.md: no generated block"):
         update_card(card, config)
+
+
+def test_card_tables_leave_out_intervals_the_bootstrap_could_not_give():
+    import json
+
+    from ecgfm.models.release import card_tables
+
+    config = json.loads((default_weights_dir() / "config.json").read_text())
+    label = next(iter(config["metrics"]["test"]["per_label"]))
+    config["metrics"]["test"]["per_label"][label].update(auc=0.5, auc_ci_low=float("nan"), auc_ci_high=float("nan"))
+    row = next(line for line in card_tables(config).splitlines() if line.startswith(f"| {label} |"))
+    assert "| 0.500 |" in row and "nan" not in row
