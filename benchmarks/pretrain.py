@@ -135,7 +135,8 @@ def share_members(keep: Path, recipe) -> list[str]:
             finished = len(metrics_file.read_text().splitlines()) >= stored["epochs"]
             if finished and all(stored.get(k) == wanted.get(k) for k in RESULT_AFFECTING):
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(other.resolve(), target_is_directory=True)
+                # relative, so the keep folder can be moved or renamed as a whole
+                target.symlink_to(os.path.relpath(other, target.parent), target_is_directory=True)
                 linked.append(f"{member.name} -> {other}")
                 break
     return linked
