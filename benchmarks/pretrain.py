@@ -17,8 +17,8 @@ Run: ``python benchmarks/pretrain.py --budget-min 30`` (writes ``benchmarks/resu
 ``--quick`` for a 1-minute smoke run. ``--keep DIR`` keeps every run folder (the trained models); with ``--resume``,
 ensemble members already trained there are reused and their recorded training time counts. Members are seeded
 ``seed + i`` in order, so recipes sharing leading members share those runs exactly: with ``--keep --resume`` a member
-already trained for an earlier recipe of the same invocation (same name, same result-affecting options) is linked
-into the later recipe's folder instead of being trained again (``ensemble3`` reuses ``default``'s first three).
+trained to the end of its schedule for another recipe in KEEP (same name, same result-affecting options) is linked
+into this recipe's folder instead of being trained again (``ensemble3`` reuses ``default``'s first three).
 """
 from __future__ import annotations
 
@@ -112,11 +112,11 @@ def plan_budget(recipe, data, budget_s: float, threads: int, fit_budget: bool = 
     return replace(recipe, config=plan[0].config), costs
 
 
-def share_members(keep: Path, recipe) -> list[str]:
+def share_members(keep: Path, recipe, seed: int) -> list[str]:
     """Link each member of ensemble ``recipe`` not yet in ``keep/<recipe>/`` to the same member already trained to the
     end of its schedule for another recipe in ``keep`` (same name and the same result-affecting options, seed
-    included), so that recipes sharing leading members (``ensemble3`` is ``default``'s first three) train them once.
-    Returns the members linked."""
+    included: member ``i`` trains with ``seed + i``), so that recipes sharing leading members (``ensemble3`` is
+    ``default``'s first three) train them once. Returns the members linked."""
     from ecgfm.training.trainer import RESULT_AFFECTING
 
     linked = []
@@ -124,7 +124,7 @@ def share_members(keep: Path, recipe) -> list[str]:
         target = keep / recipe.name / member.name
         if target.exists():
             continue
-        wanted = {**member.config.to_dict(), "seed": member.config.seed + i}
+        wanted = {**member.config.to_dict(), "seed": seed + i}
         for other in sorted(p for p in keep.glob(f"*/{member.name}") if p.parent.name != recipe.name):
             config_file, metrics_file = other / "config.json", other / "metrics.jsonl"
             if not all(f.exists() for f in (other / "last.pt", config_file, metrics_file)):
@@ -146,8 +146,6 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
             resume: bool = False, fit_budget: bool = True) -> dict:
     """Train and score one recipe in this process; with ``keep``, its run folder stays in ``keep/<recipe>``, and with
     ``resume`` runs (ensemble members) already finished there are reused: their recorded training time counts."""
-    from dataclasses import replace
-
     import torch
 
     from ecgfm.models import count_flops, count_params
@@ -166,8 +164,7 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
     planned, epoch_costs = plan_budget(recipe, data, budget_s, threads, fit_budget)
     shared = []
     if keep and resume and planned.members:
-        shared = share_members(Path(keep), replace(planned, members=tuple(
-            replace(m, config=replace(m.config, seed=seed)) for m in planned.members)))
+        shared = share_members(Path(keep), planned, seed)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = str(Path(keep) / name) if keep else tmp
         start = time.perf_counter()
