@@ -117,7 +117,10 @@ def share_members(keep: Path, recipe, seed: int) -> list[str]:
     end of its schedule for another recipe in ``keep`` (same name and the same result-affecting options, seed
     included: member ``i`` trains with ``seed + i``), so that recipes sharing leading members (``ensemble3`` is
     ``default``'s first three) train them once. Returns the members linked."""
+    from ecgfm.training.config import TrainConfig
     from ecgfm.training.trainer import RESULT_AFFECTING
+
+    defaults = TrainConfig().to_dict()  # options added after a member was trained take their defaults
 
     linked = []
     for i, member in enumerate(recipe.members):
@@ -133,7 +136,7 @@ def share_members(keep: Path, recipe, seed: int) -> list[str]:
             # only a run that finished its schedule: resuming one that an earlier recipe's time limit stopped would
             # train on in that recipe's folder, after its row was scored
             finished = len(metrics_file.read_text().splitlines()) >= stored["epochs"]
-            if finished and all(stored.get(k) == wanted.get(k) for k in RESULT_AFFECTING):
+            if finished and all(stored.get(k, defaults[k]) == wanted[k] for k in RESULT_AFFECTING):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # relative, so the keep folder can be moved or renamed as a whole
                 target.symlink_to(os.path.relpath(other, target.parent), target_is_directory=True)
@@ -143,9 +146,10 @@ def share_members(keep: Path, recipe, seed: int) -> list[str]:
 
 
 def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: int, keep: str | None = None,
-            resume: bool = False, fit_budget: bool = True) -> dict:
+            resume: bool = False, fit_budget: bool = True, train_only: bool = False) -> dict:
     """Train and score one recipe in this process; with ``keep``, its run folder stays in ``keep/<recipe>``, and with
-    ``resume`` runs (ensemble members) already finished there are reused: their recorded training time counts."""
+    ``resume`` runs (ensemble members) already finished there are reused: their recorded training time counts.
+    ``train_only`` stops after training (fold 10 is not read), for a candidate to be judged on fold 9 first."""
     import torch
 
     from ecgfm.models import count_flops, count_params
@@ -175,6 +179,10 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
         for member in planned.member_list():
             folder = Path(run_dir) / member.name if planned.members else Path(run_dir)
             histories[member.name] = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    if train_only:
+        return {"recipe": name, "train_only": True, "members_shared": shared,
+                "epochs_run": {k: len(rows) for k, rows in histories.items()},
+                "train_wall_s": sum(rows[-1]["elapsed_s"] for rows in histories.values() if rows)}
     model, info = result.model, result.info
 
     logits = predict_logits(model, test, info.window, info.stride, info.aggregate)
@@ -226,13 +234,19 @@ def main(argv=None) -> int:
                         "there; their recorded training time counts")
     parser.add_argument("--fixed-epochs", action="store_true", help="train the recipes' epochs as they are (measure "
                         "the time) instead of scaling them to fit --budget-min")
+    parser.add_argument("--train-only", action="store_true", help="with --keep: train the recipes as the budget "
+                        "plans, score nothing (fold 10 unread) and write no JSON; a later run with --resume scores "
+                        "them")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # internal: run one recipe, print JSON
     args = parser.parse_args(argv)
     budget_s = 60.0 if args.quick else args.budget_min * 60
+    if args.train_only and not args.keep:
+        parser.error("--train-only needs --keep (the trained runs are all it leaves)")
 
     if args.single:
         print("RESULT " + json.dumps(run_one(args.single, budget_s, args.ptbxl, args.threads, args.seed,
-                                                   args.keep, args.resume, not args.fixed_epochs)))
+                                                   args.keep, args.resume, not args.fixed_epochs,
+                                                   args.train_only)))
         return 0
 
     import torch
@@ -245,6 +259,7 @@ def main(argv=None) -> int:
         command += ["--keep", args.keep] if args.keep else []
         command += ["--resume"] if args.resume else []
         command += ["--fixed-epochs"] if args.fixed_epochs else []
+        command += ["--train-only"] if args.train_only else []
         start = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -252,12 +267,18 @@ def main(argv=None) -> int:
             raise SystemExit(f"recipe {name} failed")
         run = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
         run["process_wall_s"] = time.perf_counter() - start
+        if args.train_only:
+            print(f"{name:14s} trained (not scored): epochs {run['epochs_run']}, train {run['train_wall_s'] / 60:.1f} "
+                  f"min, shared {run['members_shared']}", flush=True)
+            continue
         runs.append(run)
         print(f"{name:14s} macro-AUC {run['test_macro_auc']:.4f} (>=5 positives, {run['n_scored_labels']} labels) "
               f"median AUC {run['median_auc']:.4f} sens {run['median_sensitivity_youden']:.3f} "
               f"spec {run['median_specificity_youden']:.3f} | {sum(m['epochs_run'] for m in run['members'])} epochs, "
               f"{run['train_ecgs_per_s']:.0f} ECGs/s, train {run['train_wall_s'] / 60:.1f} min, "
               f"peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
+    if args.train_only:
+        return 0
     baseline = next((r for r in runs if r["recipe"] == "default"), runs[0])
     for run in runs:
         run["macro_auc_minus_default"] = run["test_macro_auc"] - baseline["test_macro_auc"]

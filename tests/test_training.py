@@ -161,10 +161,13 @@ def _assert_same_run(a_model, a_history, b_model, b_history):
     assert [{k: r[k] for k in deterministic} for r in a_history] == [{k: r[k] for k in deterministic} for r in b_history]
 
 
-@pytest.mark.parametrize("kill_at,ema_decay", [("epoch_end", None), ("mid_epoch", None), ("mid_epoch", 0.8)])
-def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, kill_at, ema_decay):
+@pytest.mark.parametrize("kill_at,ema_decay,augment", [
+    ("epoch_end", None, {}), ("mid_epoch", None, {}), ("mid_epoch", 0.8, {}),
+    ("mid_epoch", None, {"scale_jitter": 0.1, "noise_mv": 0.05, "mixup": 0.4}),
+])
+def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, kill_at, ema_decay, augment):
     train, val = synthetic()
-    cfg = quick_config(epochs=3, ema_decay=ema_decay)
+    cfg = quick_config(epochs=3, ema_decay=ema_decay, **augment)
     straight = fit(new_model(), train, val, cfg, run_dir=tmp_path / "straight")
 
     def kill(event, state):
@@ -230,9 +233,21 @@ def test_workers_do_not_change_the_result():
     _assert_same_run(a.model, a.history, b.model, b.history)
 
 
+def test_augmentation_changes_training_and_runs_without_crops():
+    train, val = synthetic(n=48)
+    plain = fit(new_model(), train, val, quick_config(epochs=1, window=None))
+    mixed = fit(new_model(), train, val, quick_config(epochs=1, window=None, mixup=0.4, noise_mv=0.05))
+    assert plain.history[0]["train_loss"] != mixed.history[0]["train_loss"]
+    assert mixed.info.training["config"]["mixup"] == 0.4
+    with pytest.raises(ValueError, match="mixup must be >= 0"):
+        TrainConfig(mixup=-1)
+
+
 def test_resume_guards(tmp_path):
     train, val = synthetic(n=48)
     fit(new_model(), train, val, quick_config(epochs=1), run_dir=tmp_path)
+    with pytest.raises(ValueError, match="options differ.*noise_mv"):
+        fit(new_model(), train, val, quick_config(epochs=1, noise_mv=0.1), run_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="already holds a run"):
         fit(new_model(), train, val, quick_config(epochs=1), run_dir=tmp_path)
     with pytest.raises(ValueError, match="options differ.*lr"):

@@ -94,6 +94,12 @@ def register(app: typer.Typer) -> None:
         ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="Keep an exponential moving average of "
                                                   "the weights with this decay per step (e.g. 0.995); validation "
                                                   "and the saved model use it."),
+        scale_jitter: float = typer.Option(0.0, "--scale-jitter", min=0.0, help="Augment: one gain per ECG, "
+                                           "log-uniform in [1/(1+s), 1+s] (e.g. 0.1)."),
+        noise_mv: float = typer.Option(0.0, "--noise-mv", min=0.0, help="Augment: white noise of this standard "
+                                       "deviation in mV (e.g. 0.02)."),
+        mixup: float = typer.Option(0.0, "--mixup", min=0.0, help="Augment: mixup with Beta(alpha, alpha) "
+                                    "weights (e.g. 0.2); 0 is off."),
         compile_model: bool = typer.Option(False, "--compile/--no-compile",
                                            help="torch.compile the training forward pass (useful on GPU)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -129,7 +135,8 @@ def register(app: typer.Typer) -> None:
                 epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
                 window=int(round(window * fs)) if window > 0 else None, aggregate=aggregate,
                 class_weights=None if class_weights == "none" else class_weights, patience=patience,
-                grad_accum=grad_accum, ema_decay=ema_decay, compile=compile_model, device=device, amp=amp,
+                grad_accum=grad_accum, ema_decay=ema_decay, scale_jitter=scale_jitter, noise_mv=noise_mv, mixup=mixup,
+                compile=compile_model, device=device, amp=amp,
                 workers=workers, num_threads=threads, seed=seed, progress=progress,
             )
             chosen = get_recipe(recipe) if recipe else None

@@ -43,6 +43,11 @@ class TrainConfig:
     # when set, validation, best-epoch selection and the saved model use the averaged weights. 0.995 averages over
     # the last ~200 steps (a few epochs on PTB-XL-sized data); None trains and keeps the raw weights.
     ema_decay: float | None = None
+    # Batch augmentation (ecgfm.training.augment), off by default: one gain per ECG, log-uniform in
+    # [1/(1+s), 1+s]; white noise of this many mV; mixup with Beta(alpha, alpha) blending weights.
+    scale_jitter: float = 0.0
+    noise_mv: float = 0.0
+    mixup: float = 0.0
     eval_batch_size: int = 256  # windows per forward pass at validation
     num_threads: int | None = None  # torch.set_num_threads for CPU runs; None = leave as is
     progress: bool = True  # tqdm progress bar on stderr
@@ -66,6 +71,7 @@ class TrainConfig:
             (self.grad_accum >= 1, "grad_accum must be >= 1"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (self.workers >= 0, "workers must be >= 0"),
+            (min(self.scale_jitter, self.noise_mv, self.mixup) >= 0, "scale_jitter, noise_mv and mixup must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -76,6 +76,11 @@ _CROPS_5S_SQRT = Member("crops5s-sqrt", "xresnet1d50", replace(_CROPS_5S.config,
 _SHORT_SQRT_MEMBERS = (_with_epochs(_CROPS_2_5S, 42), _with_epochs(_CROPS_5S, 34), _with_epochs(_WHOLE_10S, 25),
                        _CROPS_5S_SQRT)
 
+#: Candidates with batch augmentation (ecgfm.training.augment): the default members, same epochs and seeds, trained on
+#: mixup (alpha 0.2) or on one gain per ECG (+-10%) plus 0.02 mV white noise.
+_MIXUP_MEMBERS = tuple(replace(m, config=replace(m.config, mixup=0.2)) for m in _CPU_MEMBERS)
+_JITTER_MEMBERS = tuple(replace(m, config=replace(m.config, scale_jitter=0.1, noise_mv=0.02)) for m in _CPU_MEMBERS)
+
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         name="default", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
@@ -95,6 +100,16 @@ RECIPES: dict[str, Recipe] = {
         description="the default members at 85% of their epochs, the fourth with sqrt class weights instead of a "
                     "second seed; not shipped: 0.9312 on fold 9 against the shipped model's 0.9317 (docs/models.md)",
         members=_SHORT_SQRT_MEMBERS,
+    ),
+    "default-mixup": Recipe(
+        name="default-mixup", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
+        description="the default members trained with mixup (alpha 0.2)",
+        members=_MIXUP_MEMBERS,
+    ),
+    "default-jitter": Recipe(
+        name="default-jitter", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
+        description="the default members trained with one random gain per ECG (+-10%) and 0.02 mV white noise",
+        members=_JITTER_MEMBERS,
     ),
     "xresnet1d50": Recipe(
         name="xresnet1d50", model="xresnet1d50", config=_STRODTHOFF,

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
 from ecgfm.models.info import ModelInfo
 from ecgfm.training import distributed as dist_utils
+from ecgfm.training.augment import augment_batch, batch_rng, is_active
 from ecgfm.training.config import TrainConfig
 from ecgfm.training.data import RandomCropDataset, labels_of
 from ecgfm.training.metrics import macro_auc
@@ -43,7 +44,7 @@ from ecgfm.training.state import capture_rng_state, restore_rng_state, seed_ever
 #: Options that change the result; a resumed run must use the same values as the run it continues.
 RESULT_AFFECTING = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_frac", "window", "stride",
                     "aggregate", "class_weights", "max_pos_weight", "monitor", "seed", "grad_accum", "max_grad_norm",
-                    "ema_decay")
+                    "ema_decay", "scale_jitter", "noise_mv", "mixup")
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -209,6 +210,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     loader = DataLoader(train_data, batch_size=config.batch_size, sampler=sampler, drop_last=drop_last,
                         num_workers=config.workers, generator=generator, pin_memory=device.type == "cuda")
     val_Y = labels_of(val_set) if val_set is not None else None
+    augmenting = is_active(config.scale_jitter, config.noise_mv, config.mixup)
 
     # --- model, loss weights, optimiser, schedule
     if config.init_head_bias and not (resume and last_path is not None and last_path.exists()):
@@ -238,7 +240,9 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
         if resume and last_path.exists():
             ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
             stored = ckpt["info"]["training"]["config"]
-            changed = {k: (stored.get(k), getattr(config, k)) for k in RESULT_AFFECTING if stored.get(k) != getattr(config, k)}
+            defaults = TrainConfig().to_dict()  # options added after a run was written take their defaults
+            stored = {k: stored.get(k, defaults[k]) for k in RESULT_AFFECTING}
+            changed = {k: (stored[k], getattr(config, k)) for k in RESULT_AFFECTING if stored[k] != getattr(config, k)}
             if changed:
                 raise ValueError(f"cannot resume {run_dir}: options differ from the original run {changed}")
             model.load_state_dict(ckpt["model"])
@@ -280,6 +284,10 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             bar = _progress(loader, config.progress and env.is_main, f"epoch {epoch + 1}/{config.epochs}")
             for i, (x, y) in enumerate(bar):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if augmenting:  # draws seeded by (seed, epoch, batch, rank): a resumed epoch repeats them exactly
+                    x, y = augment_batch(x, y, batch_rng(config.seed, epoch, i, env.rank),
+                                         scale_jitter=config.scale_jitter, noise_mv=config.noise_mv,
+                                         mixup=config.mixup)
                 step_now = (i + 1) % config.grad_accum == 0 or i + 1 == len(loader)
                 with dist_utils.no_sync(train_model, skip_sync=not step_now):  # all-reduce once per optimiser step
                     with autocast_context(device, amp):
