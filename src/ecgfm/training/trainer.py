@@ -10,9 +10,10 @@ Everything a run does is in :func:`fit`, top to bottom. A run directory holds::
                    (with ``ema_decay``: the averaged weights, which are also what validation scores)
     tb/            TensorBoard logs (when torch.utils.tensorboard is importable)
 
-Determinism: the shuffle order of epoch ``e`` comes from a generator seeded with ``(seed, e)`` and crops from
-``(seed, e, index)``; the torch/NumPy/Python RNG states are saved with every checkpoint. A run killed at any point
-and resumed from ``last.pt`` (end of the last finished epoch) therefore reproduces the uninterrupted run.
+Determinism: the shuffle order of epoch ``e`` comes from a generator seeded with ``(seed, e)``, crops from
+``(seed, e, index)`` and batch augmentation from ``(seed, e, batch)``; the torch/NumPy/Python RNG states are saved
+with every checkpoint. A run killed at any point and resumed from ``last.pt`` (end of the last finished epoch)
+therefore reproduces the uninterrupted run.
 """
 from __future__ import annotations
 
