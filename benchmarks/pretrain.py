@@ -18,7 +18,9 @@ Run: ``python benchmarks/pretrain.py --budget-min 30`` (writes ``benchmarks/resu
 ensemble members already trained there are reused and their recorded training time counts. Members are seeded
 ``seed + i`` in order, so recipes sharing leading members share those runs exactly: with ``--keep --resume`` a member
 trained to the end of its schedule for another recipe in KEEP (same name, same result-affecting options) is linked
-into this recipe's folder instead of being trained again (``ensemble3`` reuses ``default``'s first three).
+into this recipe's folder instead of being trained again (``ensemble3`` reuses ``plain``'s first three).
+``--keep DIR --train-only`` trains the recipes as planned and scores nothing (fold 10 is not read), so a candidate can
+be judged on fold 9 first (``benchmarks/ensemble_choices.py``); a later run with ``--resume`` scores the kept runs.
 """
 from __future__ import annotations
 
@@ -135,7 +137,7 @@ def share_members(keep: Path, recipe, seed: int) -> list[str]:
             stored = json.loads(config_file.read_text())["training"]["config"]
             # only a run that finished its schedule: resuming one that an earlier recipe's time limit stopped would
             # train on in that recipe's folder, after its row was scored
-            finished = len(metrics_file.read_text().splitlines()) >= stored["epochs"]
+            finished = len(metrics_file.read_text().splitlines()) >= (stored.get("stop_epoch") or stored["epochs"])
             if finished and all(stored.get(k, defaults[k]) == wanted[k] for k in RESULT_AFFECTING):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # relative, so the keep folder can be moved or renamed as a whole
@@ -182,7 +184,8 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
     if train_only:
         return {"recipe": name, "train_only": True, "members_shared": shared,
                 "epochs_run": {k: len(rows) for k, rows in histories.items()},
-                "train_wall_s": sum(rows[-1]["elapsed_s"] for rows in histories.values() if rows)}
+                "train_wall_s": sum(rows[-1]["elapsed_s"] for rows in histories.values() if rows),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     model, info = result.model, result.info
 
     logits = predict_logits(model, test, info.window, info.stride, info.aggregate)
@@ -222,7 +225,7 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipes", default="default,ensemble3,xresnet1d50,xresnet1d101,inception1d")
+    parser.add_argument("--recipes", default="default,plain,ensemble3,xresnet1d50,xresnet1d101,inception1d")
     parser.add_argument("--budget-min", type=float, default=30.0, help="training minutes per recipe")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -269,7 +272,7 @@ def main(argv=None) -> int:
         run["process_wall_s"] = time.perf_counter() - start
         if args.train_only:
             print(f"{name:14s} trained (not scored): epochs {run['epochs_run']}, train {run['train_wall_s'] / 60:.1f} "
-                  f"min, shared {run['members_shared']}", flush=True)
+                  f"min, peak RSS {run['peak_rss_mb']:.0f} MB, shared {run['members_shared']}", flush=True)
             continue
         runs.append(run)
         print(f"{name:14s} macro-AUC {run['test_macro_auc']:.4f} (>=5 positives, {run['n_scored_labels']} labels) "

@@ -265,6 +265,20 @@ def test_early_stopping_on_noise_labels():
     assert len(result.history) - result.best_epoch == 2  # stopped exactly `patience` epochs after the best one
 
 
+def test_stop_epoch_replays_a_stopped_run_with_the_full_schedule(tmp_path):
+    train, val = synthetic(n=48)
+    full = fit(new_model(), train, val, quick_config(epochs=3))
+    stopped = fit(new_model(), train, val, quick_config(epochs=3, stop_epoch=2), run_dir=tmp_path)
+    assert stopped.stop_reason == "stop_epoch" and len(stopped.history) == 2
+    assert stopped.history == [{**row, "elapsed_s": mine["elapsed_s"], "val_seconds": mine["val_seconds"],
+                                "train_ecgs_per_s": mine["train_ecgs_per_s"]}
+                               for row, mine in zip(full.history[:2], stopped.history)]  # same schedule, same epochs
+    resumed = fit(new_model(), train, val, quick_config(epochs=3, stop_epoch=2), run_dir=tmp_path, resume=True)
+    assert len(resumed.history) == 2  # a resumed run stays stopped
+    with pytest.raises(ValueError, match="stop_epoch"):
+        TrainConfig(epochs=3, stop_epoch=4)
+
+
 def test_time_limit_stops_before_an_epoch_that_would_overrun():
     train, val = synthetic(n=48)
     result = fit(new_model(), train, val, quick_config(epochs=50, time_limit_s=1e-6))

@@ -156,6 +156,23 @@ def test_full_finetune_uses_warmup_then_discriminative_rates(monkeypatch):
     assert final_ids == {id(p) for p in tuned.parameters()}
 
 
+def test_augmentation_reaches_every_trained_stage(monkeypatch):
+    configs = []
+    real_fit = ft.fit
+
+    def recording_fit(model, train_set, val_set, config, **kw):
+        configs.append(config)
+        return real_fit(model, train_set, val_set, config, **kw)
+
+    monkeypatch.setattr(ft, "fit", recording_fit)
+    data = novel_dataset()
+    finetune(tiny_foundation(), data.subset(np.arange(120)), data.subset(np.arange(120, 180)),
+             quick(epochs=2, warmup_epochs=1, new_head="fc", mixup=0.2, noise_mv=0.01))
+    assert len(configs) == 2 and all(c.mixup == 0.2 and c.noise_mv == 0.01 and c.scale_jitter == 0 for c in configs)
+    with pytest.raises(ValueError, match="mixup, scale_jitter and noise_mv"):
+        FinetuneConfig(mixup=-0.1)
+
+
 def test_param_groups_reach_the_optimizer():
     from ecgfm.training.trainer import build_optimizer
 

@@ -88,6 +88,11 @@ def register(app: typer.Typer) -> None:
         balance: str = typer.Option(defaults.balance, "--balance", help=f"{', '.join(BALANCE_MODES)}: positive "
                                     "loss weighting, oversampling positives, or neither."),
         batch_size: int = typer.Option(defaults.batch_size, "--batch-size", min=2),
+        mixup: float = typer.Option(0.0, "--mixup", min=0.0, help="Augment the trained stages with mixup, "
+                                    "Beta(alpha, alpha) weights (e.g. 0.2); 0 is off."),
+        scale_jitter: float = typer.Option(0.0, "--scale-jitter", min=0.0, help="Augment: one gain per ECG, "
+                                           "log-uniform in [1/(1+s), 1+s]."),
+        noise_mv: float = typer.Option(0.0, "--noise-mv", min=0.0, help="Augment: white noise of this many mV."),
         cv_folds: Optional[int] = typer.Option(None, "--cv-folds", min=2, help="No separate validation set: K-fold "
                                                "CV on train+val picks the epochs and thresholds, then refits on all."),
         val_fraction: float = typer.Option(defaults.val_fraction, "--val-fraction", help="Inner validation share "
@@ -116,7 +121,8 @@ def register(app: typer.Typer) -> None:
             config = FinetuneConfig(
                 strategy=strategy, epochs=epochs, patience=patience or None, lr=lr, body_lr_scale=body_lr_scale,
                 layer_lr_decay=layer_lr_decay, warmup_epochs=warmup_epochs, new_head=head, freeze_bn=freeze_bn,
-                min_val_positives=min_val_positives, balance=balance,
+                min_val_positives=min_val_positives, balance=balance, mixup=mixup, scale_jitter=scale_jitter,
+                noise_mv=noise_mv,
                 batch_size=batch_size, cv_folds=cv_folds, val_fraction=val_fraction, threshold_rule=threshold,
                 seed=seed, device=device, num_threads=threads, progress=progress)
             model, info = load_foundation_model(source)

@@ -29,6 +29,9 @@ class TrainConfig:
     init_head_bias: bool = True  # fresh runs: start the final-layer biases at the training labels' log-odds
     patience: int | None = None  # stop after this many epochs without a better validation score
     time_limit_s: float | None = None  # skip epochs that would end past this many seconds (mean epoch time)
+    # stop after this many epochs of the ``epochs``-long schedule (the schedule is unchanged): replays, exactly, a run
+    # that a time limit stopped there
+    stop_epoch: int | None = None
     monitor: str = "val_macro_auc"  # checkpoint selection / early stopping: "val_macro_auc" or "val_loss"
     amp: bool | None = None  # bf16 autocast; None = on for CUDA, off on CPU (slow there)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
@@ -67,6 +70,7 @@ class TrainConfig:
             (self.class_weights in (None, "balanced", "sqrt"), "class_weights must be None, balanced or sqrt"),
             (self.patience is None or self.patience >= 1, "patience must be >= 1"),
             (self.time_limit_s is None or self.time_limit_s > 0, "time_limit_s must be > 0"),
+            (self.stop_epoch is None or 1 <= self.stop_epoch <= self.epochs, "stop_epoch must be in [1, epochs]"),
             (self.monitor in ("val_macro_auc", "val_loss"), "monitor must be val_macro_auc or val_loss"),
             (self.grad_accum >= 1, "grad_accum must be >= 1"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),

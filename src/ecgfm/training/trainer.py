@@ -60,7 +60,7 @@ class FitResult:
     best_epoch: int | None = None
     best_score: float | None = None
     stopped_early: bool = False
-    stop_reason: str = "completed"  # "completed" | "early_stopping" | "time_limit"
+    stop_reason: str = "completed"  # "completed" | "early_stopping" | "time_limit" | "stop_epoch"
     run_dir: Path | None = None
 
 
@@ -268,6 +268,9 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
         for epoch in range(start_epoch, config.epochs):
             if config.patience is not None and bad_epochs >= config.patience:
                 stopped_early, stop_reason = True, "early_stopping"
+                break
+            if config.stop_epoch is not None and epoch >= config.stop_epoch:
+                stop_reason = "stop_epoch"
                 break
             elapsed = time.perf_counter() - clock
             elapsed = dist_utils.all_reduce_sums({"t": elapsed})["t"] / env.world_size  # same decision on all ranks

@@ -103,6 +103,10 @@ class FinetuneConfig:
     max_pos_weight: float = 50.0
     min_epoch_samples: int = 512  # repeat tiny training sets so an epoch shows at least this many crops
     weight_decay: float = 1e-2
+    # batch augmentation of the gradient-trained stages (ecgfm.training.augment; the fitted probe sees raw records)
+    mixup: float = 0.0
+    scale_jitter: float = 0.0
+    noise_mv: float = 0.0
     schedule: str | None = None  # None = "cosine" when fine-tuning, "onecycle" (pre-training recipe) for scratch
     warmup_frac: float = 0.1  # learning-rate warm-up fraction of each stage (scratch: 0.3, the pre-training value)
     monitor: str = "val_macro_auc"
@@ -130,6 +134,7 @@ class FinetuneConfig:
             (self.cv_folds is None or self.cv_folds >= 2, "cv_folds must be >= 2"),
             (self.min_epoch_samples >= 0, "min_epoch_samples must be >= 0"),
             (self.min_val_positives >= 0, "min_val_positives must be >= 0"),
+            (min(self.mixup, self.scale_jitter, self.noise_mv) >= 0, "mixup, scale_jitter and noise_mv must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -441,6 +446,7 @@ def _train_config(config: FinetuneConfig, stage: Stage, info: ModelInfo, seed: i
         stride=info.stride, aggregate=info.aggregate,
         class_weights="balanced" if config.balance == "pos_weight" else None, max_pos_weight=config.max_pos_weight,
         patience=config.patience if stage.early_stopping else None, monitor=config.monitor, device=config.device,
+        mixup=config.mixup, scale_jitter=config.scale_jitter, noise_mv=config.noise_mv,
         seed=seed, eval_batch_size=config.eval_batch_size, num_threads=config.num_threads,
         progress=config.progress, tensorboard=False,
     )
