@@ -108,7 +108,9 @@ def plan_budget(recipe, data, budget_s: float, threads: int, fit_budget: bool = 
         epochs = max(1, int(member.config.epochs * scale))
         share = budget_s * epochs * cost / max(sum(max(1, int(m.config.epochs * scale)) * c
                                                    for m, c in zip(members, costs)), 1e-9)
-        plan.append(replace(member, config=replace(member.config, epochs=epochs, time_limit_s=share)))
+        stop = member.config.stop_epoch  # a recorded stop scales with its schedule
+        stop = None if stop is None else min(epochs, max(1, int(stop * scale)))
+        plan.append(replace(member, config=replace(member.config, epochs=epochs, stop_epoch=stop, time_limit_s=share)))
     if recipe.members:
         return replace(recipe, members=tuple(plan)), costs
     return replace(recipe, config=plan[0].config), costs

@@ -13,7 +13,7 @@ import torch
 
 
 def batch_rng(seed: int, epoch: int, batch: int, rank: int = 0) -> np.random.Generator:
-    """The generator of one batch's augmentation draws (on one distributed rank), independent of the run's other RNGs."""
+    """The generator of one batch's augmentation draws on one rank, independent of the run's other RNGs."""
     return np.random.default_rng((int(seed), int(epoch), int(batch), int(rank), 0xA06))
 
 
@@ -26,7 +26,8 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, *,
       voltage criteria compare; keep s small (0.1), since absolute voltage is itself diagnostic (LVH, low voltage).
     - ``noise_mv``: additive white Gaussian noise with this standard deviation in mV (recorders' noise is ~0.01-0.05).
     - ``mixup`` alpha: each ECG is blended with another one of the batch, ``lam * a + (1 - lam) * b`` with
-      lam ~ Beta(alpha, alpha), and its labels alike (Zhang et al., ICLR 2018); a label unknown (NaN) in either ECG is unknown in the blend.
+      lam ~ Beta(alpha, alpha), and its labels alike (Zhang et al., ICLR 2018); a label unknown (NaN) in either
+      ECG is unknown in the blend.
     """
     if min(scale_jitter, noise_mv, mixup) < 0:
         raise ValueError(f"augmentation strengths must be >= 0, got scale_jitter={scale_jitter}, "
