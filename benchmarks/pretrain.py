@@ -121,10 +121,7 @@ def share_members(keep: Path, recipe, seed: int) -> list[str]:
     end of its schedule for another recipe in ``keep`` (same name and the same result-affecting options, seed
     included: member ``i`` trains with ``seed + i``), so that recipes sharing leading members (``ensemble3`` is
     ``default``'s first three) train them once. Returns the members linked."""
-    from ecgfm.training.config import TrainConfig
-    from ecgfm.training.trainer import RESULT_AFFECTING
-
-    defaults = TrainConfig().to_dict()  # options added after a member was trained take their defaults
+    from ecgfm.training.trainer import result_options
 
     linked = []
     for i, member in enumerate(recipe.members):
@@ -140,7 +137,7 @@ def share_members(keep: Path, recipe, seed: int) -> list[str]:
             # only a run that finished its schedule: resuming one that an earlier recipe's time limit stopped would
             # train on in that recipe's folder, after its row was scored
             finished = len(metrics_file.read_text().splitlines()) >= (stored.get("stop_epoch") or stored["epochs"])
-            if finished and all(stored.get(k, defaults[k]) == wanted[k] for k in RESULT_AFFECTING):
+            if finished and result_options(stored) == result_options(wanted):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # relative, so the keep folder can be moved or renamed as a whole
                 target.symlink_to(os.path.relpath(other, target.parent), target_is_directory=True)

@@ -70,6 +70,20 @@ def _with_epochs(member: Member, epochs: int) -> Member:
     return replace(member, config=replace(member.config, epochs=epochs))
 
 
+def _with_options(members: tuple[Member, ...], stops: dict[str, int | None] | None = None,
+                  **changes: Any) -> tuple[Member, ...]:
+    """The members with training options changed (and, per member name, a recorded ``stop_epoch``)."""
+    stops = stops or {}
+    return tuple(replace(m, config=replace(m.config, **changes, stop_epoch=stops.get(m.name, m.config.stop_epoch)))
+                 for m in members)
+
+
+def _ensemble(name: str, members: tuple[Member, ...], description: str) -> Recipe:
+    """An ensemble recipe of ``xresnet1d50``-style members at 100 Hz on the statements with >= 10 positives."""
+    return Recipe(name=name, model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10, description=description,
+                  members=members)
+
+
 #: A rejected candidate for the shipped model (recipe ``short-sqrt``, docs/models.md): the default members at about 85%
 #: of their epochs (in case the full schedules overran the budget on a slower machine), the fourth 5-s crops with BCE
 #: positives weighted by sqrt(negatives / positives), which weighs rare labels up.
@@ -82,55 +96,35 @@ _SHORT_SQRT_MEMBERS = (_with_epochs(_CROPS_2_5S, 42), _with_epochs(_CROPS_5S, 34
 #: trained under the benchmark's per-member time limits, which stopped three of them before the end of their
 #: schedules; ``stop_epoch`` replays those stops, so the recipe trains the same epochs: ``ecgfm pretrain --recipe
 #: default`` reproduced the shipped weights bit for bit (29.0 min on 2 CPU cores).
-_MIXUP_MEMBERS = tuple(replace(m, config=replace(m.config, mixup=0.2)) for m in _CPU_MEMBERS)
-_SHIPPED_STOPS = {"crops2.5s": None, "crops5s": 34, "whole10s": 29, "crops5s-b": 37}
-_JITTER_MEMBERS = tuple(replace(m, config=replace(m.config, scale_jitter=0.1, noise_mv=0.02,
-                                                    stop_epoch=_SHIPPED_STOPS[m.name]))
-                        for m in _CPU_MEMBERS)
+_MIXUP_MEMBERS = _with_options(_CPU_MEMBERS, mixup=0.2)
+_SHIPPED_STOPS = {"crops5s": 34, "whole10s": 29, "crops5s-b": 37}
+_JITTER_MEMBERS = _with_options(_CPU_MEMBERS, stops=_SHIPPED_STOPS, scale_jitter=0.1, noise_mv=0.02)
 
 RECIPES: dict[str, Recipe] = {
-    "default": Recipe(
-        name="default", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
-        description="the shipped foundation model (MODEL_CARD.md): four xresnet1d50 members reading records "
-                    "differently (2.5-s crops, two seeds of 5-s crops, whole 10-s records; crops scored by the max "
-                    "over sliding windows), trained on batches with one random gain per ECG (+-10%) and 0.02 mV "
-                    "white noise, logits averaged; 29.5 min on 2 CPU cores",
-        members=_JITTER_MEMBERS,
-    ),
-    "plain": Recipe(
-        name="plain", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
-        description="the default members without augmentation, trained to the end of their schedules (the model "
-                    "shipped before; 0.9317 on fold 9 against the default's 0.9335)",
-        members=_CPU_MEMBERS,
-    ),
-    "default-ema": Recipe(
-        name="default-ema", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
-        description="the plain members, each keeping an exponential moving average of its weights (decay 0.995); "
-                    "not shipped: every member scores higher on fold 9, the ensemble lower (docs/models.md)",
-        members=tuple(replace(m, config=replace(m.config, ema_decay=0.995)) for m in _CPU_MEMBERS),
-    ),
-    "short-sqrt": Recipe(
-        name="short-sqrt", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
-        description="the plain members at 85% of their epochs, the fourth with sqrt class weights instead of a "
-                    "second seed; not shipped: 0.9312 on fold 9 against plain's 0.9317 (docs/models.md)",
-        members=_SHORT_SQRT_MEMBERS,
-    ),
-    "default-mixup": Recipe(
-        name="default-mixup", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
-        description="the plain members trained with mixup (alpha 0.2); not shipped: 0.9299 on fold 9 against "
-                    "plain's 0.9317 (docs/models.md)",
-        members=_MIXUP_MEMBERS,
-    ),
+    "default": _ensemble("default", _JITTER_MEMBERS,
+        "the shipped foundation model (MODEL_CARD.md): four xresnet1d50 members reading records "
+        "differently (2.5-s crops, two seeds of 5-s crops, whole 10-s records; crops scored by the max "
+        "over sliding windows), trained on batches with one random gain per ECG (+-10%) and 0.02 mV "
+        "white noise, logits averaged; 29.5 min on 2 CPU cores"),
+    "plain": _ensemble("plain", _CPU_MEMBERS,
+        "the default members without augmentation, trained to the end of their schedules (the model "
+        "shipped before; 0.9317 on fold 9 against the default's 0.9335)"),
+    "default-ema": _ensemble("default-ema", _with_options(_CPU_MEMBERS, ema_decay=0.995),
+        "the plain members, each keeping an exponential moving average of its weights (decay 0.995); "
+        "not shipped: every member scores higher on fold 9, the ensemble lower (docs/models.md)"),
+    "short-sqrt": _ensemble("short-sqrt", _SHORT_SQRT_MEMBERS,
+        "the plain members at 85% of their epochs, the fourth with sqrt class weights instead of a "
+        "second seed; not shipped: 0.9312 on fold 9 against plain's 0.9317 (docs/models.md)"),
+    "default-mixup": _ensemble("default-mixup", _MIXUP_MEMBERS,
+        "the plain members trained with mixup (alpha 0.2); not shipped: 0.9299 on fold 9 against "
+        "plain's 0.9317 (docs/models.md)"),
     "xresnet1d50": Recipe(
         name="xresnet1d50", model="xresnet1d50", config=_STRODTHOFF,
         description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (plain's first member; ecgfm pretrain's "
                     "default model; the shipped model before the ensembles)",
     ),
-    "ensemble3": Recipe(
-        name="ensemble3", model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10,
-        description="the first three members of 'plain' (one 5-s-crop member fewer)",
-        members=_CPU_MEMBERS[:3],
-    ),
+    "ensemble3": _ensemble("ensemble3", _CPU_MEMBERS[:3],
+        "the first three members of 'plain' (one 5-s-crop member fewer)"),
     "xresnet1d101": Recipe(
         name="xresnet1d101", model="xresnet1d101", config=_STRODTHOFF,
         description="Strodthoff et al. 2020 benchmark settings",

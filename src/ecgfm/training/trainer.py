@@ -50,6 +50,12 @@ RESULT_AFFECTING = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "w
 Callback = Callable[[str, dict[str, Any]], None]
 
 
+def result_options(stored: dict[str, Any]) -> dict[str, Any]:
+    """A saved run config's result-affecting options; options added after the run was written take their defaults."""
+    defaults = TrainConfig().to_dict()
+    return {k: stored.get(k, defaults[k]) for k in RESULT_AFFECTING}
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` returns: the trained model (best validation weights loaded), its info and the history."""
@@ -240,9 +246,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             raise ValueError(f"{run_dir} already holds a run (last.pt); resume it (resume=True, --resume) or choose another folder")
         if resume and last_path.exists():
             ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-            stored = ckpt["info"]["training"]["config"]
-            defaults = TrainConfig().to_dict()  # options added after a run was written take their defaults
-            stored = {k: stored.get(k, defaults[k]) for k in RESULT_AFFECTING}
+            stored = result_options(ckpt["info"]["training"]["config"])
             changed = {k: (stored[k], getattr(config, k)) for k in RESULT_AFFECTING if stored[k] != getattr(config, k)}
             if changed:
                 raise ValueError(f"cannot resume {run_dir}: options differ from the original run {changed}")
