@@ -15,7 +15,6 @@ Run: ``python benchmarks/compare.py --from runs/fm-heldout/best.pt --ptbxl ../sh
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -46,6 +45,9 @@ VARIANTS = {
     "whole-head": {"new_head": "head"},
     "max-agg": {"aggregate": "max"},
     "lr-3e-3": {"lr": 3e-3},
+    # batch augmentation of the fine-tuning stage (ecgfm.training.augment); the pre-training screen's settings
+    "jitter": {"scale_jitter": 0.1, "noise_mv": 0.02},
+    "mixup": {"mixup": 0.2},
 }
 
 

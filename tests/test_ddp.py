@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from torch.utils.data import DistributedSampler
 
 from ecgfm.datasets.ingest import ingest

@@ -73,6 +73,13 @@ def test_plan_stages_fill_the_budget():
     assert plan_stages(FinetuneConfig(strategy="scratch"), 4)[0].schedule == "onecycle"
 
 
+def test_config_round_trip_refuses_unknown_options():
+    config = FinetuneConfig(lr=3e-3, scale_jitter=0.1)
+    assert FinetuneConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown fine-tuning options: \\['learning_rate'\\]"):
+        FinetuneConfig.from_dict({"learning_rate": 0.1})
+
+
 def test_body_groups_cover_every_pretrained_parameter_once():
     model, _ = tiny_foundation()
     for new_head, new in (("fc", model.head.fc.parameters()), ("head", model.head.parameters())):

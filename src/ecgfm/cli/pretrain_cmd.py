@@ -103,7 +103,8 @@ def register(app: typer.Typer) -> None:
         compile_model: bool = typer.Option(False, "--compile/--no-compile",
                                            help="torch.compile the training forward pass (useful on GPU)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on for CUDA)."),
+        amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on for CUDA; on "
+                                           "CPUs with native bf16 about 1.2x faster, see docs/models.md)."),
         workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
         seed: int = typer.Option(0, "--seed"),

@@ -17,5 +17,5 @@ from ecgfm.models.registry import create, is_model, list_models, register_model
 
 __all__ = [
     "create", "list_models", "is_model", "register_model", "ECGClassifier", "ModelInfo", "build_model",
-    "load_checkpoint", "save_pretrained", "load_pretrained", "count_flops", "count_params",
+    "load_checkpoint", "save_pretrained", "load_pretrained", "default_weights_dir", "count_flops", "count_params",
 ]

@@ -33,7 +33,9 @@ class TrainConfig:
     # that a time limit stopped there
     stop_epoch: int | None = None
     monitor: str = "val_macro_auc"  # checkpoint selection / early stopping: "val_macro_auc" or "val_loss"
-    amp: bool | None = None  # bf16 autocast; None = on for CUDA, off on CPU (slow there)
+    # bf16 autocast; None = on for CUDA, off on CPU: there it pays only with native bf16 (1.17x for a whole run on
+    # AVX-512 BF16, benchmarks/cpu_precision.py) and changes the numbers, so fp32 runs stay reproducible
+    amp: bool | None = None
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     workers: int = 0  # DataLoader worker processes
     seed: int = 0
@@ -93,8 +95,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training options: {sorted(unknown)}")
-        return cls(**data)
+        return options_from_dict(cls, data, "training")
+
+
+def options_from_dict(cls, data: dict[str, Any], what: str):
+    """``cls(**data)`` for an options dataclass, refusing keys it does not know (a typo must not pass silently)."""
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} options: {sorted(unknown)}")
+    return cls(**data)

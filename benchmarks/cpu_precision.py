@@ -1,0 +1,159 @@
+"""Benchmark: does bf16 autocast (``ecgfm pretrain --amp``) pay on a CPU, and does it cost accuracy?
+
+Method.
+1. Speed: the shipped model's member network (``xresnet1d50``, 2.5-s crops at 100 Hz, batch 128, AdamW, BCE) on
+   random inputs; one training step = forward, backward, optimiser step, as ``ecgfm.training.fit`` runs it (the same
+   ``autocast_context``). Median of ``--repeats`` timed steps after ``--warmup`` untimed ones, fp32 and bf16
+   alternating in rounds so drifting machine load hits both alike; inference (``eval``, no grad, batch 256) the same
+   way. Reported: steps/s, ECGs/s and the bf16 / fp32 ratio of the medians, plus the CPU's instruction sets
+   (``torch.backends.cpu.get_cpu_capability()`` and the /proc/cpuinfo flags avx512_bf16 / amx_bf16; a CPU without
+   native bf16 emulates it and may run slower, which this machine cannot show: measure before using ``--amp``).
+2. The whole training loop and accuracy (optional, ``--accuracy-runs DIR_FP32 DIR_BF16``): two finished
+   ``ecgfm pretrain`` run folders that differ only in ``--amp``, read from their ``metrics.jsonl``: best validation
+   macro-AUC and its epoch, wall time (validation included), median training ECGs/s (data loading and crops
+   included, which bf16 does not speed up). Fold 10 is not read. The runs::
+
+       ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe xresnet1d50 --seed 0 --threads 2 --out runs/amp/fp32
+       ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe xresnet1d50 --amp --seed 0 --threads 2 --out runs/amp/bf16
+
+Run: ``python benchmarks/cpu_precision.py --threads 2 --accuracy-runs runs/amp/fp32 runs/amp/bf16`` (writes
+``benchmarks/results/cpu_precision.json``); ``--quick`` for a smoke run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ecgfm.models import create
+from ecgfm.training.predict import autocast_context
+
+
+def cpu_flags() -> dict:
+    """The CPU's model name and whether it has native bf16 instructions (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"capability": torch.backends.cpu.get_cpu_capability()}
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    return {"model": model, "capability": torch.backends.cpu.get_cpu_capability(),
+            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
+
+
+def time_rounds(steps: dict, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each step function, interleaved round by round (after ``warmup`` untimed rounds)."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(warmup + repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def train_step_fn(amp: bool, batch: int, window: int, labels: int):
+    """One ``fit``-style training step of a fresh xresnet1d50 (fp32 weights; bf16 autocast when ``amp``)."""
+    torch.manual_seed(0)
+    model = create("xresnet1d50", num_labels=labels).train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    x, y = torch.randn(batch, 12, window), (torch.rand(batch, labels) < 0.1).float()
+    device = torch.device("cpu")
+
+    def step():
+        with autocast_context(device, amp):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    return step
+
+
+def infer_fn(amp: bool, batch: int, window: int, labels: int):
+    torch.manual_seed(0)
+    model = create("xresnet1d50", num_labels=labels).eval()
+    x, device = torch.randn(batch, 12, window), torch.device("cpu")
+
+    @torch.no_grad()
+    def step():
+        with autocast_context(device, amp):
+            model(x)
+    return step
+
+
+def best_val_auc(run_dir: Path) -> dict:
+    """Best validation macro-AUC (and its epoch), wall time and loop throughput of one ``ecgfm pretrain`` run."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("val_macro_auc") is not None]
+    if not rows:
+        raise SystemExit(f"{run_dir}/metrics.jsonl: no epoch with a validation macro-AUC")
+    best = max(rows, key=lambda r: r["val_macro_auc"])
+    training = json.loads((run_dir / "config.json").read_text())["training"]["config"]
+    return {"run": str(run_dir), "amp": training.get("amp"), "seed": training.get("seed"),
+            "best_val_macro_auc": best["val_macro_auc"], "best_epoch": best["epoch"], "epochs": len(rows),
+            "train_seconds": rows[-1]["elapsed_s"],  # elapsed_s is cumulative, validation included
+            "median_train_ecgs_per_s": statistics.median(r["train_ecgs_per_s"] for r in rows),
+            "median_val_seconds": statistics.median(r["val_seconds"] for r in rows)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--window", type=int, default=250, help="Crop length in samples (250 = 2.5 s at 100 Hz).")
+    parser.add_argument("--labels", type=int, default=54)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--accuracy-runs", nargs=2, metavar=("FP32_RUN", "BF16_RUN"), type=Path)
+    parser.add_argument("--quick", action="store_true", help="Smoke run: batch 16, 1 warm-up, 2 repeats.")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_precision.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.warmup, args.repeats = 16, 1, 2
+    torch.set_num_threads(args.threads)
+    shape = dict(batch=args.batch, window=args.window, labels=args.labels)
+    load_before = os.getloadavg()
+    train = time_rounds({"fp32": train_step_fn(False, **shape), "bf16": train_step_fn(True, **shape)},
+                        args.warmup, args.repeats)
+    infer = time_rounds({"fp32": infer_fn(False, **{**shape, "batch": 2 * args.batch}),
+                         "bf16": infer_fn(True, **{**shape, "batch": 2 * args.batch})}, args.warmup, args.repeats)
+    results = {}
+    for what, times, batch in (("train_step", train, args.batch), ("inference", infer, 2 * args.batch)):
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        results[what] = {"median_seconds": medians, "ecgs_per_s": {n: batch / s for n, s in medians.items()},
+                         "bf16_speedup": medians["fp32"] / medians["bf16"], "seconds": times, "batch": batch}
+        print(f"{what:<10} fp32 {batch / medians['fp32']:7.0f} ECGs/s   bf16 {batch / medians['bf16']:7.0f} ECGs/s"
+              f"   bf16 speed-up x{results[what]['bf16_speedup']:.2f}", flush=True)
+    document = {
+        "benchmark": "cpu_precision",
+        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "model": "xresnet1d50", **shape, "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
+        "cpu": cpu_flags(),
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                        "platform": platform.platform(), "load_average_before": load_before,
+                        "load_average_after": os.getloadavg()},
+        "results": results,
+    }
+    if args.accuracy_runs:
+        runs = [best_val_auc(d) for d in args.accuracy_runs]
+        document["accuracy"] = {"fp32": runs[0], "bf16": runs[1], "score": "best validation (fold 9) macro-AUC"}
+        for name, run in zip(("fp32", "bf16"), runs):
+            print(f"{name}: best validation macro-AUC {run['best_val_macro_auc']:.4f} at epoch {run['best_epoch']}, "
+                  f"{run['train_seconds'] / 60:.1f} min, median {run['median_train_ecgs_per_s']:.0f} training ECGs/s")
+        document["accuracy"]["wall_speedup"] = runs[0]["train_seconds"] / runs[1]["train_seconds"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
