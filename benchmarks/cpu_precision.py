@@ -5,9 +5,10 @@ Method.
    random inputs; one training step = forward, backward, optimiser step, as ``ecgfm.training.fit`` runs it (the same
    ``autocast_context``). Median of ``--repeats`` timed steps after ``--warmup`` untimed ones, fp32 and bf16
    alternating in rounds so drifting machine load hits both alike; inference (``eval``, no grad, batch 256) the same
-   way. Reported: steps/s, ECGs/s and the bf16 / fp32 ratio of the medians, plus the CPU's instruction sets
-   (``torch.backends.cpu.get_cpu_capability()`` and the /proc/cpuinfo flags avx512_bf16 / amx_bf16; a CPU without
-   native bf16 emulates it and may run slower, which this machine cannot show: measure before using ``--amp``).
+   way. Reported: median seconds per step, ECGs/s and the fp32 / bf16 ratio of the medians (the speed-up), plus the
+   CPU's instruction sets (``torch.backends.cpu.get_cpu_capability()`` and the /proc/cpuinfo flags avx512_bf16 /
+   amx_bf16; a CPU without native bf16 emulates it and may run slower, which this machine cannot show: measure
+   before using ``--amp``).
 2. The whole training loop and accuracy (optional, ``--accuracy-runs DIR_FP32 DIR_BF16``): two finished
    ``ecgfm pretrain`` run folders that differ only in ``--amp``, read from their ``metrics.jsonl``: best validation
    macro-AUC and its epoch, wall time (validation included), median training ECGs/s (data loading and crops
@@ -89,7 +90,7 @@ def infer_fn(amp: bool, batch: int, window: int, labels: int):
     return step
 
 
-def best_val_auc(run_dir: Path) -> dict:
+def run_summary(run_dir: Path) -> dict:
     """Best validation macro-AUC (and its epoch), wall time and loop throughput of one ``ecgfm pretrain`` run."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r.get("val_macro_auc") is not None]
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
         "results": results,
     }
     if args.accuracy_runs:
-        runs = [best_val_auc(d) for d in args.accuracy_runs]
+        runs = [run_summary(d) for d in args.accuracy_runs]
         document["accuracy"] = {"fp32": runs[0], "bf16": runs[1], "score": "best validation (fold 9) macro-AUC"}
         for name, run in zip(("fp32", "bf16"), runs):
             print(f"{name}: best validation macro-AUC {run['best_val_macro_auc']:.4f} at epoch {run['best_epoch']}, "
