@@ -1,7 +1,6 @@
 """End-to-end: ``ecgfm pretrain`` on a small PTB-XL-shaped folder, resume, ``ecgfm embed`` to parquet/npy/npz."""
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest

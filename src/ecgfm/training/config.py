@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+_Options = TypeVar("_Options")
 
 
 @dataclass
@@ -33,8 +35,8 @@ class TrainConfig:
     # that a time limit stopped there
     stop_epoch: int | None = None
     monitor: str = "val_macro_auc"  # checkpoint selection / early stopping: "val_macro_auc" or "val_loss"
-    # bf16 autocast; None = on for CUDA, off on CPU: there it pays only with native bf16 (1.17x for a whole run on
-    # AVX-512 BF16, benchmarks/cpu_precision.py) and changes the numbers, so fp32 runs stay reproducible
+    # bf16 autocast; None = on for CUDA, off on CPU: it needs a CPU with native bf16 to pay (1.17x for a whole run on
+    # AVX-512 BF16, benchmarks/cpu_precision.py) and changes the numbers, so CPU runs stay fp32-reproducible
     amp: bool | None = None
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     workers: int = 0  # DataLoader worker processes
@@ -98,7 +100,7 @@ class TrainConfig:
         return options_from_dict(cls, data, "training")
 
 
-def options_from_dict(cls, data: dict[str, Any], what: str):
+def options_from_dict(cls: type[_Options], data: dict[str, Any], what: str) -> _Options:
     """``cls(**data)`` for an options dataclass, refusing keys it does not know (a typo must not pass silently)."""
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
