@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from ecgfm.leads import STANDARD_LEADS
 from ecgfm.models import create
 from ecgfm.training.predict import autocast_context
 
@@ -66,7 +67,7 @@ def train_step_fn(amp: bool, batch: int, window: int, labels: int):
     torch.manual_seed(0)
     model = create("xresnet1d50", num_labels=labels).train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
-    x, y = torch.randn(batch, 12, window), (torch.rand(batch, labels) < 0.1).float()
+    x, y = torch.randn(batch, len(STANDARD_LEADS), window), (torch.rand(batch, labels) < 0.1).float()
     device = torch.device("cpu")
 
     def step():
@@ -79,9 +80,10 @@ def train_step_fn(amp: bool, batch: int, window: int, labels: int):
 
 
 def infer_fn(amp: bool, batch: int, window: int, labels: int):
+    """One inference batch of a fresh xresnet1d50 (eval mode, no grad; bf16 autocast when ``amp``)."""
     torch.manual_seed(0)
     model = create("xresnet1d50", num_labels=labels).eval()
-    x, device = torch.randn(batch, 12, window), torch.device("cpu")
+    x, device = torch.randn(batch, len(STANDARD_LEADS), window), torch.device("cpu")
 
     @torch.no_grad()
     def step():
