@@ -15,7 +15,6 @@ Run: ``python benchmarks/compare.py --from runs/fm-heldout/best.pt --ptbxl ../sh
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_result
 
 from ecgfm.evaluation.metrics import roc_auc
 from ecgfm.transfer.compare import CompareConfig, Comparison, cell_path, load_cell
@@ -130,9 +130,7 @@ def main(argv=None) -> dict:
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
                     "threads": args.threads, "platform": platform.platform()},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, report, indent=2)
     return report
 
 

@@ -27,11 +27,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import command_line, write_result
 
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.models import create
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
               f"   bf16 speed-up x{results[what]['bf16_speedup']:.2f}", flush=True)
     document = {
         "benchmark": "cpu_precision",
-        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "command": command_line(argv),
         "model": "xresnet1d50", **shape, "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
         "cpu": cpu_flags(),
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
@@ -152,9 +152,7 @@ def main(argv=None) -> int:
             print(f"{name}: best validation macro-AUC {run['best_val_macro_auc']:.4f} at epoch {run['best_epoch']}, "
                   f"{run['train_seconds'] / 60:.1f} min, median {run['median_train_ecgs_per_s']:.0f} training ECGs/s")
         document["accuracy"]["wall_speedup"] = runs[0]["train_seconds"] / runs[1]["train_seconds"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, document)
     return 0
 
 

@@ -25,9 +25,7 @@ benchmarks/results/ensemble_choices_short_sqrt.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import numpy as np
 import torch
 from scipy.special import expit, logit
 from scipy.stats import rankdata
+from common import command_line, write_result
 
 from ecgfm.inference.predictor import load_model
 from ecgfm.training.metrics import per_label_auc
@@ -140,15 +139,12 @@ def main(argv=None) -> int:
         "benchmark": "ensemble_choices",
         "score": f"macro-AUC on PTB-XL fold 9 over statements with >= {MIN_POSITIVES} positives there "
                  f"({int((np.nansum(Y, axis=0) >= MIN_POSITIVES).sum())} labels, {len(Y)} ECGs); fold 10 not loaded",
-        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "command": command_line(argv),
         "environment": {"python": platform.python_version(), "torch": torch.__version__},
         "wall_s": time.perf_counter() - start,
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, document)
     return 0
 
 

@@ -28,12 +28,11 @@ import itertools
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from common import command_line, write_result
 from ensemble_choices import MIN_POSITIVES, average, member_logits, run_members, score
 
 from ecgfm.training.pretrain import ptbxl_training_data
@@ -107,16 +106,13 @@ def main(argv=None) -> int:
         "score": f"macro-AUC over statements with >= {MIN_POSITIVES} positives in the fold scored "
                  f"(fold 9: {len(data.val)} ECGs, fold 10: {len(data.test)} ECGs); logits averaged",
         "runs": [str(r) for r in runs], "member_types": types,
-        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "command": command_line(argv),
         "environment": {"python": platform.python_version(), "torch": torch.__version__},
         "wall_s": time.perf_counter() - start,
         "by_ensemble_size": results, "single_networks": singles,
         "note": "a scaling measurement, not a model choice: the shipped recipe was fixed on fold 9 beforehand",
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, document)
     return 0
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import scipy
 import sklearn
 from sklearn.metrics import roc_auc_score
+from common import write_result
 
 from ecgfm.evaluation import evaluate_scores
 
@@ -126,8 +127,7 @@ def main(argv=None) -> dict:
     }
     print(json.dumps(result, indent=2))
     if not (args.quick or args.no_save):
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_result(args.out, result, indent=2)
     return result
 
 

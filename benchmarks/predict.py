@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_result
 
 from ecgfm import read
 from ecgfm.config import ptbxl_dir
@@ -253,10 +253,7 @@ def main(argv=None) -> dict:
                                            "target": ">= 0.8"},
         "single_ecg_end_to_end_ms_one_core": {"value": torch_single.get("end_to_end_ms"), "target": "< 100"},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_result(args.out, results, indent=2)
     print_summary(results, args.threads)
     return results
 

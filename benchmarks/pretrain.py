@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import command_line, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -292,13 +293,10 @@ def main(argv=None) -> int:
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
                         "cpu_count": os.cpu_count(), "platform": platform.platform(),
                         "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "command": command_line(argv),
         "runs": runs,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, document)
     return 0
 
 

@@ -17,7 +17,6 @@ Writes benchmarks/results/read.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 from scipy import signal as sps
+from common import write_result
 
 import ecgfm
 from ecgfm.config import ptbxl_dir
@@ -155,12 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"pool speed-up vs serial read+preprocess: {report['pool_speedup_vs_serial']:.2f}x; "
           f"ecgfm.read == wfdb.rdsamp on {len(paths) - len(mismatches)}/{len(paths)} records", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_result(args.out, report, indent=2)
     return report
 
 

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RECORDS = 1_600_000
@@ -449,11 +450,9 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     result["machine"]["loadavg_end"] = os.getloadavg()
     result["markdown"] = markdown(result)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
     print(result["markdown"])
     print(json.dumps(result["targets"], indent=2))
-    print(f"wrote {args.out}")
+    write_result(args.out, result, indent=2)
 
 
 if __name__ == "__main__":
