@@ -49,7 +49,7 @@ def test_health_labels_model_and_docs(client, predictor):
     assert card["arch"] == "resnet1d_small" and card["preprocess"] == predictor.info.preprocess
     assert card["data"]["dataset"] == "synthetic" and card["thresholds"]["NORM"] == 0.0
     spec = client.get("/openapi.json").json()
-    assert {"/predict", "/predict/batch", "/labels", "/model", "/health"} <= set(spec["paths"])
+    assert {"/predict", "/predict/batch", "/explain", "/labels", "/model", "/health"} <= set(spec["paths"])
     assert client.get("/docs").status_code == 200
 
 
@@ -160,3 +160,33 @@ def test_batch_endpoint_lists_failures(client, record, tmp_path):
     body = response.json()
     assert [p["record_id"] for p in body["predictions"]] == ["00042_hr"]
     assert body["failures"][0]["source"] == "broken.hea" and body["failures"][0]["reason"]
+
+
+def test_explain_endpoint_attributes_findings_to_leads(client, predictor, record):
+    response = client.post("/explain", files=_files(*record), params={"label": ["IMI", "NORM"], "figure": "true"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["source"] == "00042_hr.hea" and body["method"] == "integrated-gradients"
+    assert [row["label"] for row in body["labels"]] == ["IMI", "NORM"]
+    expected = predictor.predict(record[0]).probabilities
+    for row in body["labels"]:
+        assert row["probability"] == pytest.approx(expected[row["label"]], abs=1e-5)
+        assert len(row["lead_contribution"]) == 12 and row["figure"].startswith("data:image/png;base64,")
+    occlusion = client.post("/explain", files=_files(*record), params={"method": "lead-occlusion"}).json()
+    assert occlusion["labels"][0]["label"] == "NORM"  # the one finding (threshold 0); no figure unless asked
+    assert occlusion["labels"][0]["figure"] is None and occlusion["labels"][0]["segments"] == []
+
+
+def test_explain_endpoint_refuses_with_reasons(client, predictor, record, tmp_path):
+    response = client.post("/explain", files=_files(*record), params={"label": "XYZ"})
+    assert response.status_code == 422 and "does not predict 'XYZ'" in response.json()["detail"]
+    response = client.post("/explain", files=_files(*record), params={"method": "shap"})
+    assert response.status_code == 422 and "unknown explanation method" in response.json()["detail"]
+    broken = tmp_path / "broken.hea"
+    broken.write_text("nonsense\n")
+    response = client.post("/explain", files=_files(broken))
+    assert response.status_code == 422 and response.json()["detail"].startswith("broken.hea")
+    no_gradients = Predictor(lambda batch: np.zeros((len(batch), len(LABELS))), predictor.info)
+    with TestClient(create_app(no_gradients)) as other:
+        response = other.post("/explain", files=_files(*record))
+    assert response.status_code == 501 and "PyTorch backend" in response.json()["detail"]

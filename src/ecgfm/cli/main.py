@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "data": "ecgfm.cli.data_cmd",
     "info": "ecgfm.cli.info_cmd",
     "predict": "ecgfm.cli.predict_cmd",
+    "explain": "ecgfm.cli.explain_cmd",
     "pretrain": "ecgfm.cli.pretrain_cmd",
     "models": "ecgfm.cli.pretrain_cmd",
     "evaluate": "ecgfm.cli.evaluate_cmd",

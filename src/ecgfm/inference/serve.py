@@ -2,8 +2,9 @@
 
 ``create_app(predictor)`` builds the app around an already loaded :class:`~ecgfm.inference.Predictor` (the model loads
 once). Endpoints: ``POST /predict`` (one ECG: a file, the ``.hea`` + ``.dat`` of a WFDB record, or a ``.zip``),
-``POST /predict/batch`` (several ECGs in one upload), ``GET /labels``, ``GET /model`` (model card), ``GET /health``,
-and the OpenAPI docs at ``/docs``.
+``POST /predict/batch`` (several ECGs in one upload), ``POST /explain`` (per-lead and per-moment attributions of
+one ECG's findings, optionally with figures; ``ecgfm.explain``), ``GET /labels``, ``GET /model`` (model card),
+``GET /health``, and the OpenAPI docs at ``/docs``.
 
 Requests are bounded: bodies over ``max_upload_bytes`` get 413 (FastAPI's own body limit, enforced while streaming),
 requests running longer than ``timeout_s`` get 504, unreadable ECGs get 422 with the reason, never 500. Reading and
@@ -22,7 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from pydantic import BaseModel, Field
 
 from ecgfm.inference.predictor import Predictor, discover_inputs
@@ -49,6 +50,36 @@ class PredictionOut(BaseModel):
     source: str | None = Field(description="The uploaded file the ECG was read from.")
     probabilities: dict[str, float] = Field(description="Probability of every label.")
     findings: list[FindingOut] = Field(description="Labels at or above their threshold, most likely first.")
+
+
+class SegmentOut(BaseModel):
+    start_s: float
+    end_s: float
+    contribution: float = Field(description="Summed attribution (logit units) of all leads in this stretch.")
+
+
+class LabelExplanationOut(BaseModel):
+    label: str
+    description: str
+    probability: float
+    logit: float
+    baseline_logit: float = Field(description="The logit of a flat 0-mV ECG, the reference of the attributions.")
+    convergence_delta: float | None = Field(description="Integrated gradients: sum of attributions minus "
+                                                        "(logit - baseline_logit); small when exact.")
+    lead_contribution: dict[str, float] = Field(description="Each lead's signed contribution to the logit.")
+    top_leads: list[str] = Field(description="The leads pushing hardest towards the label.")
+    segments: list[SegmentOut] = Field(description="The 0.4-s stretches with the largest positive attribution.")
+    figure: str | None = Field(None, description="With figure=true: the 12-lead figure as a PNG data URI.")
+
+
+class ExplanationOut(BaseModel):
+    record_id: str | None
+    source: str | None
+    method: str
+    steps: int | None
+    fs: float
+    leads: list[str]
+    labels: list[LabelExplanationOut]
 
 
 class FailureOut(BaseModel):
@@ -220,6 +251,26 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
             raise BadInput(f"{failure.source}: {failure.reason}")
         return _relabel(result.predictions[0], folder).to_dict()
 
+    def explain_one(folder: Path, labels: list[str] | None, method: str, figure: bool) -> dict[str, Any]:
+        from ecgfm.errors import ECGError
+        from ecgfm.explain import explain
+        from ecgfm.plotting.roc import figure_to_data_uri
+
+        files = ecg_files(folder)
+        if len(files) > 1:
+            raise BadInput(f"the upload holds {len(files)} ECG records; explain one per request")
+        try:
+            explanation = _relabel(explain(files[0], predictor, labels=labels, method=method), folder)
+        except ECGError as exc:
+            source = os.path.relpath(files[0], folder)
+            raise BadInput(f"{source}: {getattr(exc, 'reason', None) or exc}") from None
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        body = explanation.to_dict()
+        for row in body["labels"]:
+            row["figure"] = figure_to_data_uri(explanation.plot(row["label"])) if figure else None
+        return body
+
     def predict_batch(folder: Path) -> dict[str, Any]:
         result = predictor.predict_many(ecg_files(folder), num_workers=0)
         return {"predictions": [_relabel(p, folder).to_dict() for p in result.predictions],
@@ -238,6 +289,20 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
     async def predict_many(files: list[UploadFile] = File(..., description="ECG files or a .zip of them.")):
         """Predict every ECG in the upload; files that cannot be read are listed under ``failures``."""
         return await run_job(files, predict_batch)
+
+    @app.post("/explain", response_model=ExplanationOut, responses={413: {}, 422: {}, 501: {}, 504: {}},
+              summary="What drives the findings of one ECG")
+    async def explain_endpoint(
+            files: list[UploadFile] = File(..., description="The ECG, as for POST /predict."),
+            label: list[str] | None = Query(None, description="Label codes to explain (repeatable); default: the "
+                                                              "findings, at most three."),
+            method: str = Query("integrated-gradients", description="integrated-gradients or lead-occlusion."),
+            figure: bool = Query(False, description="Also return a 12-lead figure per label (PNG data URI).")):
+        """Attribute each explained label's logit to the leads and moments of the uploaded ECG, relative to a flat
+        0-mV ECG, through the model's own preprocessing, windows and aggregation (``ecgfm.explain``)."""
+        if getattr(predictor.backend, "module", None) is None:
+            raise HTTPException(501, "explanations need gradients: serve the model with the PyTorch backend")
+        return await run_job(files, lambda folder: explain_one(folder, label, method, figure))
 
     @app.get("/labels", response_model=list[LabelOut], summary="The labels the model predicts")
     async def labels():
