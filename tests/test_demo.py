@@ -17,7 +17,10 @@ def test_demo_runs_every_stage_and_resumes(ptbxl_dir, tmp_path):
         assert label in text
     assert "data:image/png;base64" in text  # the data-efficiency plot is embedded
     config = json.loads((tmp_path / "demo" / "demo_config.json").read_text())
-    assert set(config["timings_s"]) == {"pretrain_s", "evaluate_s", "compare_s"}
+    assert set(config["timings_s"]) == {"pretrain_s", "evaluate_s", "compare_s", "explain_s"}
+    explained = json.loads((tmp_path / "demo" / "explanation" / "explanation.json").read_text())
+    assert explained["label"] == "CRBBB" and len(explained["lead_contribution"]) == 12
+    assert "3. What the model sees" in text and f"ecgfm explain {explained['source']}" in text
     assert config["held_out"] == list(HELD_OUT)
     foundation = json.loads((tmp_path / "demo" / "foundation" / "pretrained" / "config.json").read_text())
     assert not set(HELD_OUT) & set(foundation["labels"])  # the held-out statements were removed from pre-training

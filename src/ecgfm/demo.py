@@ -1,5 +1,6 @@
 """The paper's pipeline in one call, on PTB-XL: pre-train a foundation model with some statements held out, evaluate
-it like a clinical paper, then fine-tune it for the held-out statements against training from scratch.
+it like a clinical paper, fine-tune it for the held-out statements against training from scratch, and show what it
+sees in one test ECG.
 
 ``ecgfm demo`` is a thin shell over :func:`run_demo`. Every stage writes its own run folder under ``out`` and is
 skipped when its outputs already exist, so a killed demo resumes where it stopped; ``report.html`` ties them together.
@@ -18,6 +19,9 @@ from ecgfm.config import cache_dir, ptbxl_dir
 #: Statements held out of pre-training and used as the "rare" fine-tuning targets (see docs/results.md): a drug
 #: effect (digitalis), a conduction finding (first-degree AV block) and a morphology finding (left atrial enlargement).
 HELD_OUT = ("DIG", "1AVB", "LAO/LAE")
+#: The finding the demo explains, and the leads where cardiologists read it (docs/explain.md): the rsR' of complete
+#: right bundle branch block in V1-V2, a localisation the reader can check on the figure.
+EXPLAIN_LABEL, EXPLAIN_LEADS = "CRBBB", ("V1", "V2")
 
 
 @dataclass
@@ -114,6 +118,37 @@ def _compare(root: Path, foundation: Path, out: Path, preset: DemoPreset, held_o
     return result, paths
 
 
+def _explain(root: Path, foundation: Path, out: Path, log) -> dict[str, Any] | None:
+    """Explain the foundation's ``EXPLAIN_LABEL`` on the fold-10 record with that label it is most confident about
+    (a shown example, chosen as such); ``None`` when the model does not predict the label or no such record exists."""
+    from ecgfm.datasets.ptbxl import PTBXL
+    from ecgfm.explain import explain
+    from ecgfm.inference.predictor import Predictor
+
+    folder = out / "explanation"
+    if (folder / "explanation.json").exists():
+        return json.loads((folder / "explanation.json").read_text())
+    predictor = Predictor.from_pretrained(foundation)
+    if EXPLAIN_LABEL not in predictor.labels:
+        return None
+    ptbxl = PTBXL(root)
+    meta, labels = ptbxl.metadata, ptbxl.labels("all")
+    found = [ptbxl.record_path(i, fs=predictor.pipeline.fs or 100) for i in meta.index[meta["strat_fold"] == 10]
+             if EXPLAIN_LABEL in labels[i]]
+    paths = [f[0] for f in found if f is not None]
+    report = predictor.predict_many(paths, num_workers=0)
+    if not report.predictions:
+        return None
+    best = max(report.predictions, key=lambda p: p.probabilities[EXPLAIN_LABEL])
+    log(f"explaining {EXPLAIN_LABEL} on {best.record_id} (fold 10; the most confident of {len(paths)} records)")
+    explanation = explain(best.source, predictor, labels=[EXPLAIN_LABEL])
+    figure = explanation.write(folder, figure_format="png")[0]
+    summary = {"record": best.record_id, "source": str(best.source), "candidates": len(paths),
+               "figure": str(figure), **explanation.to_dict()["labels"][0]}
+    (folder / "explanation.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def run_demo(out: str | Path = "runs/demo", ptbxl: str | Path | None = None, preset: str | DemoPreset = "quick",
              held_out=HELD_OUT, download: bool = False, device: str = "auto",
              log: Callable[[str], None] = print, command: str | None = None) -> Path:
@@ -134,8 +169,12 @@ def run_demo(out: str | Path = "runs/demo", ptbxl: str | Path | None = None, pre
     clock = time.perf_counter()
     comparison, compare_paths = _compare(root, foundation, out, settings, tuple(held_out), device, log)
     timings["compare_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    explained = _explain(root, foundation, out, log)
+    timings["explain_s"] = time.perf_counter() - clock
     report = out / "report.html"
-    report.write_text(render_report(root, settings, held_out, metrics, comparison, compare_paths, timings, command))
+    report.write_text(render_report(root, settings, held_out, metrics, comparison, compare_paths, timings, command,
+                                    explained, foundation))
     (out / "demo_config.json").write_text(json.dumps({"preset": asdict(settings), "held_out": list(held_out),
                                                       "ptbxl": str(root), "command": command,
                                                       "timings_s": timings}, indent=2))
@@ -144,8 +183,10 @@ def run_demo(out: str | Path = "runs/demo", ptbxl: str | Path | None = None, pre
 
 
 def render_report(root: Path, preset: DemoPreset, held_out, metrics: dict, comparison, compare_paths: dict,
-                  timings: dict, command: str | None) -> str:
-    """One self-contained HTML page: what ran, the foundation's headline metrics, the comparison table and plot."""
+                  timings: dict, command: str | None, explained: dict[str, Any] | None = None,
+                  foundation: Path | None = None) -> str:
+    """One self-contained HTML page: what ran, the foundation's headline metrics, the comparison table and plot,
+    and one explained test ECG."""
     from ecgfm.transfer.report import markdown_table
 
     esc = html.escape
@@ -158,6 +199,7 @@ def render_report(root: Path, preset: DemoPreset, held_out, metrics: dict, compa
         plot_html = (f"<img alt='AUC versus training positives' style='max-width:100%' "
                      f"src='data:image/png;base64,{base64.b64encode(Path(plot).read_bytes()).decode()}'>")
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{v:.0f} s</td></tr>" for k, v in timings.items())
+    explain_html = _explain_html(explained, foundation)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>ecgfm demo</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;line-height:1.45}}
 pre{{background:#f5f5f5;padding:1em;overflow:auto}}td{{padding:2px 10px}}</style></head><body>
@@ -170,5 +212,29 @@ Held out of pre-training: <b>{esc(', '.join(held_out))}</b>.</p>
 <h2>2. Fine-tuned versus from scratch on the held-out statements</h2>
 <pre>{esc(markdown_table(comparison))}</pre>{plot_html}
 <p>Full comparison report: <a href="compare/report.html">compare/report.html</a></p>
+{explain_html}
 <h2>Run</h2><table>{rows}</table><p>Command: <code>{esc(command or 'ecgfm demo')}</code></p>
 </body></html>"""
+
+
+def _explain_html(explained: dict[str, Any] | None, foundation: Path | None) -> str:
+    """Section 3 of the report: the explained ECG's figure and its strongest leads (or why there is none)."""
+    esc = html.escape
+    if not explained:
+        return (f"<h2>3. What the model sees</h2><p>Not shown: the foundation model does not predict "
+                f"{EXPLAIN_LABEL}, or fold 10 has no record with it.</p>")
+    import base64
+
+    figure = Path(explained["figure"])
+    image = base64.b64encode(figure.read_bytes()).decode() if figure.exists() else ""
+    contribution = explained["lead_contribution"]
+    leads = ", ".join(f"{lead} {contribution[lead]:+.2f}" for lead in explained["top_leads"])
+    command = f"ecgfm explain {explained['source']} --model {foundation} --label {EXPLAIN_LABEL}"
+    return f"""<h2>3. What the model sees</h2>
+<p>Record {esc(str(explained['record']))} (fold 10, labelled {EXPLAIN_LABEL}, {esc(explained['description'])}): the
+most confident of the {explained['candidates']} fold-10 records with that label, p = {explained['probability']:.2f}.
+Integrated gradients against a flat ECG; leads pushing hardest towards {EXPLAIN_LABEL} (logit): {esc(leads)}.
+Cardiologists read it in {', '.join(EXPLAIN_LEADS)} (rsR'); red shading pushes towards the finding, blue against.
+See docs/explain.md for how far such explanations can be trusted.</p>
+<img alt='attributions of {EXPLAIN_LABEL}' style='max-width:100%' src='data:image/png;base64,{image}'>
+<p>Reproduce: <code>{esc(command)}</code></p>"""

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
                                       help="Download PTB-XL (100 Hz, checksum-verified, resumable) if absent."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     ) -> None:
-        """Pre-train, evaluate, and fine-tune versus scratch on held-out statements; writes one HTML report.
+        """Pre-train, evaluate, fine-tune versus scratch on held-out statements, explain one test ECG; one HTML report.
 
         Example: ecgfm demo --ptbxl ../shared/data/ptbxl --out runs/demo
         """

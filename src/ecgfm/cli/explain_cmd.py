@@ -1,9 +1,6 @@
 """``ecgfm explain``: which leads and moments of each ECG drive the model's findings (figures + JSON)."""
 from __future__ import annotations
 
-import json
-import os
-import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -11,44 +8,7 @@ from typing import List, Optional
 import typer
 
 from ecgfm.cli.common import console, err_console, fail, user_errors
-from ecgfm.explain.attribution import DEFAULT_STEPS
-
-FIGURE_FORMATS = ("png", "svg", "pdf")
-
-
-def safe_stem(text: str) -> str:
-    """A file-name-safe version of a record id or label code (``LAO/LAE`` -> ``LAO-LAE``)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "ecg"
-
-
-def write_explanation(explanation, out: Path, stem: str, figure_format: str, arrays: bool) -> list[Path]:
-    """Write one ECG's figures (one per label), its JSON summary and optionally its arrays; returns the paths.
-
-    Each file is written under a temporary name and renamed, so a killed run leaves no half-written file.
-    """
-    import numpy as np
-
-    written = []
-    for item in explanation.labels:
-        path = out / f"{stem}_{safe_stem(item.label)}.{figure_format}"
-        tmp = path.with_name(f".{path.name}.tmp")
-        explanation.plot(item.label).savefig(tmp, dpi=110, format=figure_format)
-        os.replace(tmp, path)
-        written.append(path)
-    summary = out / f"{stem}.json"
-    tmp = summary.with_name(f".{summary.name}.tmp")
-    tmp.write_text(json.dumps(explanation.to_dict(), indent=1) + "\n")
-    os.replace(tmp, summary)
-    written.append(summary)
-    if arrays:
-        path = out / f"{stem}.npz"
-        tmp = path.with_name(f".{stem}.tmp.npz")
-        np.savez_compressed(tmp, signal=explanation.signal, labels=np.array([i.label for i in explanation.labels]),
-                            attribution=np.stack([i.attribution for i in explanation.labels]),
-                            leads=np.array(explanation.leads), fs=explanation.fs)
-        os.replace(tmp, path)
-        written.append(path)
-    return written
+from ecgfm.explain.attribution import DEFAULT_STEPS, FIGURE_FORMATS, safe_stem
 
 
 def print_explanations(rows: list[tuple[str, object]]) -> None:
@@ -137,7 +97,7 @@ def register(app: typer.Typer) -> None:
                 k += 1
                 stem = f"{base}-{k}"
             stems.add(stem)
-            write_explanation(explanation, out, stem, figure_format, arrays)
+            explanation.write(out, stem, figure_format=figure_format, arrays=arrays)
             rows.append((stem, explanation))
         if rows:
             print_explanations(rows)

@@ -22,9 +22,12 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -33,6 +36,7 @@ from ecgfm.ecg import ECG
 from ecgfm.inference.predictor import Predictor
 
 METHODS = ("integrated-gradients", "lead-occlusion")
+FIGURE_FORMATS = ("png", "svg", "pdf")
 #: How many labels ``explain`` explains by default (the most probable findings).
 DEFAULT_MAX_LABELS = 3
 #: Integration steps of integrated gradients (Gauss-Legendre): the completeness gap shrinks with more steps, but not
@@ -124,6 +128,36 @@ class Explanation:
         return {"record_id": self.record_id, "source": self.source, "method": self.method, "steps": self.steps,
                 "fs": self.fs, "leads": list(self.leads), "labels": [item.to_dict(self.fs) for item in self.labels]}
 
+    def write(self, folder: str | os.PathLike, stem: str | None = None, figure_format: str = "png",
+              arrays: bool = False, dpi: int = 110) -> list[Path]:
+        """Write a figure per explained label (``<stem>_<label>.png``), the JSON summary (``<stem>.json``) and, with
+        ``arrays``, the model input and attribution maps (``<stem>.npz``: signal, attribution[labels, leads,
+        samples], labels, leads, fs). Each file is written under a temporary name and renamed, so an interrupted run
+        leaves no half-written file. Returns the paths written."""
+        if figure_format not in FIGURE_FORMATS:
+            raise ValueError(f"unknown figure format {figure_format!r}; choose one of {', '.join(FIGURE_FORMATS)}")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = safe_stem(stem or self.record_id or "ecg")
+        written = []
+        for item in self.labels:
+            path = folder / f"{stem}_{safe_stem(item.label)}.{figure_format}"
+            tmp = path.with_name(f".{path.name}.tmp")
+            self.plot(item.label).savefig(tmp, dpi=dpi, format=figure_format)
+            written.append(_publish(tmp, path))
+        summary = folder / f"{stem}.json"
+        tmp = summary.with_name(f".{summary.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        written.append(_publish(tmp, summary))
+        if arrays:
+            path = folder / f"{stem}.npz"
+            tmp = path.with_name(f".{stem}.tmp.npz")  # np.savez appends .npz to names without it
+            np.savez_compressed(tmp, signal=self.signal, attribution=np.stack([i.attribution for i in self.labels]),
+                                labels=np.array([i.label for i in self.labels]), leads=np.array(self.leads),
+                                fs=self.fs)
+            written.append(_publish(tmp, path))
+        return written
+
     def plot(self, label: str | None = None, **kwargs: Any):
         """A 12-lead figure of the model input shaded by one label's attribution (the first explained by default);
         see :func:`ecgfm.plotting.ecg.plot_ecg`."""
@@ -173,6 +207,16 @@ def explain(ecg_or_path: ECG | str | os.PathLike, model: ModelInput = None, labe
     return Explanation(record_id=record_id, source=source, method=method, fs=float(predictor.pipeline.fs or 0.0),
                        leads=tuple(leads), signal=array, labels=items,
                        steps=steps if method == "integrated-gradients" else None)
+
+
+def safe_stem(text: str) -> str:
+    """A file-name-safe version of a record id or label code (``LAO/LAE`` -> ``LAO-LAE``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "ecg"
+
+
+def _publish(tmp: Path, path: Path) -> Path:
+    os.replace(tmp, path)
+    return path
 
 
 def _as_predictor(model: ModelInput) -> Predictor:

@@ -38,7 +38,7 @@ def plot_ecg(signal: np.ndarray, fs: float, leads: Sequence[str], attribution: n
     height = row_inches * n_leads + 0.8
     # Fixed margins rather than constrained layout, which costs more than drawing the figure.
     fig = Figure(figsize=(width_inches, height))
-    fig.subplots_adjust(left=0.07, right=0.9 if attribution is not None else 0.98, top=1 - 0.45 / height,
+    fig.subplots_adjust(left=0.07, right=0.9 if attribution is not None else 0.98, top=1 - 0.7 / height,
                         bottom=0.45 / height, hspace=0.12)
     axes = fig.subplots(n_leads, 1, sharex=True, squeeze=False)[:, 0]
     time = np.arange(n_samples) / fs
@@ -73,8 +73,8 @@ def plot_explanation(explanation, label: str, **kwargs) -> Figure:
     notes = [f"{contribution[lead]:+.2f}" for lead in explanation.leads]
     method = explanation.method + (f", {explanation.steps} steps" if explanation.steps else "")
     title = (f"{explanation.record_id or explanation.source or 'ECG'}: {item.label} ({item.description}), "
-             f"p = {item.probability:.2f}; logit {item.logit:+.2f} vs {item.baseline_logit:+.2f} for a flat ECG "
-             f"({method}; lead sums beside the lead names)")
+             f"p = {item.probability:.2f}\nlogit {item.logit:+.2f} against {item.baseline_logit:+.2f} for a flat ECG; "
+             f"{method}; each lead's contribution beside its name")
     return plot_ecg(explanation.signal, explanation.fs, explanation.leads, attribution=item.attribution,
                     title=title, lead_notes=notes, **kwargs)
 
