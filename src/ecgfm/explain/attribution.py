@@ -33,7 +33,7 @@ from typing import Any, Union
 import numpy as np
 
 from ecgfm.ecg import ECG
-from ecgfm.inference.predictor import Predictor
+from ecgfm.inference.predictor import Predictor, sigmoid
 
 METHODS = ("integrated-gradients", "lead-occlusion")
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -191,15 +191,15 @@ def explain(ecg_or_path: ECG | str | os.PathLike, model: ModelInput = None, labe
     predictor = _as_predictor(model)
     module = _torch_module(predictor)
     array, record_id, source = predictor.preprocess(ecg_or_path)
-    probabilities = predictor.predict_proba(array[None])[0]
+    logits = predictor.predict_logits(array[None])[0]  # the logits `ecgfm predict` turns into probabilities
+    probabilities = sigmoid(logits)
     chosen = _choose_labels(predictor, probabilities, labels, max_labels)
     targets = [predictor.labels.index(label) for label in chosen]
-    attributions, deltas, logits, baseline_logits = _attribute(module, array, targets, method, steps,
-                                                               internal_batch_size)
+    attributions, deltas, baseline_logits = _attribute(module, array, targets, method, steps, internal_batch_size)
     leads = predictor.pipeline.leads or tuple(f"lead{i}" for i in range(array.shape[0]))
     items = tuple(
         LabelExplanation(label=label, description=predictor.descriptions[label],
-                         probability=float(probabilities[target]), logit=float(logits[k]),
+                         probability=float(probabilities[target]), logit=float(logits[target]),
                          baseline_logit=float(baseline_logits[k]), attribution=attributions[k], leads=tuple(leads),
                          convergence_delta=None if deltas is None else float(deltas[k]),
                          temporal=method == "integrated-gradients")
@@ -252,7 +252,7 @@ def _choose_labels(predictor: Predictor, probabilities: np.ndarray, labels: Sequ
 
 
 def _attribute(module, array: np.ndarray, targets: list[int], method: str, steps: int, internal_batch_size: int):
-    """Attributions ``(targets, leads, samples)``, IG convergence deltas (or None), logits and baseline logits."""
+    """Attributions ``(targets, leads, samples)``, IG convergence deltas (or None) and the flat ECG's logits."""
     import torch
     from captum.attr import FeatureAblation, IntegratedGradients
 
@@ -262,7 +262,6 @@ def _attribute(module, array: np.ndarray, targets: list[int], method: str, steps
     inputs = x.expand(len(targets), *x.shape[1:]).contiguous()  # one row per explained label
     baselines = torch.zeros_like(inputs)
     with torch.no_grad():
-        logits = module(x)[0, targets].cpu().numpy()
         baseline_logits = module(torch.zeros_like(x))[0, targets].cpu().numpy()
     if method == "integrated-gradients":
         attributions, deltas = IntegratedGradients(module).attribute(
@@ -278,4 +277,4 @@ def _attribute(module, array: np.ndarray, targets: list[int], method: str, steps
         # samples so that, as for integrated gradients, a lead's attributions sum to its contribution.
         attributions = attributions / inputs.shape[2]
         deltas = None
-    return attributions.detach().cpu().numpy().astype(np.float32), deltas, logits, baseline_logits
+    return attributions.detach().cpu().numpy().astype(np.float32), deltas, baseline_logits

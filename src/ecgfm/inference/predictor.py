@@ -200,7 +200,8 @@ def discover_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], lis
 Backend = Callable[[np.ndarray], np.ndarray]
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, float32."""
     # float64 then clip: exp overflow-free probabilities for any logit.
     return (1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -80, 80)))).astype(np.float32)
 
@@ -272,10 +273,13 @@ class Predictor:
         """
         return preprocess_input(ecg_or_path, self.pipeline)
 
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        """Record logits ``(B, labels)`` for a preprocessed float32 batch ``(B, leads, samples)``."""
+        return np.asarray(self.backend(np.ascontiguousarray(batch, dtype=np.float32)))
+
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Per-label probabilities ``(B, labels)`` for a preprocessed float32 batch ``(B, leads, samples)``."""
-        logits = np.asarray(self.backend(np.ascontiguousarray(batch, dtype=np.float32)))
-        return _sigmoid(logits)
+        return sigmoid(self.predict_logits(batch))
 
     def predict(self, ecg_or_path: ECGInput) -> Prediction:
         """Predict one ECG (an :class:`~ecgfm.ECG` or a file of any supported format).
