@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,7 +146,10 @@ def _explain(root: Path, foundation: Path, out: Path, log) -> dict[str, Any] | N
     figure = explanation.write(folder, figure_format="png")[0]
     summary = {"record": best.record_id, "source": str(best.source), "candidates": len(paths),
                "figure": str(figure), **explanation.to_dict()["labels"][0]}
-    (folder / "explanation.json").write_text(json.dumps(summary, indent=1) + "\n")
+    # Written last and atomically: its presence marks the stage done, so a killed demo never resumes from half a file.
+    tmp = folder / ".explanation.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(tmp, folder / "explanation.json")
     return summary
 
 
