@@ -1,6 +1,8 @@
 """End-to-end: ``ecgfm pretrain`` on a small PTB-XL-shaped folder, resume, ``ecgfm embed`` to parquet/npy/npz."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,6 +105,30 @@ def test_pretrain_with_a_weight_average_keeps_the_average(fake_ptbxl, tmp_path, 
     assert info.training["config"]["ema_decay"] == 0.9
     last = torch.load(run / "last.pt", weights_only=True)
     assert set(last["ema"]) >= {"n_averaged"} and int(last["ema"]["n_averaged"]) == last["global_step"]
+
+
+def test_recipe_runtime_options_leave_unset_flags_to_the_recipe(fake_ptbxl, tmp_path, cache, monkeypatch):
+    """``--amp``/``--no-amp`` override a recipe's precision; leaving both out keeps what the recipe says."""
+    import ecgfm.training.pretrain as pretrain_module
+    import ecgfm.training.recipes as recipes
+    from ecgfm.training.recipes import get_recipe
+
+    seen = []
+
+    def capture(data, recipe, run_dir=None, resume=False, **runtime):
+        seen.append(runtime)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pretrain_module, "pretrain_recipe", capture)
+    tiny = replace(get_recipe("xresnet1d50"), min_count=1)  # the fake folder has too few positives for 10
+    monkeypatch.setattr(recipes, "get_recipe", lambda name: tiny)
+    base = ["pretrain", "--ptbxl", str(fake_ptbxl), "--out", str(tmp_path / "r"), "--recipe", "xresnet1d50",
+            "--threads", "1", "--seed", "3", "--no-progress"]
+    for extra in ([], ["--amp"], ["--no-amp"]):
+        result = runner.invoke(app, base + extra)
+        assert result.exit_code == 0, result.output
+    assert "amp" not in seen[0] and seen[1]["amp"] is True and seen[2]["amp"] is False
+    assert seen[0]["seed"] == 3 and seen[0]["num_threads"] == 1
 
 
 def test_pretrain_and_embed_reject_bad_arguments(fake_ptbxl, tmp_path, cache):

@@ -156,7 +156,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"pre-training [bold]{model}[/] on {len(data.train)} ECGs ({len(data.labels)} labels), "
                           f"validating on {len(data.val) if data.val is not None else 0}; run folder {out}")
             if chosen is not None:
-                runtime = dict(device=device, amp=amp, workers=workers, num_threads=threads, seed=seed, progress=progress)
+                runtime = dict(device=device, workers=workers, num_threads=threads, seed=seed, progress=progress)
+                if amp is not None:  # unset: each member keeps the precision its recipe gives it
+                    runtime["amp"] = amp
                 result = pretrain_recipe(data, chosen, run_dir=out, resume=resume, **runtime)
             else:
                 result = pretrain(data, model=model, model_kwargs=kwargs, config=config, run_dir=out, resume=resume)
