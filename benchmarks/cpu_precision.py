@@ -17,8 +17,12 @@ Method.
        ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe xresnet1d50 --seed 0 --threads 2 --out runs/amp/fp32
        ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe xresnet1d50 --amp --seed 0 --threads 2 --out runs/amp/bf16
 
+3. Layout (optional, ``--channels-last``): the same steps with the convolutions run as 2-D channels-last ones
+   (``ecgfm.models.layout``, ``TrainConfig.channels_last``), in both precisions, timed in the same rounds; reported
+   as speed-ups over the plain fp32 step.
+
 Run: ``python benchmarks/cpu_precision.py --threads 2 --accuracy-runs runs/amp/fp32 runs/amp/bf16`` (writes
-``benchmarks/results/cpu_precision.json``); ``--quick`` for a smoke run.
+``benchmarks/results/cpu_precision.json``); ``--channels-last`` adds the layout; ``--quick`` for a smoke run.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from common import command_line, write_result
 
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.models import create
+from ecgfm.models.layout import set_channels_last
 from ecgfm.training.predict import autocast_context
 
 
@@ -62,10 +67,16 @@ def time_rounds(steps: dict, warmup: int, repeats: int) -> dict[str, list[float]
     return times
 
 
-def train_step_fn(amp: bool, batch: int, window: int, labels: int):
-    """One ``fit``-style training step of a fresh xresnet1d50 (fp32 weights; bf16 autocast when ``amp``)."""
+def new_model(labels: int, channels_last: bool):
+    """A fresh xresnet1d50, optionally running as 2-D channels-last convolutions (``ecgfm.models.layout``)."""
     torch.manual_seed(0)
-    model = create("xresnet1d50", num_labels=labels).train()
+    model = create("xresnet1d50", num_labels=labels)
+    return set_channels_last(model) if channels_last else model
+
+
+def train_step_fn(amp: bool, batch: int, window: int, labels: int, channels_last: bool = False):
+    """One ``fit``-style training step of a fresh xresnet1d50 (fp32 weights; bf16 autocast when ``amp``)."""
+    model = new_model(labels, channels_last).train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     x, y = torch.randn(batch, len(STANDARD_LEADS), window), (torch.rand(batch, labels) < 0.1).float()
     device = torch.device("cpu")
@@ -79,10 +90,9 @@ def train_step_fn(amp: bool, batch: int, window: int, labels: int):
     return step
 
 
-def infer_fn(amp: bool, batch: int, window: int, labels: int):
+def infer_fn(amp: bool, batch: int, window: int, labels: int, channels_last: bool = False):
     """One inference batch of a fresh xresnet1d50 (eval mode, no grad; bf16 autocast when ``amp``)."""
-    torch.manual_seed(0)
-    model = create("xresnet1d50", num_labels=labels).eval()
+    model = new_model(labels, channels_last).eval()
     x, device = torch.randn(batch, len(STANDARD_LEADS), window), torch.device("cpu")
 
     @torch.no_grad()
@@ -100,7 +110,8 @@ def run_summary(run_dir: Path) -> dict:
         raise SystemExit(f"{run_dir}/metrics.jsonl: no epoch with a validation macro-AUC")
     best = max(rows, key=lambda r: r["val_macro_auc"])
     training = json.loads((run_dir / "config.json").read_text())["training"]["config"]
-    return {"run": str(run_dir), "amp": training.get("amp"), "seed": training.get("seed"),
+    return {"run": str(run_dir), "amp": training.get("amp"), "channels_last": training.get("channels_last", False),
+            "seed": training.get("seed"),
             "best_val_macro_auc": best["val_macro_auc"], "best_epoch": best["epoch"], "epochs": len(rows),
             "train_seconds": rows[-1]["elapsed_s"],  # elapsed_s is cumulative, validation included
             "median_train_ecgs_per_s": statistics.median(r["train_ecgs_per_s"] for r in rows),
@@ -115,7 +126,10 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", type=int, default=54)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--accuracy-runs", nargs=2, metavar=("FP32_RUN", "BF16_RUN"), type=Path)
+    parser.add_argument("--accuracy-runs", nargs=2, metavar=("FP32_RUN", "BF16_RUN"), type=Path,
+                        help="two finished runs, fp32 then bf16 (the second may also be channels-last: recorded)")
+    parser.add_argument("--channels-last", action="store_true", help="Also time both precisions with the "
+                        "convolutions run as 2-D channels-last ones (TrainConfig.channels_last).")
     parser.add_argument("--quick", action="store_true", help="Smoke run: batch 16, 1 warm-up, 2 repeats.")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_precision.json")
     args = parser.parse_args(argv)
@@ -124,10 +138,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     shape = dict(batch=args.batch, window=args.window, labels=args.labels)
     load_before = os.getloadavg()
-    train = time_rounds({"fp32": train_step_fn(False, **shape), "bf16": train_step_fn(True, **shape)},
+    variants = {"fp32": (False, False), "bf16": (True, False)}
+    if args.channels_last:
+        variants.update({"fp32-channels-last": (False, True), "bf16-channels-last": (True, True)})
+    train = time_rounds({name: train_step_fn(amp, **shape, channels_last=cl) for name, (amp, cl) in variants.items()},
                         args.warmup, args.repeats)
-    infer = time_rounds({"fp32": infer_fn(False, **{**shape, "batch": 2 * args.batch}),
-                         "bf16": infer_fn(True, **{**shape, "batch": 2 * args.batch})}, args.warmup, args.repeats)
+    infer = time_rounds({name: infer_fn(amp, **{**shape, "batch": 2 * args.batch}, channels_last=cl)
+                         for name, (amp, cl) in variants.items()}, args.warmup, args.repeats)
     results = {}
     for what, times, batch in (("train_step", train, args.batch), ("inference", infer, 2 * args.batch)):
         medians = {name: statistics.median(t) for name, t in times.items()}
@@ -135,6 +152,10 @@ def main(argv=None) -> int:
                          "bf16_speedup": medians["fp32"] / medians["bf16"], "seconds": times, "batch": batch}
         print(f"{what:<10} fp32 {batch / medians['fp32']:7.0f} ECGs/s   bf16 {batch / medians['bf16']:7.0f} ECGs/s"
               f"   bf16 speed-up x{results[what]['bf16_speedup']:.2f}", flush=True)
+        if args.channels_last:  # every variant against the plain 1-D fp32 step, timed in the same rounds
+            results[what]["speedup_vs_fp32"] = {n: medians["fp32"] / s for n, s in medians.items()}
+            print(" " * 11 + "   ".join(f"{n} x{r:.2f}" for n, r in results[what]["speedup_vs_fp32"].items()
+                                         if "channels-last" in n), flush=True)
     document = {
         "benchmark": "cpu_precision",
         "command": command_line(argv),

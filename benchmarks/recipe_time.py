@@ -15,8 +15,8 @@ recorded epoch logs, so the JSON carries this machine's speed relative to the ma
 Fold 10 is never read.
 
 Run: ``python benchmarks/recipe_time.py --recipes default --threads 2 --ptbxl ../shared/data/ptbxl`` (writes
-``benchmarks/results/recipe_time.json``); ``--amp`` times the members under bf16 autocast; ``--quick`` is a smoke run
-(2 epochs per member).
+``benchmarks/results/recipe_time.json``); ``--amp`` times the members under bf16 autocast, ``--channels-last`` with
+2-D channels-last convolutions; ``--quick`` is a smoke run (2 epochs per member).
 """
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def recorded_epoch_seconds(recipe_name: str) -> dict[str, float]:
             for name, history in runs[0]["histories"].items() if len(history) > 1}
 
 
-def time_recipe(name: str, ptbxl: str | None, epochs: int, threads: int, amp: bool | None) -> dict:
+def time_recipe(name: str, ptbxl: str | None, epochs: int, threads: int, amp: bool | None,
+                channels_last: bool | None = None) -> dict:
     """Train each distinct member of recipe ``name`` for ``epochs`` epochs and project the whole recipe's time."""
     recipe = get_recipe(name)
     data = ptbxl_training_data(ptbxl, fs=recipe.fs, min_count=recipe.min_count, progress=False)
@@ -80,8 +81,9 @@ def time_recipe(name: str, ptbxl: str | None, epochs: int, threads: int, amp: bo
         if key not in measured:
             changes = dict(epochs=epochs, stop_epoch=None, time_limit_s=None, num_threads=threads, progress=False,
                            tensorboard=False)
-            if amp is not None:
-                changes["amp"] = amp
+            for option, value in (("amp", amp), ("channels_last", channels_last)):
+                if value is not None:
+                    changes[option] = value
             result = pretrain(data, member.model, member.model_kwargs, replace(member.config, **changes))
             measured[key] = epoch_seconds(result.history)
         seconds = statistics.median(measured[key][1:])
@@ -97,7 +99,7 @@ def time_recipe(name: str, ptbxl: str | None, epochs: int, threads: int, amp: bo
                                                           if "slowdown_vs_recorded" in row else ""))
     total = sum(m["projected_s"] for m in members)
     print(f"{name:>14} projected training time {total / 60:.1f} min")
-    return {"recipe": name, "amp": amp, "members": members, "projected_training_s": total,
+    return {"recipe": name, "amp": amp, "channels_last": channels_last, "members": members, "projected_training_s": total,
             "projected_training_min": total / 60}
 
 
@@ -108,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="bf16 autocast for every member (default: each member's own setting)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="2-D channels-last convolutions for every member (default: each member's own setting)")
     parser.add_argument("--ptbxl", default=None, help="PTB-XL folder (default: $ECGFM_PTBXL_DIR)")
     parser.add_argument("--out", default=str(RESULTS / "recipe_time.json"))
     parser.add_argument("--quick", action="store_true", help="2 epochs per member (smoke run)")
@@ -118,7 +122,7 @@ def main(argv=None) -> int:
     epochs = 2 if args.quick else args.epochs
     load_before = os.getloadavg()
     start = time.perf_counter()
-    results = [time_recipe(name.strip(), args.ptbxl, epochs, args.threads, args.amp)
+    results = [time_recipe(name.strip(), args.ptbxl, epochs, args.threads, args.amp, args.channels_last)
                for name in args.recipes.split(",") if name.strip()]
     document = {
         "benchmark": "recipe_time", "command": command_line(argv), "epochs_per_member": epochs,

@@ -107,8 +107,21 @@ def test_pretrain_with_a_weight_average_keeps_the_average(fake_ptbxl, tmp_path, 
     assert set(last["ema"]) >= {"n_averaged"} and int(last["ema"]["n_averaged"]) == last["global_step"]
 
 
+def test_pretrain_with_channels_last_convolutions_saves_a_plain_model(fake_ptbxl, tmp_path, cache):
+    run = tmp_path / "run"
+    args = ["pretrain", "--ptbxl", str(fake_ptbxl), "--out", str(run), "--min-count", "1", "--model", "xresnet1d18",
+            "--model-kw", "stem_widths=[8,8,8]", "--model-kw", "widths=[8,8,8,8]", "--epochs", "1",
+            "--batch-size", "4", "--threads", "1", "--no-progress", "--channels-last"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    _, info = load_checkpoint(run / "best.pt")
+    assert info.training["config"]["channels_last"] is True  # recorded, so the run can be replayed
+    model, _ = load_pretrained(run / "pretrained")  # the saved weights are the usual 1-D ones
+    assert torch.isfinite(model.eval()(torch.randn(1, 12, 1000))).all()
+
+
 def test_recipe_runtime_options_leave_unset_flags_to_the_recipe(fake_ptbxl, tmp_path, cache, monkeypatch):
-    """``--amp``/``--no-amp`` override a recipe's precision; leaving both out keeps what the recipe says."""
+    """``--amp``/``--no-amp`` (and ``--channels-last``) override a recipe's setting; left out, the recipe's stays."""
     import ecgfm.training.pretrain as pretrain_module
     import ecgfm.training.recipes as recipes
     from ecgfm.training.recipes import get_recipe
@@ -124,10 +137,11 @@ def test_recipe_runtime_options_leave_unset_flags_to_the_recipe(fake_ptbxl, tmp_
     monkeypatch.setattr(recipes, "get_recipe", lambda name: tiny)
     base = ["pretrain", "--ptbxl", str(fake_ptbxl), "--out", str(tmp_path / "r"), "--recipe", "xresnet1d50",
             "--threads", "1", "--seed", "3", "--no-progress"]
-    for extra in ([], ["--amp"], ["--no-amp"]):
+    for extra in ([], ["--amp"], ["--no-amp"], ["--channels-last"]):
         result = runner.invoke(app, base + extra)
         assert result.exit_code == 0, result.output
     assert "amp" not in seen[0] and seen[1]["amp"] is True and seen[2]["amp"] is False
+    assert "channels_last" not in seen[0] and seen[3]["channels_last"] is True
     assert seen[0]["seed"] == 3 and seen[0]["num_threads"] == 1
 
 
@@ -139,6 +153,8 @@ def test_pretrain_and_embed_reject_bad_arguments(fake_ptbxl, tmp_path, cache):
     assert bad_model.exit_code == 2 and "unknown model" in flat(bad_model)
     bad_exclusion = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--exclude-labels", "XYZ"))
     assert bad_exclusion.exit_code == 2 and "XYZ" in flat(bad_exclusion)
+    bad_layout = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--channels-last"))  # resnet1d
+    assert bad_layout.exit_code == 2 and "does not support channels-last" in flat(bad_layout)
     bad_ema = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--ema-decay", "1.5"))
     assert bad_ema.exit_code == 2 and "ema_decay must be in (0, 1)" in flat(bad_ema)
     missing = runner.invoke(app, ["embed", str(tmp_path / "none.pt"), str(fake_ptbxl), "--out", str(tmp_path / "e.npy")])

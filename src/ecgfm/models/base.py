@@ -46,6 +46,10 @@ class ECGClassifier(nn.Module):
 
     arch_name: str = ""
     arch_kwargs: dict = {}
+    #: whether ``ecgfm.models.layout.set_channels_last`` may run the backbone as 2-D channels-last convolutions
+    #: (true for families built only of convolutions, BN, ReLU and pooling), and whether it currently does
+    supports_channels_last: bool = False
+    channels_last: bool = False
 
     def _init_head(self, channels: int, num_labels: int, head_hidden: int, drop_rate: float) -> None:
         self.pool = ConcatPool1d()
@@ -55,6 +59,8 @@ class ECGClassifier(nn.Module):
 
     def forward_backbone(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps before pooling, ``(B, C, T')``."""
+        if self.channels_last:  # (B, C, T) -> channels-last (B, C, 1, T) and back (ecgfm.models.layout)
+            return self.backbone(x.unsqueeze(2).contiguous(memory_format=torch.channels_last)).squeeze(2)
         return self.backbone(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,8 @@ class InceptionBackbone1d(nn.Module):
 class Inception1d(ECGClassifier):
     """InceptionTime-style 1D network with the concat-pooling head (see module docstring for the configuration)."""
 
+    supports_channels_last = True
+
     def __init__(self, num_labels: int, in_leads: int = 12, depth: int = 6, filters: int = 32, kernel_size: int = 40,
                  bottleneck: int = 32, use_residual: bool = True, head_hidden: int = 128, drop_rate: float = 0.5):
         super().__init__()

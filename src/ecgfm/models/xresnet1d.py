@@ -44,6 +44,8 @@ class XResBlock1d(nn.Module):
 class XResNet1d(ECGClassifier):
     """1D xresnet with the concat-pooling head (see module docstring for the benchmark configuration)."""
 
+    supports_channels_last = True
+
     def __init__(self, num_labels: int, in_leads: int = 12, expansion: int = 4, layers=(3, 4, 23, 3),
                  stem_widths=(32, 32, 64), widths=(64, 64, 64, 64), kernel_size: int = 5, stem_kernel_size: int = 5,
                  head_hidden: int = 128, drop_rate: float = 0.5):

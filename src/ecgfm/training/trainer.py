@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
 from ecgfm.models.info import ModelInfo
+from ecgfm.models.layout import set_channels_last
 from ecgfm.training import distributed as dist_utils
 from ecgfm.training.augment import augment_batch, batch_rng, is_active
 from ecgfm.training.config import TrainConfig
@@ -223,6 +224,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     if config.init_head_bias and not (resume and last_path is not None and last_path.exists()):
         init_head_bias(model, train_Y)
     model.to(device)
+    if config.channels_last:  # 2-D channels-last kernels, same parameters (ecgfm.models.layout); undone below
+        set_channels_last(model)
     train_model = dist_utils.wrap_model(model, env)  # DDP when world_size > 1: gradients averaged over ranks
     if config.compile:  # compiled view of the same parameters; checkpoints still save the plain model
         train_model = torch.compile(train_model)
@@ -380,6 +383,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     finally:
         if writer is not None:
             writer.close()
+        if config.channels_last:  # the model handed back runs its usual 1-D path
+            set_channels_last(model, False)
 
     # ---- hand back the best model (from memory, or from best.pt when the best epoch was before a resume)
     if best_state is None and run_dir is not None and (run_dir / "best.pt").exists():
