@@ -6,6 +6,8 @@ Reports, for a 10-s 12-lead WFDB ECG (PTB-XL ``records500`` files, or synthetic 
   machine's measured peak float32 FLOP/s (median of large ``torch.matmul`` runs), hence the fraction of peak achieved;
 - single-ECG latency on one core (``torch.set_num_threads(1)`` / one ONNX Runtime thread), end to end from the file,
   broken down into reading, preprocessing and the model;
+- the PyTorch backend as ``Predictor.from_pretrained`` runs it on CPU (``torch``: channels-last convolutions where
+  the architecture supports them, ``ecgfm.models.layout``) and on its plain 1-D path (``torch-1d``), in the same run;
 - batch throughput (ECGs/s) of the model alone on preprocessed inputs (the compute ceiling) and end to end from files
   with reading/preprocessing in worker threads (the default), worker processes, or inline; the ratio end-to-end /
   model-only shows whether I/O is the bottleneck.
@@ -19,6 +21,7 @@ Usage:  python benchmarks/predict.py [--model DIR|CKPT] [--threads N] [--files 1
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import os
 import platform
@@ -38,6 +41,7 @@ from ecgfm.inference.module import InferenceModule
 from ecgfm.inference.onnx import OnnxBackend, export_onnx
 from ecgfm.inference.predictor import Predictor, TorchBackend, load_model
 from ecgfm.models import ModelInfo, count_flops, count_params, create
+from ecgfm.models.layout import supports_channels_last
 from ecgfm.signal import Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,7 +206,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for batch inference")
     parser.add_argument("--workers", type=int, default=2, help="reading/preprocessing workers")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backends", default="torch,onnx")
+    parser.add_argument("--backends", default="torch,torch-1d,onnx",
+                        help="torch (channels-last where the model supports it, as Predictor.from_pretrained "
+                             "runs it on CPU), torch-1d (the plain 1-D path), onnx")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -220,8 +226,10 @@ def main(argv=None) -> dict:
         onnx_path = export_onnx(model, info, workdir / "onnx" / "model.onnx")
 
     def make_predictor(backend: str, threads: int) -> Predictor:
-        if backend == "torch":
-            return Predictor(TorchBackend(model, info, num_threads=threads), info, batch_size=args.batch_size)
+        if backend in ("torch", "torch-1d"):  # a copy each: channels-last mode switches the model in place
+            channels_last = backend == "torch" and supports_channels_last(model)
+            return Predictor(TorchBackend(copy.deepcopy(model), info, num_threads=threads, channels_last=channels_last),
+                             info, batch_size=args.batch_size)
         return Predictor(OnnxBackend(onnx_path, num_threads=threads), info, batch_size=args.batch_size)
 
     results: dict = {

@@ -183,3 +183,16 @@ def test_real_ptbxl_records_at_both_rates(predictor, ptbxl_dir):
         assert x.shape == (12, 1000) and record_id == header.stem and source == str(header)
     probs = np.array([list(p.probabilities.values()) for p in report.predictions])
     assert np.isfinite(probs).all() and probs.std(axis=0).min() > 0  # outputs depend on the record
+
+
+def test_channels_last_is_on_for_cpu_where_supported_and_gives_the_same_logits(model_dir):
+    """The shipped xresnet1d ensemble runs channels-last on CPU by default, with the 1-D path's logits."""
+    fast, plain = Predictor.from_pretrained(), Predictor.from_pretrained(channels_last=False)
+    assert all(m.channels_last for m in fast.backend.module.model.members)
+    assert not any(m.channels_last for m in plain.backend.module.model.members)
+    X = np.stack([synthetic_signal(100, 10, seed=s).astype(np.float32) for s in range(3)])
+    np.testing.assert_allclose(fast.backend(X), plain.backend(X), atol=1e-4)
+    tiny = Predictor.from_pretrained(model_dir)  # resnet1d: no channels-last mode, so the default leaves it
+    assert not tiny.backend.module.model.channels_last
+    with pytest.raises(ValueError, match="does not support channels-last"):
+        Predictor.from_pretrained(model_dir, channels_last=True)

@@ -241,7 +241,8 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, device: str = "cpu",
-                        backend: str = "torch", num_threads: int | None = None, **kwargs: Any) -> "Predictor":
+                        backend: str = "torch", num_threads: int | None = None, channels_last: bool | None = None,
+                        **kwargs: Any) -> "Predictor":
         """Load a model and wrap it for prediction.
 
         Args:
@@ -251,11 +252,21 @@ class Predictor:
             device: torch device for the PyTorch backend (``"cpu"``, ``"cuda"``).
             backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; exported on first use if no ``.onnx`` exists yet).
             num_threads: intra-op threads for the backend (``None`` keeps the library default).
+            channels_last: run the PyTorch model's convolutions as 2-D channels-last ones
+                (:mod:`ecgfm.models.layout`; 1.3x faster on CPU for the shipped model, logits equal to float
+                rounding). ``None``: on for CPU when the architecture supports it.
             **kwargs: ``batch_size`` / ``num_workers`` defaults for :meth:`predict_many`.
         """
         if backend == "torch":
+            import torch
+
+            from ecgfm.models.layout import supports_channels_last
+
             model, info = load_model(name_or_path, device=device)
-            return cls(TorchBackend(model, info, device=device, num_threads=num_threads), info, **kwargs)
+            if channels_last is None:  # measured on CPU only (docs/inference.md)
+                channels_last = torch.device(device).type == "cpu" and supports_channels_last(model)
+            backend_ = TorchBackend(model, info, device=device, num_threads=num_threads, channels_last=channels_last)
+            return cls(backend_, info, **kwargs)
         if backend == "onnx":
             from ecgfm.inference.onnx import OnnxBackend, onnx_model_for
 
@@ -476,13 +487,17 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model, info, device: str = "cpu", num_threads: int | None = None):
+    def __init__(self, model, info, device: str = "cpu", num_threads: int | None = None, channels_last: bool = False):
+        """``channels_last`` switches ``model`` itself (in place) to 2-D channels-last execution."""
         import torch
 
         from ecgfm.inference.module import InferenceModule
+        from ecgfm.models.layout import set_channels_last
 
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
+        if channels_last:
+            set_channels_last(model)
         self.device = torch.device(device)
         self.module = InferenceModule(model, info).to(self.device).eval()
 

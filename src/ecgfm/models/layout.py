@@ -70,6 +70,14 @@ def _check_convertible(backbone: nn.Module) -> None:
                          f"({type(module).__name__}) as 2-D")
 
 
+def supports_channels_last(model: nn.Module) -> bool:
+    """Whether :func:`set_channels_last` can switch ``model`` (for an ensemble: every member)."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        return all(supports_channels_last(member) for member in members)
+    return bool(getattr(model, "supports_channels_last", False))
+
+
 def set_channels_last(model: nn.Module, enabled: bool = True) -> nn.Module:
     """Switch ``model``'s backbone (or every ensemble member's) to 2-D channels-last execution, or back; in place.
 
