@@ -133,3 +133,14 @@ def test_conv_twin_keeps_isinstance_and_rejects_non_zero_padding():
     conv.padding_mode = "circular"
     with pytest.raises(ValueError, match="zero padding"):
         set_channels_last(model)
+
+
+def test_fit_refuses_an_unsupported_model_before_writing_and_handles_a_weight_average(tmp_path):
+    train, val = _data()
+    config = TrainConfig(epochs=1, batch_size=8, window=200, progress=False, num_threads=1, channels_last=True)
+    resnet = create("resnet1d", 3, widths=[8, 16], depths=[1, 1], stem_width=8)
+    with pytest.raises(ValueError, match="does not support channels-last"):
+        fit(resnet, train, val, config, run_dir=tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    averaged = fit(small("xresnet1d18", 3), train, val, TrainConfig(**{**config.to_dict(), "ema_decay": 0.9}))
+    assert not averaged.model.channels_last and averaged.best_score is not None

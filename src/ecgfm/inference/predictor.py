@@ -253,7 +253,7 @@ class Predictor:
             backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; exported on first use if no ``.onnx`` exists yet).
             num_threads: intra-op threads for the backend (``None`` keeps the library default).
             channels_last: run the PyTorch model's convolutions as 2-D channels-last ones
-                (:mod:`ecgfm.models.layout`; 1.3x faster on CPU for the shipped model, logits equal to float
+                (:mod:`ecgfm.models.layout`; 1.2x faster on CPU for the shipped model, logits equal to float
                 rounding). ``None``: on for CPU when the architecture supports it.
             **kwargs: ``batch_size`` / ``num_workers`` defaults for :meth:`predict_many`.
         """

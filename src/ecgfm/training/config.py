@@ -42,12 +42,11 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes
     seed: int = 0
     grad_accum: int = 1  # optimiser step every N batches (effective batch = batch_size * grad_accum)
-    # torch.compile the training forward pass (GPU: fuses the many small 1-D conv/BN/ReLU kernels). There is no
-    # channels-last option: PyTorch's channels-last memory formats exist for 4-D/5-D tensors, not 1-D convolutions.
+    # torch.compile the training forward pass (GPU: fuses the many small 1-D conv/BN/ReLU kernels)
     compile: bool = False
-    # run 1-D convolutions as 2-D channels-last ones (ecgfm.models.layout; xresnet1d / inception1d): 1.3x fp32 and
-    # 1.6x bf16 per CPU training step here, same parameters; off by default because the float rounding differs, so
-    # the shipped recipes would no longer replay bit for bit
+    # run the 1-D convolutions as 2-D channels-last ones (ecgfm.models.layout; xresnet1d / inception1d), the same
+    # parameters: a CPU training step 1.4x faster in fp32 and 1.5x in bf16 on a 2-core Xeon (docs/models.md); off by
+    # default because the float rounding differs, so the shipped recipes would no longer replay bit for bit
     channels_last: bool = False
     max_grad_norm: float | None = None  # clip gradients to this L2 norm
     # Exponential moving average of the weights (and BatchNorm statistics), updated after every optimiser step;

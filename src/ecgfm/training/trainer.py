@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
 from ecgfm.models.info import ModelInfo
-from ecgfm.models.layout import set_channels_last
+from ecgfm.models.layout import set_channels_last, supports_channels_last
 from ecgfm.training import distributed as dist_utils
 from ecgfm.training.augment import augment_batch, batch_rng, is_active
 from ecgfm.training.config import TrainConfig
@@ -195,6 +195,9 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
         torch.set_num_threads(config.num_threads)
     if len(train_set) == 0:
         raise ValueError("the training set is empty")
+    if config.channels_last and not supports_channels_last(model):  # before anything is written
+        raise ValueError(f"channels_last: {type(model).__name__} does not support channels-last mode; "
+                         "use an xresnet1d or inception1d model")
 
     # --- the self-description saved with every checkpoint
     train_Y = labels_of(train_set)
@@ -224,8 +227,6 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     if config.init_head_bias and not (resume and last_path is not None and last_path.exists()):
         init_head_bias(model, train_Y)
     model.to(device)
-    if config.channels_last:  # 2-D channels-last kernels, same parameters (ecgfm.models.layout); undone below
-        set_channels_last(model)
     train_model = dist_utils.wrap_model(model, env)  # DDP when world_size > 1: gradients averaged over ranks
     if config.compile:  # compiled view of the same parameters; checkpoints still save the plain model
         train_model = torch.compile(train_model)
@@ -271,6 +272,11 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
 
     stopped_early, best_state, stop_reason = False, None, "completed"
     clock = time.perf_counter() - elapsed_before
+    # 2-D channels-last kernels, same parameters (ecgfm.models.layout): switched here, where the finally below
+    # switches back, so a failed or finished run hands back the usual 1-D model (DDP and compile wrap these modules)
+    layout_switched = ([model] + ([ema.module] if ema is not None else [])) if config.channels_last else []
+    for switched in layout_switched:
+        set_channels_last(switched)
     try:
         for epoch in range(start_epoch, config.epochs):
             if config.patience is not None and bad_epochs >= config.patience:
@@ -383,8 +389,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     finally:
         if writer is not None:
             writer.close()
-        if config.channels_last:  # the model handed back runs its usual 1-D path
-            set_channels_last(model, False)
+        for switched in layout_switched:
+            set_channels_last(switched, False)
 
     # ---- hand back the best model (from memory, or from best.pt when the best epoch was before a resume)
     if best_state is None and run_dir is not None and (run_dir / "best.pt").exists():
