@@ -41,7 +41,7 @@ from ecgfm.inference.module import InferenceModule
 from ecgfm.inference.onnx import OnnxBackend, export_onnx
 from ecgfm.inference.predictor import Predictor, TorchBackend, load_model
 from ecgfm.models import ModelInfo, count_flops, count_params, create
-from ecgfm.models.layout import supports_channels_last
+from ecgfm.models.layout import default_channels_last
 from ecgfm.signal import Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ def main(argv=None) -> dict:
 
     def make_predictor(backend: str, threads: int) -> Predictor:
         if backend in ("torch", "torch-1d"):  # a copy each: channels-last mode switches the model in place
-            channels_last = backend == "torch" and supports_channels_last(model)
+            channels_last = backend == "torch" and default_channels_last(model, "cpu")  # as from_pretrained
             return Predictor(TorchBackend(copy.deepcopy(model), info, num_threads=threads, channels_last=channels_last),
                              info, batch_size=args.batch_size)
         return Predictor(OnnxBackend(onnx_path, num_threads=threads), info, batch_size=args.batch_size)

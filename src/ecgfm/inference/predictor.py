@@ -258,13 +258,11 @@ class Predictor:
             **kwargs: ``batch_size`` / ``num_workers`` defaults for :meth:`predict_many`.
         """
         if backend == "torch":
-            import torch
-
-            from ecgfm.models.layout import supports_channels_last
+            from ecgfm.models.layout import default_channels_last
 
             model, info = load_model(name_or_path, device=device)
-            if channels_last is None:  # measured on CPU only (docs/inference.md)
-                channels_last = torch.device(device).type == "cpu" and supports_channels_last(model)
+            if channels_last is None:
+                channels_last = default_channels_last(model, device)
             backend_ = TorchBackend(model, info, device=device, num_threads=num_threads, channels_last=channels_last)
             return cls(backend_, info, **kwargs)
         if backend == "onnx":

@@ -78,6 +78,11 @@ def supports_channels_last(model: nn.Module) -> bool:
     return bool(getattr(model, "supports_channels_last", False))
 
 
+def default_channels_last(model: nn.Module, device: str | torch.device = "cpu") -> bool:
+    """Prediction's default: channels-last on CPU where the model supports it (GPUs: not measured, so 1-D)."""
+    return torch.device(device).type == "cpu" and supports_channels_last(model)
+
+
 def set_channels_last(model: nn.Module, enabled: bool = True) -> nn.Module:
     """Switch ``model``'s backbone (or every ensemble member's) to 2-D channels-last execution, or back; in place.
 
