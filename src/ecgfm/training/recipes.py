@@ -100,6 +100,14 @@ _MIXUP_MEMBERS = _with_options(_CPU_MEMBERS, mixup=0.2)
 _SHIPPED_STOPS = {"crops5s": 34, "whole10s": 29, "crops5s-b": 37}
 _JITTER_MEMBERS = _with_options(_CPU_MEMBERS, stops=_SHIPPED_STOPS, scale_jitter=0.1, noise_mv=0.02)
 
+#: A candidate (recipe ``default6``, docs/models.md): the shipped jittered members plus a second 2.5-s-crop and a
+#: second whole-record network (seeds 4 and 5, full schedules), six in all, trained in bf16 with channels-last
+#: convolutions, which on a 2-core AMD EPYC (AVX-512 BF16) project the four shipped networks to 18.0 min and the six
+#: to about 28 min (benchmarks/recipe_time.py). Fixed before training, with its rule (docs/models.md).
+_SIX_MEMBERS = _with_options(_JITTER_MEMBERS + _with_options(
+    (replace(_CROPS_2_5S, name="crops2.5s-b"), replace(_WHOLE_10S, name="whole10s-b")), scale_jitter=0.1,
+    noise_mv=0.02), amp=True, channels_last=True)
+
 RECIPES: dict[str, Recipe] = {
     "default": _ensemble("default", _JITTER_MEMBERS,
         "the shipped foundation model (MODEL_CARD.md): four xresnet1d50 members reading records "
@@ -118,6 +126,10 @@ RECIPES: dict[str, Recipe] = {
     "default-mixup": _ensemble("default-mixup", _MIXUP_MEMBERS,
         "the plain members trained with mixup (alpha 0.2); not shipped: 0.9299 on fold 9 against "
         "plain's 0.9317 (docs/models.md)"),
+    "default6": _ensemble("default6", _SIX_MEMBERS,
+        "a candidate: the default's four members plus a second 2.5-s-crop and a second whole-record network, "
+        "trained in bf16 with channels-last convolutions to fit six networks in the 30-min CPU budget "
+        "(docs/models.md)"),
     "xresnet1d50": Recipe(
         name="xresnet1d50", model="xresnet1d50", config=_STRODTHOFF,
         description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (plain's first member; ecgfm pretrain's "
