@@ -72,7 +72,8 @@ def register(app: typer.Typer) -> None:
                                       "positives in the training folds."),
         fs: float = typer.Option(100.0, "--fs", help="Sampling rate of the model input (Hz); records are resampled."),
         recipe: Optional[str] = typer.Option(None, "--recipe", help="A named recipe (ecgfm.training.recipes, e.g. "
-                                             "'default', the shipped 4-member ensemble, or 'xresnet1d50'): sets the "
+                                             "'default6', the shipped 6-member ensemble, 'default', the 4-member one "
+                                             "shipped before, or 'xresnet1d50'): sets the "
                                              "model(s), --fs, --min-count and the training options; runtime options (--device, --threads, --seed, "
                                              "--workers, --resume) still apply."),
         model: str = typer.Option("xresnet1d50", "--model", help="Architecture (see `ecgfm models`)."),
