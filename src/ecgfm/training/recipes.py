@@ -106,7 +106,8 @@ _JITTER_MEMBERS = _with_options(_CPU_MEMBERS, stops=_SHIPPED_STOPS, scale_jitter
 #: which on a 2-core AMD EPYC (AVX-512 BF16) project the four ``default`` networks to 18.0 min and the six to about
 #: 28 min (benchmarks/recipe_time.py). It and its rule were fixed before training (commit ee78d9a), and it passed.
 #: The benchmark's time limits stopped the two new members at epochs 34 and 26, its scoring run (``--resume``) at 36
-#: and 28, all after their best epochs (26 and 19); ``stop_epoch`` replays the final stops.
+#: and 28, all after their best epochs (26 and 19); ``stop_epoch`` replays the final stops: ``ecgfm pretrain --recipe
+#: default6`` reproduced the shipped weights bit for bit (28.2 min on 2 AMD EPYC cores).
 _SECOND_SEEDS = _with_options((replace(_CROPS_2_5S, name="crops2.5s-b"), replace(_WHOLE_10S, name="whole10s-b")),
                               scale_jitter=0.1, noise_mv=0.02)
 _SIX_MEMBERS = _with_options(_JITTER_MEMBERS + _SECOND_SEEDS, stops={**_SHIPPED_STOPS, "crops2.5s-b": 36,

@@ -1,0 +1,77 @@
+"""Reproducibility check: does a recipe, trained again, give back the shipped weights bit for bit?
+
+Compares a run's ``pretrained/model.safetensors`` (``ecgfm pretrain --recipe NAME --out RUN``) with a reference
+(default: the weights shipped in ``src/ecgfm/weights``) tensor by tensor with ``torch.equal``, and reports each
+member's epochs and recorded training time (the last ``elapsed_s`` of its ``metrics.jsonl``, validation included)
+beside the CPU the replay ran on. No fold is scored: equal weights give equal predictions.
+
+Run: ``ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe default6 --seed 0 --threads 2 --out runs/replay/default6``
+then ``python benchmarks/replay.py --run runs/replay/default6 --out benchmarks/results/replay_default6.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+from common import command_line, write_result
+from cpu_precision import cpu_flags
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compare_weights(run_weights: Path, reference_weights: Path) -> dict:
+    """How many tensors (and values) of the run equal the reference's exactly, and the largest gap where not."""
+    run, reference = load_file(str(run_weights)), load_file(str(reference_weights))
+    if run.keys() != reference.keys():
+        missing, extra = sorted(reference.keys() - run.keys()), sorted(run.keys() - reference.keys())
+        raise SystemExit(f"{run_weights}: tensor names differ from {reference_weights} "
+                         f"(missing {missing[:5]}, extra {extra[:5]})")
+    differing = {name: (run[name].double() - reference[name].double()).abs().max().item()
+                 for name in reference if not torch.equal(run[name], reference[name])}
+    return {"tensors": len(reference), "values": sum(t.numel() for t in reference.values()),
+            "differing_tensors": len(differing), "max_abs_difference": max(differing.values(), default=0.0),
+            "first_differing": dict(list(differing.items())[:10]), "bit_identical": not differing}
+
+
+def member_times(run: Path) -> dict[str, dict]:
+    """Epochs trained and recorded training seconds of each member folder (or of the run itself, for one model)."""
+    logs = sorted(run.glob("*/metrics.jsonl")) or sorted(run.glob("metrics.jsonl"))
+    members = {}
+    for log in logs:
+        epochs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        if epochs:
+            members[log.parent.name] = {"epochs": len(epochs), "train_s": epochs[-1]["elapsed_s"]}
+    return members
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, help="run folder of the replay (holds pretrained/model.safetensors)")
+    parser.add_argument("--reference", default=str(REPO / "src" / "ecgfm" / "weights"),
+                        help="folder with the model.safetensors to match (default: the shipped weights)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "replay.json"))
+    args = parser.parse_args(argv)
+    run = Path(args.run)
+    comparison = compare_weights(run / "pretrained" / "model.safetensors", Path(args.reference) / "model.safetensors")
+    members = member_times(run)
+    train_min = sum(m["train_s"] for m in members.values()) / 60
+    print(f"{comparison['tensors']} tensors: {comparison['differing_tensors']} differ "
+          f"(max |difference| {comparison['max_abs_difference']:.3g}); "
+          f"{len(members)} members trained in {train_min:.1f} min")
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    write_result(args.out, {
+        "benchmark": "replay", "command": command_line(argv), "run": str(run), "reference": args.reference,
+        "recipe": config.get("extra", {}).get("recipe"), "comparison": comparison, "members": members,
+        "train_min": train_min,
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu_flags(),
+                        "cpu_count": os.cpu_count()},
+    })
+
+
+if __name__ == "__main__":
+    main()
