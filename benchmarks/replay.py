@@ -26,6 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def compare_weights(run_weights: Path, reference_weights: Path) -> dict:
     """How many tensors (and values) of the run equal the reference's exactly, and the largest gap where not."""
+    for path in (run_weights, reference_weights):
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such weights file (a run folder of `ecgfm pretrain` holds "
+                             "pretrained/model.safetensors; a reference folder holds model.safetensors)")
     run, reference = load_file(str(run_weights)), load_file(str(reference_weights))
     if run.keys() != reference.keys():
         missing, extra = sorted(reference.keys() - run.keys()), sorted(run.keys() - reference.keys())
@@ -50,7 +54,10 @@ def member_times(run: Path) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="example: python benchmarks/replay.py --run runs/replay/default6 "
+               "--out benchmarks/results/replay_default6.json")
     parser.add_argument("--run", required=True, help="run folder of the replay (holds pretrained/model.safetensors)")
     parser.add_argument("--reference", default=str(REPO / "src" / "ecgfm" / "weights"),
                         help="folder with the model.safetensors to match (default: the shipped weights)")
