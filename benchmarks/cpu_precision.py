@@ -20,6 +20,9 @@ Method.
 3. Layout (optional, ``--channels-last``): the same steps with the convolutions run as 2-D channels-last ones
    (``ecgfm.models.layout``, ``TrainConfig.channels_last``), in both precisions, timed in the same rounds; reported
    as speed-ups over the plain fp32 step.
+4. Compilation (optional, ``--compile``, implies ``--channels-last``): the bf16 channels-last step once more through
+   ``torch.compile`` (``TrainConfig.compile``), timed in the same rounds; its first call, which compiles, is timed
+   apart and reported as ``compile_seconds``: a run pays it again for every crop length and validation shape.
 
 Run: ``python benchmarks/cpu_precision.py --threads 2 --accuracy-runs runs/amp/fp32 runs/amp/bf16`` (writes
 ``benchmarks/results/cpu_precision.json``); ``--channels-last`` adds the layout; ``--quick`` for a smoke run.
@@ -74,32 +77,46 @@ def new_model(labels: int, channels_last: bool):
     return set_channels_last(model) if channels_last else model
 
 
-def train_step_fn(amp: bool, batch: int, window: int, labels: int, channels_last: bool = False):
+def train_step_fn(amp: bool, batch: int, window: int, labels: int, channels_last: bool = False,
+                  compiled: bool = False):
     """One ``fit``-style training step of a fresh xresnet1d50 (fp32 weights; bf16 autocast when ``amp``)."""
     model = new_model(labels, channels_last).train()
+    forward = torch.compile(model) if compiled else model
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     x, y = torch.randn(batch, len(STANDARD_LEADS), window), (torch.rand(batch, labels) < 0.1).float()
     device = torch.device("cpu")
 
     def step():
         with autocast_context(device, amp):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(forward(x).float(), y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
     return step
 
 
-def infer_fn(amp: bool, batch: int, window: int, labels: int, channels_last: bool = False):
+def infer_fn(amp: bool, batch: int, window: int, labels: int, channels_last: bool = False, compiled: bool = False):
     """One inference batch of a fresh xresnet1d50 (eval mode, no grad; bf16 autocast when ``amp``)."""
     model = new_model(labels, channels_last).eval()
+    forward = torch.compile(model) if compiled else model
     x, device = torch.randn(batch, len(STANDARD_LEADS), window), torch.device("cpu")
 
     @torch.no_grad()
     def step():
         with autocast_context(device, amp):
-            model(x)
+            forward(x)
     return step
+
+
+def first_call_seconds(steps: dict, compiled: set[str]) -> dict[str, float]:
+    """Run each compiled step once (outside the timed rounds) and return how long that compiling call took."""
+    seconds = {}
+    for name in compiled:
+        start = time.perf_counter()
+        steps[name]()
+        seconds[name] = time.perf_counter() - start
+        print(f"{name}: first call (compiles) {seconds[name]:.1f} s", flush=True)
+    return seconds
 
 
 def run_summary(run_dir: Path) -> dict:
@@ -130,6 +147,8 @@ def main(argv=None) -> int:
                         help="two finished runs, fp32 then bf16 (the second may also be channels-last: recorded)")
     parser.add_argument("--channels-last", action="store_true", help="Also time both precisions with the "
                         "convolutions run as 2-D channels-last ones (TrainConfig.channels_last).")
+    parser.add_argument("--compile", action="store_true", help="Also time the bf16 channels-last step through "
+                        "torch.compile (TrainConfig.compile); implies --channels-last.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: batch 16, 1 warm-up, 2 repeats.")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_precision.json")
     args = parser.parse_args(argv)
@@ -138,18 +157,28 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     shape = dict(batch=args.batch, window=args.window, labels=args.labels)
     load_before = os.getloadavg()
-    variants = {"fp32": (False, False), "bf16": (True, False)}
+    args.channels_last = args.channels_last or args.compile
+    variants = {"fp32": (False, False, False), "bf16": (True, False, False)}  # name: (amp, channels_last, compiled)
     if args.channels_last:
-        variants.update({"fp32-channels-last": (False, True), "bf16-channels-last": (True, True)})
-    train = time_rounds({name: train_step_fn(amp, **shape, channels_last=cl) for name, (amp, cl) in variants.items()},
-                        args.warmup, args.repeats)
-    infer = time_rounds({name: infer_fn(amp, **{**shape, "batch": 2 * args.batch}, channels_last=cl)
-                         for name, (amp, cl) in variants.items()}, args.warmup, args.repeats)
+        variants.update({"fp32-channels-last": (False, True, False), "bf16-channels-last": (True, True, False)})
+    if args.compile:
+        variants["bf16-channels-last-compiled"] = (True, True, True)
+    compiled = {name for name, (_, _, c) in variants.items() if c}
+    train_steps = {name: train_step_fn(amp, **shape, channels_last=cl, compiled=c)
+                   for name, (amp, cl, c) in variants.items()}
+    infer_steps = {name: infer_fn(amp, **{**shape, "batch": 2 * args.batch}, channels_last=cl, compiled=c)
+                   for name, (amp, cl, c) in variants.items()}
+    compile_seconds = {"train_step": first_call_seconds(train_steps, compiled),
+                       "inference": first_call_seconds(infer_steps, compiled)}
+    train = time_rounds(train_steps, args.warmup, args.repeats)
+    infer = time_rounds(infer_steps, args.warmup, args.repeats)
     results = {}
     for what, times, batch in (("train_step", train, args.batch), ("inference", infer, 2 * args.batch)):
         medians = {name: statistics.median(t) for name, t in times.items()}
         results[what] = {"median_seconds": medians, "ecgs_per_s": {n: batch / s for n, s in medians.items()},
                          "bf16_speedup": medians["fp32"] / medians["bf16"], "seconds": times, "batch": batch}
+        if compiled:
+            results[what]["compile_seconds"] = compile_seconds[what]
         print(f"{what:<10} fp32 {batch / medians['fp32']:7.0f} ECGs/s   bf16 {batch / medians['bf16']:7.0f} ECGs/s"
               f"   bf16 speed-up x{results[what]['bf16_speedup']:.2f}", flush=True)
         if args.channels_last:  # every variant against the plain 1-D fp32 step, timed in the same rounds
