@@ -3,9 +3,26 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Any
+
+
+def cpu_flags() -> dict:
+    """The CPU's model name and whether it has native bf16 instructions (Linux /proc/cpuinfo; the name only elsewhere)."""
+    import torch  # here, so the scripts that do not need torch can import this module cheaply
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"model": platform.processor() or platform.machine(),
+                "capability": torch.backends.cpu.get_cpu_capability()}
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    return {"model": model or platform.processor() or platform.machine(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
 
 
 def command_line(argv: list[str] | None) -> str:

@@ -38,24 +38,12 @@ import time
 from pathlib import Path
 
 import torch
-from common import command_line, write_result
+from common import command_line, cpu_flags, write_result
 
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.models import create
 from ecgfm.models.layout import set_channels_last
 from ecgfm.training.predict import autocast_context
-
-
-def cpu_flags() -> dict:
-    """The CPU's model name and whether it has native bf16 instructions (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {"capability": torch.backends.cpu.get_cpu_capability()}
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
-    return {"model": model, "capability": torch.backends.cpu.get_cpu_capability(),
-            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
 
 
 def time_rounds(steps: dict, warmup: int, repeats: int) -> dict[str, list[float]]:

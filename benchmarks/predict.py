@@ -24,7 +24,6 @@ import argparse
 import copy
 import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import write_result
+from common import cpu_flags, write_result
 
 from ecgfm import read
 from ecgfm.config import ptbxl_dir
@@ -119,16 +118,6 @@ def ecg_files(args, workdir: Path) -> tuple[list[Path], str]:
                     write_dir=str(workdir))
         files.append(workdir / f"syn{i:04d}.hea")
     return files, "synthetic 500 Hz WFDB files (PTB-XL not found)"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def median_time(fn, repeats: int) -> float:
@@ -235,7 +224,7 @@ def main(argv=None) -> dict:
     results: dict = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/predict.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_flags()["model"], "cores": os.cpu_count(),
                     "load_average_before": load_before, "torch": torch.__version__,
                     "onnxruntime": __import__("onnxruntime").__version__ if onnx_path else None},
         "model": {"description": model_desc, "arch": info.arch, "params": count_params(model),

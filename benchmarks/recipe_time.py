@@ -30,8 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import command_line, write_result
-from cpu_precision import cpu_flags
+from common import command_line, cpu_flags, write_result
 
 from ecgfm.training.pretrain import pretrain, ptbxl_training_data
 from ecgfm.training.recipes import get_recipe

@@ -17,8 +17,7 @@ import platform
 from pathlib import Path
 
 import torch
-from common import command_line, write_result
-from cpu_precision import cpu_flags
+from common import command_line, cpu_flags, write_result
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
