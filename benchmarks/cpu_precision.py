@@ -25,7 +25,8 @@ Method.
    apart and reported as ``compile_seconds``: a run pays it again for every crop length and validation shape.
 
 Run: ``python benchmarks/cpu_precision.py --threads 2 --accuracy-runs runs/amp/fp32 runs/amp/bf16`` (writes
-``benchmarks/results/cpu_precision.json``); ``--channels-last`` adds the layout; ``--quick`` for a smoke run.
+``benchmarks/results/cpu_precision.json``); ``--channels-last`` adds the layout, ``--compile`` torch.compile;
+``--quick`` for a smoke run.
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def infer_fn(amp: bool, batch: int, window: int, labels: int, channels_last: boo
 def first_call_seconds(steps: dict, compiled: set[str]) -> dict[str, float]:
     """Run each compiled step once (outside the timed rounds) and return how long that compiling call took."""
     seconds = {}
-    for name in compiled:
+    for name in sorted(compiled):
         start = time.perf_counter()
         steps[name]()
         seconds[name] = time.perf_counter() - start
