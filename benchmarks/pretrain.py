@@ -98,17 +98,22 @@ def plan_budget(recipe, data, budget_s: float, threads: int, fit_budget: bool = 
     from ecgfm.models import create
 
     members, costs = recipe.member_list(), []
+    jobs = recipe.jobs if recipe.members else 1
+    torch.set_num_threads(max(1, threads // jobs))  # probe at the threads each member will train with
     for member in members:
         torch.manual_seed(0)
         model = create(member.model, len(data.labels), **member.model_kwargs)
         costs.append(probe_epoch_seconds(model, data.train, data.val, member.config))
+    torch.set_num_threads(threads)
+    # members training side by side (recipe.jobs) share the budget's wall time: jobs times as many member-seconds
+    slot_budget_s = budget_s * jobs
     planned = sum(m.config.epochs * c for m, c in zip(members, costs))
-    scale = min(1.0, 0.93 * budget_s / planned) if fit_budget else 1.0
+    scale = min(1.0, 0.93 * slot_budget_s / planned) if fit_budget else 1.0
     plan = []
     for member, cost in zip(members, costs):
         epochs = max(1, int(member.config.epochs * scale))
-        share = budget_s * epochs * cost / max(sum(max(1, int(m.config.epochs * scale)) * c
-                                                   for m, c in zip(members, costs)), 1e-9)
+        share = slot_budget_s * epochs * cost / max(sum(max(1, int(m.config.epochs * scale)) * c
+                                                        for m, c in zip(members, costs)), 1e-9)
         stop = member.config.stop_epoch  # a recorded stop scales with its schedule
         stop = None if stop is None else min(epochs, max(1, int(stop * scale)))
         plan.append(replace(member, config=replace(member.config, epochs=epochs, stop_epoch=stop, time_limit_s=share)))
@@ -117,11 +122,12 @@ def plan_budget(recipe, data, budget_s: float, threads: int, fit_budget: bool = 
     return replace(recipe, config=plan[0].config), costs
 
 
-def share_members(keep: Path, recipe, seed: int) -> list[str]:
+def share_members(keep: Path, recipe, seed: int, member_threads: int | None = None) -> list[str]:
     """Link each member of ensemble ``recipe`` not yet in ``keep/<recipe>/`` to the same member already trained to the
     end of its schedule for another recipe in ``keep`` (same name and the same result-affecting options, seed
-    included: member ``i`` trains with ``seed + i``), so that recipes sharing leading members (``ensemble3`` is
-    ``default``'s first three) train them once. Returns the members linked."""
+    included: member ``i`` trains with ``seed + i``) and trained with the same CPU threads (``member_threads``; they
+    decide the float rounding), so that recipes sharing leading members (``ensemble3`` is ``default``'s first three)
+    train them once. Returns the members linked."""
     from ecgfm.training.trainer import result_options
 
     linked = []
@@ -138,7 +144,8 @@ def share_members(keep: Path, recipe, seed: int) -> list[str]:
             # only a run that finished its schedule: resuming one that an earlier recipe's time limit stopped would
             # train on in that recipe's folder, after its row was scored
             finished = len(metrics_file.read_text().splitlines()) >= (stored.get("stop_epoch") or stored["epochs"])
-            if finished and result_options(stored) == result_options(wanted):
+            same_threads = member_threads is None or stored.get("num_threads") == member_threads
+            if finished and same_threads and result_options(stored) == result_options(wanted):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # relative, so the keep folder can be moved or renamed as a whole
                 target.symlink_to(os.path.relpath(other, target.parent), target_is_directory=True)
@@ -155,6 +162,7 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
     import torch
 
     from ecgfm.models import count_flops, count_params
+    from ecgfm.training.members import TrainingClock
     from ecgfm.training.metrics import per_label_auc
     from ecgfm.training.predict import predict_logits
     from ecgfm.training.pretrain import pretrain_recipe, ptbxl_training_data
@@ -170,7 +178,7 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
     planned, epoch_costs = plan_budget(recipe, data, budget_s, threads, fit_budget)
     shared = []
     if keep and resume and planned.members:
-        shared = share_members(Path(keep), planned, seed)
+        shared = share_members(Path(keep), planned, seed, member_threads=max(1, threads // planned.jobs))
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = str(Path(keep) / name) if keep else tmp
         start = time.perf_counter()
@@ -181,11 +189,20 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
         for member in planned.member_list():
             folder = Path(run_dir) / member.name if planned.members else Path(run_dir)
             histories[member.name] = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        clock = TrainingClock.read(run_dir) if planned.members else None
+    # training time: the wall clock the recipe's invocations spent training (members side by side overlap), else as
+    # each member's run recorded it (so members reused with --resume count too)
+    member_seconds = sum(rows[-1]["elapsed_s"] for rows in histories.values() if rows)
+    jobs = planned.jobs if planned.members else 1
+    train_wall_s = clock["wall_s"] if clock is not None and jobs > 1 else member_seconds
+    # members side by side train in worker processes, each reporting its own peak (ecgfm.training.members)
+    workers = [m.get("worker_peak_rss_mb") for m in (result.info.training or {}).get("members", [])] if jobs > 1 else []
+    rss = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "peak_rss_mb_member_process": max((w for w in workers if w is not None), default=None)}
     if train_only:
-        return {"recipe": name, "train_only": True, "members_shared": shared,
+        return {"recipe": name, "train_only": True, "members_shared": shared, "jobs": jobs,
                 "epochs_run": {k: len(rows) for k, rows in histories.items()},
-                "train_wall_s": sum(rows[-1]["elapsed_s"] for rows in histories.values() if rows),
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                "train_wall_s": train_wall_s, "member_seconds": member_seconds, "training_clock": clock, **rss}
     model, info = result.model, result.info
 
     logits = predict_logits(model, test, info.window, info.stride, info.aggregate)
@@ -213,12 +230,11 @@ def run_one(name: str, budget_s: float, ptbxl: str | None, threads: int, seed: i
                         list(labels[scored])),
         "per_label_auc": {str(k): float(v) for k, v in zip(labels[scored], aucs[scored])},
         "val_macro_auc": result.best_score,
-        "train_ecgs_per_s": seen / busy,
-        # training time as each member's run recorded it (so members reused with --resume count too)
-        "train_wall_s": sum(rows[-1]["elapsed_s"] for rows in histories.values() if rows),
+        # ECGs drawn per second of training steps; members side by side (jobs) each draw at their own rate
+        "train_ecgs_per_s": jobs * seen / busy, "jobs": jobs,
+        "train_wall_s": train_wall_s, "member_seconds": member_seconds, "training_clock": clock,
         "train_wall_s_this_process": train_s, "data_wall_s": data_s, "resumed": resume, "members_shared": shared,
-        "epochs_fitted_to_budget": fit_budget,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "epochs_fitted_to_budget": fit_budget, **rss,
         "histories": histories,
     }
 

@@ -14,6 +14,11 @@ Reference: where ``benchmarks/results/pretrain.json`` holds a run of the same re
 recorded epoch logs, so the JSON carries this machine's speed relative to the machine the shipped numbers came from.
 Fold 10 is never read.
 
+Members trained side by side (a recipe's ``jobs``, or ``--jobs``): each distinct member is timed while ``jobs - 1``
+copies of it (other seeds) train beside it, each on ``threads / jobs`` threads, so its epochs are measured under
+the same competition for the cores as in the real run; the recipe's projected wall time is then the longest of the
+``jobs`` queues when members are handed out longest first, as ``ecgfm.training.members`` does.
+
 Run: ``python benchmarks/recipe_time.py --recipes default --threads 2 --ptbxl ../shared/data/ptbxl`` (writes
 ``benchmarks/results/recipe_time.json``); ``--amp`` times the members under bf16 autocast, ``--channels-last`` with
 2-D channels-last convolutions; ``--quick`` is a smoke run (2 epochs per member).
@@ -25,6 +30,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +38,7 @@ from pathlib import Path
 import torch
 from common import command_line, cpu_flags, write_result
 
+from ecgfm.training.members import MemberRun, train_members
 from ecgfm.training.pretrain import pretrain, ptbxl_training_data
 from ecgfm.training.recipes import get_recipe
 
@@ -67,10 +74,32 @@ def recorded_epoch_seconds(recipe_name: str) -> dict[str, float]:
             for name, history in runs[0]["histories"].items() if len(history) > 1}
 
 
+def longest_queue(durations: list[float], jobs: int) -> float:
+    """Wall time of ``jobs`` queues that take the tasks longest first, each task to the queue free soonest."""
+    queues = [0.0] * jobs
+    for duration in sorted(durations, reverse=True):
+        queues[queues.index(min(queues))] += duration
+    return max(queues)
+
+
+def measure_epochs(data, member, config, jobs: int) -> list[float]:
+    """Epoch seconds of ``member`` with ``config``: alone, or beside ``jobs - 1`` copies of itself (other seeds)."""
+    if jobs == 1:
+        return epoch_seconds(pretrain(data, member.model, member.model_kwargs, config).history)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [MemberRun(i, f"{member.name}-{i}", member.model, dict(member.model_kwargs),
+                          replace(config, seed=config.seed + i), Path(tmp) / str(i)) for i in range(jobs)]
+        train_members(data, runs, jobs=jobs)
+        histories = [[json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+                     for run in runs]
+    return epoch_seconds(histories[0])
+
+
 def time_recipe(name: str, ptbxl: str | None, epochs: int, threads: int, amp: bool | None,
-                channels_last: bool | None = None) -> dict:
+                channels_last: bool | None = None, jobs: int | None = None) -> dict:
     """Train each distinct member of recipe ``name`` for ``epochs`` epochs and project the whole recipe's time."""
     recipe = get_recipe(name)
+    jobs = jobs or recipe.jobs
     data = ptbxl_training_data(ptbxl, fs=recipe.fs, min_count=recipe.min_count, progress=False)
     measured: dict[str, list[float]] = {}
     members = []
@@ -78,13 +107,12 @@ def time_recipe(name: str, ptbxl: str | None, epochs: int, threads: int, amp: bo
     for member in recipe.member_list():
         key = member_key(member)
         if key not in measured:
-            changes = dict(epochs=epochs, stop_epoch=None, time_limit_s=None, num_threads=threads, progress=False,
-                           tensorboard=False)
+            changes = dict(epochs=epochs, stop_epoch=None, time_limit_s=None, num_threads=max(1, threads // jobs),
+                           progress=False, tensorboard=False)
             for option, value in (("amp", amp), ("channels_last", channels_last)):
                 if value is not None:
                     changes[option] = value
-            result = pretrain(data, member.model, member.model_kwargs, replace(member.config, **changes))
-            measured[key] = epoch_seconds(result.history)
+            measured[key] = measure_epochs(data, member, replace(member.config, **changes), jobs)
         seconds = statistics.median(measured[key][1:])
         row = {"member": member.name, "window": member.config.window, "batch_size": member.config.batch_size,
                "epochs": trained_epochs(member), "epoch_seconds_measured": measured[key],
@@ -96,10 +124,13 @@ def time_recipe(name: str, ptbxl: str | None, epochs: int, threads: int, amp: bo
         print(f"{name:>14} {member.name:<12} {seconds:6.1f} s/epoch x {trained_epochs(member):3d} epochs "
               f"= {row['projected_s'] / 60:5.1f} min" + (f"  ({row['slowdown_vs_recorded']:.2f}x the recorded run)"
                                                           if "slowdown_vs_recorded" in row else ""))
-    total = sum(m["projected_s"] for m in members)
-    print(f"{name:>14} projected training time {total / 60:.1f} min")
-    return {"recipe": name, "amp": amp, "channels_last": channels_last, "members": members, "projected_training_s": total,
-            "projected_training_min": total / 60}
+    member_total = sum(m["projected_s"] for m in members)
+    total = longest_queue([m["projected_s"] for m in members], jobs)
+    print(f"{name:>14} projected training time {total / 60:.1f} min"
+          + (f" ({jobs} members at a time, {member_total / 60:.1f} member-minutes)" if jobs > 1 else ""))
+    return {"recipe": name, "amp": amp, "channels_last": channels_last, "jobs": jobs,
+            "threads_per_member": max(1, threads // jobs), "members": members, "member_seconds": member_total,
+            "projected_training_s": total, "projected_training_min": total / 60}
 
 
 def main(argv=None) -> int:
@@ -111,6 +142,8 @@ def main(argv=None) -> int:
                         help="bf16 autocast for every member (default: each member's own setting)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="2-D channels-last convolutions for every member (default: each member's own setting)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="members trained at once, each on threads / jobs threads (default: the recipe's)")
     parser.add_argument("--ptbxl", default=None, help="PTB-XL folder (default: $ECGFM_PTBXL_DIR)")
     parser.add_argument("--out", default=str(RESULTS / "recipe_time.json"))
     parser.add_argument("--quick", action="store_true", help="2 epochs per member (smoke run)")
@@ -121,7 +154,7 @@ def main(argv=None) -> int:
     epochs = 2 if args.quick else args.epochs
     load_before = os.getloadavg()
     start = time.perf_counter()
-    results = [time_recipe(name.strip(), args.ptbxl, epochs, args.threads, args.amp, args.channels_last)
+    results = [time_recipe(name.strip(), args.ptbxl, epochs, args.threads, args.amp, args.channels_last, args.jobs)
                for name in args.recipes.split(",") if name.strip()]
     document = {
         "benchmark": "recipe_time", "command": command_line(argv), "epochs_per_member": epochs,

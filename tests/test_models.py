@@ -180,3 +180,40 @@ def test_ensemble_averages_member_logits_over_their_own_windows():
         torch.testing.assert_close(whole_only(x), whole(x), atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="same labels"):
         combine([(crop, infos[0]), (whole, infos[1].replace(labels=["A", "C", "B"]))])
+
+
+def test_whole_record_labels_are_scored_by_the_whole_record_members_alone(tmp_path):
+    from ecgfm.models import load_checkpoint, save_pretrained
+    from ecgfm.models.ensemble import combine, vote_weights
+    from ecgfm.training.data import ArrayDataset
+    from ecgfm.training.predict import predict_logits
+
+    torch.manual_seed(0)
+    crop = create("resnet1d_small", 3).eval()
+    whole_a = create("xresnet1d18", 3, **TINY["xresnet1d18"]).eval()
+    whole_b = create("xresnet1d18", 3, **TINY["xresnet1d18"]).eval()
+    labels = ["SR", "IMI", "SARRH"]
+    infos = [ModelInfo.from_model(crop, labels, window=250, stride=125, aggregate="max", fs=100.0),
+             ModelInfo.from_model(whole_a, labels, window=None, fs=100.0),
+             ModelInfo.from_model(whole_b, labels, window=None, fs=100.0)]
+    members = list(zip([crop, whole_a, whole_b], infos))
+    ens, info = combine(members, whole_record_labels=["SARRH", "SR", "AFIB"])  # AFIB: not predicted, skipped
+    assert ens.specs[0]["abstain"] == [0, 2] and "abstain" not in ens.specs[1]
+    x = torch.randn(4, 12, 1000)
+    l_crop = torch.from_numpy(predict_logits(crop, ArrayDataset(x.numpy(), np.zeros((4, 3), np.float32)), 250, 125))
+    with torch.no_grad():
+        l_a, l_b = whole_a(x), whole_b(x)
+        expected = torch.stack([(l_a[:, 0] + l_b[:, 0]) / 2, (l_crop[:, 1] + l_a[:, 1] + l_b[:, 1]) / 3,
+                                (l_a[:, 2] + l_b[:, 2]) / 2], dim=1)
+        torch.testing.assert_close(ens(x), expected, atol=1e-5, rtol=1e-4)
+        save_pretrained(ens, info, tmp_path / "routed")  # the routing travels with the weights
+        again, _ = load_checkpoint(tmp_path / "routed")
+        torch.testing.assert_close(again(x), ens(x))
+        ens.reset_classifier(5)  # new labels: every member votes again
+        assert all("abstain" not in spec for spec in ens.arch_kwargs["members"]) and ens(x).shape == (4, 5)
+    no_whole, _ = combine([members[0], members[0]], whole_record_labels=["SR"])  # nobody reads whole records
+    assert all("abstain" not in spec for spec in no_whole.specs)
+    with pytest.raises(ValueError, match="no voting member"):
+        vote_weights([{"abstain": [1]}, {"abstain": [1]}], 3)
+    with pytest.raises(ValueError, match="outside"):
+        vote_weights([{"abstain": [3]}], 3)

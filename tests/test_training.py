@@ -330,3 +330,46 @@ def test_pretrain_recipe_trains_members_and_combines_them(tmp_path):
     again = pretrain_recipe(data, recipe, run_dir=tmp_path, resume=True, seed=0)  # finished: nothing retrained
     for key, value in result.model.state_dict().items():
         assert torch.equal(value, again.model.state_dict()[key]), key
+
+
+def test_members_trained_side_by_side_equal_members_trained_one_after_another(tmp_path):
+    """jobs=2 on 2 threads gives each member 1 thread: the same runs as training them in turn on 1 thread."""
+    from ecgfm.training.members import TrainingClock
+    from ecgfm.training.pretrain import TrainingData, pretrain_recipe
+    from ecgfm.training.recipes import Member, Recipe
+
+    train, val = synthetic()
+    data = TrainingData(train=train, val=val, labels=["a", "b", "c"], fs=100.0, preprocess={"steps": []})
+    recipe = Recipe(name="tiny-pair", model="ensemble", members=(
+        Member("crops", "resnet1d", quick_config(epochs=2, window=200), TINY),
+        Member("whole", "resnet1d", quick_config(epochs=2, window=None), TINY)))
+    in_turn = pretrain_recipe(data, recipe, run_dir=tmp_path / "in-turn", seed=0, num_threads=1)
+    lines = []
+    together = pretrain_recipe(data, recipe, run_dir=tmp_path / "together", seed=0, num_threads=2, jobs=2,
+                               report=lines.append)
+    assert sorted(line.split()[1] for line in lines) == ["crops", "whole"]
+    for key, value in in_turn.model.state_dict().items():
+        assert torch.equal(value, together.model.state_dict()[key]), key
+    member_config = load_checkpoint(tmp_path / "together" / "whole" / "best.pt")[1].training["config"]
+    assert member_config["num_threads"] == 1 and member_config["seed"] == 1
+    clock = TrainingClock.read(tmp_path / "together")
+    assert clock["invocations"][0]["jobs"] == 2 and clock["wall_s"] > 0
+    pretrain_recipe(data, recipe, run_dir=tmp_path / "together", seed=0, num_threads=2, jobs=2, resume=True)
+    assert len(TrainingClock.read(tmp_path / "together")["invocations"]) == 2  # a resumed invocation adds its time
+
+
+def test_a_failing_member_does_not_stop_the_others(tmp_path, monkeypatch):
+    from ecgfm.training.pretrain import TrainingData, pretrain_recipe
+    from ecgfm.training.recipes import Member, Recipe
+
+    train, val = synthetic()
+    data = TrainingData(train=train, val=val, labels=["a", "b", "c"], fs=100.0, preprocess={"steps": []})
+    recipe = Recipe(name="tiny-broken", model="ensemble", jobs=2, members=(
+        Member("fine", "resnet1d", quick_config(epochs=1), TINY),
+        Member("broken", "resnet1d", quick_config(epochs=1, channels_last=True), TINY)))  # resnet1d refuses it
+    with pytest.raises(RuntimeError, match="1 of 2 members failed.*broken: ValueError.*channels"):
+        pretrain_recipe(data, recipe, run_dir=tmp_path, seed=0, num_threads=2)
+    assert (tmp_path / "fine" / "pretrained" / "model.safetensors").exists()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="torchrun"):
+        pretrain_recipe(data, recipe, run_dir=tmp_path / "ddp", seed=0, num_threads=2)

@@ -157,6 +157,8 @@ def test_pretrain_and_embed_reject_bad_arguments(fake_ptbxl, tmp_path, cache):
     assert bad_layout.exit_code == 2 and "does not support channels-last" in flat(bad_layout)
     bad_ema = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--ema-decay", "1.5"))
     assert bad_ema.exit_code == 2 and "ema_decay must be in (0, 1)" in flat(bad_ema)
+    jobs_without_recipe = runner.invoke(app, pretrain_args(fake_ptbxl, tmp_path / "r", "--jobs", "2"))
+    assert jobs_without_recipe.exit_code == 2 and "--jobs trains the members of an ensemble recipe" in flat(jobs_without_recipe)
     missing = runner.invoke(app, ["embed", str(tmp_path / "none.pt"), str(fake_ptbxl), "--out", str(tmp_path / "e.npy")])
     assert missing.exit_code == 2 and "none.pt" in flat(missing)
     bad_out = runner.invoke(app, ["embed", str(tmp_path / "none.pt"), str(fake_ptbxl), "--out", str(tmp_path / "e.txt")])

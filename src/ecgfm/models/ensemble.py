@@ -5,14 +5,17 @@ maximum over sliding windows, one trained on whole 10-s records), which is where
 ensemble therefore takes whole records (its ``ModelInfo.window`` is ``None``) and applies each member's windowing
 itself. Members are combined by averaging their record logits (``average="logit"``, the default: a geometric mean of
 odds, chosen on PTB-XL fold 9 where it beat averaging probabilities, macro-AUC 0.932 vs 0.929, for the shipped
-model) or their probabilities (``average="prob"``).
+model) or their probabilities (``average="prob"``). A member may abstain on some labels (spec key ``abstain``: label
+indices): each label's logit is then the average over the members that vote on it. Recipes use this to let only
+the members that read whole records score statements defined over the whole strip, such as sinus arrhythmia,
+which a 2.5-s crop cannot show (see :func:`combine`).
 ``forward_features`` concatenates the members' window-averaged embeddings. Unlike single models,
 ``forward(x)`` equals ``forward_head(forward_features(x))`` only when every member reads whole records: members
 scored on windows aggregate window *logits* (max or mean), which an averaged embedding cannot reproduce.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -53,6 +56,9 @@ class Ensemble(nn.Module):
                 raise ValueError(f"member aggregate must be max or mean, got {spec.get('aggregate')!r}")
         self.num_labels = num_labels
         self.num_features = sum(m.num_features for m in self.members)
+        # (members, labels) weights of the average: 1/voters where a member votes on a label, 0 where it abstains;
+        # not persistent: derived from the specs, so checkpoints keep the members' weights only
+        self.register_buffer("votes", vote_weights(self.specs, num_labels), persistent=False)
 
     def _member_windows(self, x: torch.Tensor, spec: dict) -> tuple[torch.Tensor, int]:
         w = _windows(x, spec.get("window"), spec.get("stride"))
@@ -68,10 +74,12 @@ class Ensemble(nn.Module):
         return out
 
     def _combine(self, logits: list[torch.Tensor]) -> torch.Tensor:
-        """The ensemble logit from the members' logits."""
+        """The ensemble logit from the members' logits (each label averaged over the members voting on it)."""
+        stacked = torch.stack([l.float() for l in logits])  # (members, B, labels)
+        weights = self.votes.unsqueeze(1)  # (members, 1, labels)
         if self.average == "logit":
-            return torch.stack([l.float() for l in logits]).mean(0)
-        probs = torch.stack([torch.sigmoid(l.float()) for l in logits]).mean(0).clamp(1e-7, 1 - 1e-7)
+            return (stacked * weights).sum(0)
+        probs = (torch.sigmoid(stacked) * weights).sum(0).clamp(1e-7, 1 - 1e-7)
         return torch.log(probs) - torch.log1p(-probs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,12 +102,32 @@ class Ensemble(nn.Module):
         return self._combine([m.forward_head(p) for m, p in zip(self.members, parts)])
 
     def reset_classifier(self, num_labels: int) -> None:
+        """New outputs for every member; abstentions referred to the old labels, so every member votes again."""
         for member in self.members:
             member.reset_classifier(num_labels)
         self.num_labels = int(num_labels)
+        for spec in self.specs:
+            spec.pop("abstain", None)
+        if isinstance(getattr(self, "arch_kwargs", None), dict) and "members" in self.arch_kwargs:
+            self.arch_kwargs = {**self.arch_kwargs, "members": [dict(spec) for spec in self.specs]}
+        self.votes = vote_weights(self.specs, self.num_labels).to(self.votes.device)
 
     def get_classifier(self) -> None:
         return None  # several classifiers; see members
+
+
+def vote_weights(specs: list[dict[str, Any]], num_labels: int) -> torch.Tensor:
+    """``(members, labels)`` averaging weights from the members' ``abstain`` lists; every label needs a voter."""
+    votes = torch.ones(len(specs), num_labels)
+    for i, spec in enumerate(specs):
+        abstain = [int(j) for j in spec.get("abstain", ())]
+        if any(not 0 <= j < num_labels for j in abstain):
+            raise ValueError(f"member {i} abstains on label indices outside 0..{num_labels - 1}: {abstain}")
+        votes[i, abstain] = 0.0
+    voters = votes.sum(0)
+    if (voters == 0).any():
+        raise ValueError(f"labels {torch.nonzero(voters == 0).flatten().tolist()} have no voting member")
+    return votes / voters
 
 
 @register_model
@@ -110,11 +138,14 @@ def ensemble(num_labels: int, in_leads: int = 12, members: list[dict[str, Any]] 
     return Ensemble(num_labels, in_leads, members or [], average)
 
 
-def combine(members: list[tuple[nn.Module, Any]], average: str = "logit", **info_changes: Any):
+def combine(members: list[tuple[nn.Module, Any]], average: str = "logit", whole_record_labels: Sequence[str] = (),
+            **info_changes: Any):
     """Build an :class:`Ensemble` (and its ``ModelInfo``) from trained ``(model, info)`` pairs with the same labels.
 
     Each member keeps its own window / stride / aggregation; the ensemble's info takes the first member's labels,
     preprocessing and provenance, and sets ``window=None`` (the ensemble windows internally).
+    ``whole_record_labels``: statements scored by the members that read whole records alone (members on crops
+    abstain on them); ignored when no member reads whole records, and labels the members do not predict are skipped.
     """
     if not members:
         raise ValueError("nothing to combine")
@@ -126,6 +157,11 @@ def combine(members: list[tuple[nn.Module, Any]], average: str = "logit", **info
             raise ValueError("ensemble members must share the preprocessing (same input)")
     specs = [{"arch": info.arch, "kwargs": info.arch_kwargs, "window": info.window, "stride": info.stride,
               "aggregate": info.aggregate} for _, info in members]
+    routed = sorted(first.labels.index(name) for name in set(whole_record_labels) if name in first.labels)
+    if routed and any(spec["window"] is None for spec in specs):
+        for spec in specs:
+            if spec["window"] is not None:
+                spec["abstain"] = routed
     model = create("ensemble", len(first.labels), first.in_leads, members=specs, average=average)
     for target, (source, _) in zip(model.members, members):
         target.load_state_dict(source.state_dict())

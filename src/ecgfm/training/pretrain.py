@@ -19,7 +19,7 @@ from ecgfm.models import ModelInfo, create, save_pretrained
 from ecgfm.training.config import TrainConfig
 from ecgfm.training.data import ArrayDataset, labels_of
 from ecgfm.training.distributed import is_main_process
-from ecgfm.training.trainer import FitResult, fit
+from ecgfm.training.trainer import Callback, FitResult, fit
 
 #: Default sampling rate of pre-training (Hz): PTB-XL's low-rate files, the benchmark's choice.
 DEFAULT_FS = 100.0
@@ -43,6 +43,9 @@ class TrainingData:
     label_descriptions: dict[str, str] = field(default_factory=dict)
     leads: list[str] = field(default_factory=lambda: list(STANDARD_LEADS))
     description: dict[str, Any] = field(default_factory=dict)
+    # named groups of labels, e.g. {"rhythm": ["SR", "AFIB", ...]} from PTB-XL's statement table (recipes may score
+    # a group differently, see Recipe.whole_record_group)
+    label_groups: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _label_counts(dataset: Dataset | None, labels: Sequence[str]) -> dict[str, int]:
@@ -60,6 +63,7 @@ def ptbxl_training_data(root: str | Path | None = None, task: str = "all", fs: f
     ``exclude_labels`` (statements held out, e.g. to study them later as "rare" fine-tuning targets).
     """
     from ecgfm.datasets.ptbxl import PTBXL
+    from ecgfm.labels.ptbxl import label_descriptions
     from ecgfm.signal import Pipeline
 
     dataset = PTBXL(root)
@@ -82,41 +86,48 @@ def ptbxl_training_data(root: str | Path | None = None, task: str = "all", fs: f
         "n_train_patients": int(len(set(train.patient_ids))),
         "train_positives": _label_counts(train_set, labels), "val_positives": _label_counts(val_set, labels),
     }
+    groups = {kind: [name for name in labels if name in label_descriptions(dataset.statements, kind)]
+              for kind in ("rhythm", "form", "diagnostic")}
     return TrainingData(train=train_set, val=val_set, test=test_set, labels=list(labels), fs=float(fs),
                         preprocess=pipeline.to_dict(),
                         label_descriptions=dict(arrays.label_descriptions), leads=list(pipeline.leads or STANDARD_LEADS),
-                        description=description)
+                        description=description, label_groups=groups)
 
 
 def pretrain(data: TrainingData, model: str = "xresnet1d50", model_kwargs: dict[str, Any] | None = None,
-             config: TrainConfig | None = None, run_dir: str | Path | None = None, resume: bool = False) -> FitResult:
+             config: TrainConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
+             callbacks: Sequence[Callback] = ()) -> FitResult:
     """Train ``model`` from scratch on ``data``; writes the run directory and ``run_dir/pretrained/``.
 
     The model is initialised from ``config.seed`` so a run is reproducible end to end. ``run_dir/pretrained`` holds
     ``model.safetensors`` + ``config.json`` of the best epoch (what ``ecgfm.models.load_pretrained`` reads).
+    ``callbacks`` are passed to :func:`ecgfm.training.fit`.
     """
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
     net = create(model, num_labels=len(data.labels), in_leads=len(data.leads), **(model_kwargs or {}))
     info = ModelInfo.from_model(net, data.labels, label_descriptions=data.label_descriptions, leads=data.leads,
                                 fs=data.fs, preprocess=data.preprocess, data=data.description)
-    result = fit(net, data.train, data.val, config, run_dir=run_dir, info=info, resume=resume)
+    result = fit(net, data.train, data.val, config, run_dir=run_dir, info=info, resume=resume, callbacks=callbacks)
     if run_dir is not None and is_main_process():  # under torchrun only rank 0 writes
         save_pretrained(result.model, result.info, Path(run_dir) / "pretrained")
     return result
 
 
 def pretrain_recipe(data: TrainingData, recipe, run_dir: str | Path | None = None, resume: bool = False,
-                    **runtime: Any) -> FitResult:
+                    jobs: int | None = None, report=None, **runtime: Any) -> FitResult:
     """Train a named recipe (``ecgfm.training.recipes``): its single model, or each member then their ensemble.
 
     ``runtime`` overrides options that do not define the recipe (``seed``, ``device``, ``num_threads``,
     ``workers``, ``progress``, ``time_limit_s`` ...). Ensemble members train in ``run_dir/<member name>/`` (each a
-    normal, resumable run with seed ``seed + i``); the combined model goes to ``run_dir/best.pt`` and
-    ``run_dir/pretrained/``, with its fold-9 macro-AUC in ``info.metrics``.
+    normal, resumable run with seed ``seed + i``), ``jobs`` of them at once (default: the recipe's ``jobs``), each
+    with ``num_threads // jobs`` CPU threads (``ecgfm.training.members``); the combined model goes to
+    ``run_dir/best.pt`` and ``run_dir/pretrained/``, with its fold-9 macro-AUC in ``info.metrics``, and the wall time
+    spent training to ``run_dir/training_time.json``. ``report`` receives one line per finished member.
     """
     from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
     from ecgfm.models.ensemble import combine
+    from ecgfm.training.members import MemberRun, TrainingClock, threads_per_job, train_members
     from ecgfm.training.metrics import macro_auc
     from ecgfm.training.predict import predict_logits
 
@@ -124,14 +135,19 @@ def pretrain_recipe(data: TrainingData, recipe, run_dir: str | Path | None = Non
         config = replace(recipe.config, **runtime)
         return pretrain(data, recipe.model, recipe.model_kwargs, config, run_dir=run_dir, resume=resume)
     run_dir = Path(run_dir) if run_dir is not None else None
+    jobs = jobs or recipe.jobs
     seed = runtime.get("seed", recipe.config.seed)
-    trained = []
-    for i, member in enumerate(recipe.members):
-        config = replace(member.config, **{**runtime, "seed": seed + i})
-        member_dir = run_dir / member.name if run_dir is not None else None
-        result = pretrain(data, member.model, member.model_kwargs, config, run_dir=member_dir, resume=resume)
-        trained.append((result.model, result.info))
-    model, info = combine(trained)
+    threads = threads_per_job(jobs, runtime.get("num_threads"))
+    if jobs > 1:  # each member's share of the cores (recorded in its config: it decides the float rounding); the
+        # workers' progress bars would interleave, so members report when they finish instead
+        runtime = {**runtime, "num_threads": threads, "progress": False}
+    runs = [MemberRun(i, member.name, member.model, dict(member.model_kwargs),
+                      replace(member.config, **{**runtime, "seed": seed + i}),
+                      run_dir / member.name if run_dir is not None else None)
+            for i, member in enumerate(recipe.members)]
+    with TrainingClock(run_dir if is_main_process() else None, jobs=jobs, threads=threads * jobs):
+        trained = train_members(data, runs, jobs=jobs, resume=resume, report=report)
+    model, info = combine(trained, **recipe.combine_options(data))
     info = info.replace(data=data.description, extra={**info.extra, "recipe": recipe.name})
     score = None
     if data.val is not None:

@@ -34,7 +34,10 @@ class Recipe:
 
     For an ensemble recipe ``model`` is ``"ensemble"`` and ``config`` holds only the shared runtime options; each
     member is trained on the same data with its own configuration, then ``ecgfm.models.ensemble.combine`` averages
-    their logits (each member scoring records with its own window).
+    their logits (each member scoring records with its own window). ``jobs`` members train at once, each on its
+    share of the CPU threads (``ecgfm.training.members``; part of a recipe because the threads a member runs with
+    decide its float rounding, so a replay needs the same split). ``whole_record_group`` names a label group of the
+    training data (``TrainingData.label_groups``, e.g. ``"rhythm"``) that only the whole-record members score.
     """
 
     name: str
@@ -45,6 +48,14 @@ class Recipe:
     min_count: int = 10
     description: str = ""
     members: tuple[Member, ...] = ()
+    jobs: int = 1
+    whole_record_group: str | None = None
+
+    def combine_options(self, data) -> dict[str, Any]:
+        """Keyword arguments for ``ecgfm.models.ensemble.combine`` given the training data's label groups."""
+        if self.whole_record_group is None:
+            return {}
+        return {"whole_record_labels": list(data.label_groups.get(self.whole_record_group, []))}
 
     def with_config(self, **changes: Any) -> "Recipe":
         """The recipe with training options changed (for an ensemble: in every member)."""
@@ -113,6 +124,16 @@ _SECOND_SEEDS = _with_options((replace(_CROPS_2_5S, name="crops2.5s-b"), replace
 _SIX_MEMBERS = _with_options(_JITTER_MEMBERS + _SECOND_SEEDS, stops={**_SHIPPED_STOPS, "crops2.5s-b": 36,
                              "whole10s-b": 28}, amp=True, channels_last=True)
 
+#: A candidate (recipe ``default8``, docs/models.md): ``default6``'s six members with the same options, epochs and
+#: stops, plus two cheap ``xresnet1d18`` networks (5-s crops and whole records, seeds 6 and 7; about a third of an
+#: ``xresnet1d50``'s cost, another architecture), all trained two at a time on one thread each (1.2x the throughput
+#: of one two-thread run on 2 cores); the rhythm statements, defined over the whole strip, are scored by the three
+#: whole-record networks alone. It and its rule were fixed before training (docs/models.md).
+_X18_MEMBERS = _with_options((replace(_CROPS_5S, name="x18-crops5s", model="xresnet1d18"),
+                              replace(_WHOLE_10S, name="x18-whole10s", model="xresnet1d18")),
+                             scale_jitter=0.1, noise_mv=0.02, amp=True, channels_last=True)
+_EIGHT_MEMBERS = _SIX_MEMBERS + _X18_MEMBERS
+
 RECIPES: dict[str, Recipe] = {
     "default": _ensemble("default", _JITTER_MEMBERS,
         "the foundation model shipped before default6: four xresnet1d50 members reading records "
@@ -135,6 +156,10 @@ RECIPES: dict[str, Recipe] = {
         "the shipped foundation model (MODEL_CARD.md): the default's four members plus a second 2.5-s-crop and "
         "a second whole-record network, trained in bf16 with channels-last convolutions to fit six networks in "
         "the 30-min CPU budget; 27.8 min on 2 AMD EPYC cores (docs/models.md)"),
+    "default8": replace(_ensemble("default8", _EIGHT_MEMBERS,
+        "a candidate: default6's six xresnet1d50 members plus an xresnet1d18 on 5-s crops and one on whole "
+        "records, trained two at a time on one CPU thread each; rhythm statements scored by the whole-record "
+        "networks alone (docs/models.md)"), jobs=2, whole_record_group="rhythm"),
     "xresnet1d50": Recipe(
         name="xresnet1d50", model="xresnet1d50", config=_STRODTHOFF,
         description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (plain's first member; ecgfm pretrain's "
