@@ -9,6 +9,7 @@ scores PTB-XL fold 9 once per reading rule, and reports macro-AUC over the state
 - the ensemble plus each ``--extra`` member (a candidate fifth member);
 - each ``--alt NAME=RUN`` (another run of the same recipe, e.g. with a weight average): its members, its ensemble,
   and the union of both runs' members;
+- the ensemble letting only the members that read whole records score the rhythm statements (SR, SARRH, ...);
 - how much members agree: the mean over member pairs and labels of the correlation of their logits;
 - each ``--reference NAME=DIR``: a released model scored as it is (e.g. the shipped weights, the bar a new recipe
   must clear on this fold).
@@ -75,6 +76,16 @@ def average(logits: list[np.ndarray], how: str = "logit") -> np.ndarray:
     return np.stack([rankdata(s, axis=0) for s in stacked]).mean(0)
 
 
+def whole_record_average(members, logits: list[np.ndarray], labels) -> np.ndarray:
+    """Mean logit with ``labels`` scored by the whole-record members alone, as ``combine(whole_record_labels=...)``
+    makes the ensemble do (the vote weights come from the same code)."""
+    from ecgfm.models.ensemble import combine
+
+    ensemble, _ = combine([(model, info) for _, model, info in members], whole_record_labels=labels)
+    votes = ensemble.votes.numpy()  # (members, labels)
+    return np.einsum("mnl,ml->nl", np.stack(logits), votes)
+
+
 def mean_member_correlation(logits: list[np.ndarray]) -> float:
     """Mean over member pairs and labels of the Pearson correlation of two members' record logits (agreement)."""
     pairs = [(a, b) for i, a in enumerate(logits) for b in logits[i + 1:]]
@@ -109,6 +120,9 @@ def main(argv=None) -> int:
     results["member logit correlation"] = mean_member_correlation(base)
     for how in ("logit", "prob", "rank"):
         results[f"average {how}"] = score(Y, average(base, how))
+    rhythm = data.label_groups.get("rhythm", [])
+    results["rhythm statements from whole-record members (logit average)"] = score(
+        Y, whole_record_average(members, base, rhythm))
     results["windows mean (logit average)"] = score(Y, average([member_logits(m, data.val, aggregate="mean")
                                                                for m in members]))
     results["quarter-window stride (logit average)"] = score(Y, average([member_logits(m, data.val, 0.25)

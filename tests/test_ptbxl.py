@@ -243,3 +243,11 @@ def test_default_workers_counts_idle_cpus(monkeypatch):
     assert ptbxl_module.default_workers() == 13
     monkeypatch.setattr(ptbxl_module.os, "getloadavg", lambda: (40.0, 30.0, 20.0))
     assert ptbxl_module.default_workers() == 1
+
+
+def test_statement_groups_follow_the_statement_flags(fake_ptbxl):
+    from ecgfm.labels.ptbxl import read_statements, statement_groups
+
+    groups = statement_groups(read_statements(fake_ptbxl / "scp_statements.csv"))
+    assert groups["rhythm"] == ["SR", "AFIB"] and groups["form"] == ["NDT", "PVC"]
+    assert "NDT" in groups["diagnostic"] and "SR" not in groups["diagnostic"]

@@ -354,8 +354,12 @@ def test_members_trained_side_by_side_equal_members_trained_one_after_another(tm
     assert member_config["num_threads"] == 1 and member_config["seed"] == 1
     clock = TrainingClock.read(tmp_path / "together")
     assert clock["invocations"][0]["jobs"] == 2 and clock["wall_s"] > 0
-    pretrain_recipe(data, recipe, run_dir=tmp_path / "together", seed=0, num_threads=2, jobs=2, resume=True)
+    assert together.info.training["members"][0]["worker_peak_rss_mb"] > 0  # each worker reports its own memory
+    resumed = pretrain_recipe(data, recipe, run_dir=tmp_path / "together", seed=0, num_threads=2, jobs=2, resume=True)
     assert len(TrainingClock.read(tmp_path / "together")["invocations"]) == 2  # a resumed invocation adds its time
+    for key, value in together.model.state_dict().items():  # finished members are reloaded, not trained again
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert resumed.info.training["members"][1]["worker_peak_rss_mb"] > 0
 
 
 def test_a_failing_member_does_not_stop_the_others(tmp_path, monkeypatch):

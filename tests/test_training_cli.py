@@ -44,6 +44,10 @@ def test_ptbxl_training_data_uses_folds_and_exclusions(fake_ptbxl, cache):
     assert len(data.train) == 6 and len(data.val) == 2  # folds 1-8 / 9; record 10 (fold 10) is test
     assert data.description["excluded_labels"] == ["PVC"] and data.description["train_positives"]["IMI"] == 2
     assert data.preprocess["steps"][2] == {"name": "resample", "fs": 100.0}
+    # label groups from scp_statements.csv's flags, restricted to the model's labels (PVC excluded above)
+    assert sorted(data.label_groups["rhythm"]) == sorted({"SR", "AFIB"} & set(data.labels))
+    assert "PVC" not in data.label_groups["form"] and set(data.label_groups["diagnostic"]) <= {
+        "NORM", "IMI", "ASMI", "LVH", "CLBBB", "NDT"}
     x, y = data.train[0]
     assert x.shape == (12, 1000) and x.dtype == torch.float32 and y.shape == (len(data.labels),)
 

@@ -56,6 +56,13 @@ def label_descriptions(statements: pd.DataFrame, task: str = "all") -> dict[str,
     return {str(code): str(row["description"]) for code, row in statements.iterrows()}
 
 
+def statement_groups(statements: pd.DataFrame) -> dict[str, list[str]]:
+    """The statements flagged in each of the ``diagnostic``, ``form`` and ``rhythm`` columns (a statement may be in
+    two: e.g. ``NDT`` is diagnostic and form)."""
+    return {kind: [str(code) for code in statements.index[statements[kind] == 1.0]]
+            for kind in ("diagnostic", "form", "rhythm")}
+
+
 #: PTB-XL's five diagnostic superclasses.
 SUPERCLASS_NAMES = {
     "NORM": "normal ECG",

@@ -63,7 +63,7 @@ def ptbxl_training_data(root: str | Path | None = None, task: str = "all", fs: f
     ``exclude_labels`` (statements held out, e.g. to study them later as "rare" fine-tuning targets).
     """
     from ecgfm.datasets.ptbxl import PTBXL
-    from ecgfm.labels.ptbxl import label_descriptions
+    from ecgfm.labels.ptbxl import statement_groups
     from ecgfm.signal import Pipeline
 
     dataset = PTBXL(root)
@@ -86,8 +86,8 @@ def ptbxl_training_data(root: str | Path | None = None, task: str = "all", fs: f
         "n_train_patients": int(len(set(train.patient_ids))),
         "train_positives": _label_counts(train_set, labels), "val_positives": _label_counts(val_set, labels),
     }
-    groups = {kind: [name for name in labels if name in label_descriptions(dataset.statements, kind)]
-              for kind in ("rhythm", "form", "diagnostic")}
+    groups = {kind: [name for name in labels if name in members]
+              for kind, members in statement_groups(dataset.statements).items()}
     return TrainingData(train=train_set, val=val_set, test=test_set, labels=list(labels), fs=float(fs),
                         preprocess=pipeline.to_dict(),
                         label_descriptions=dict(arrays.label_descriptions), leads=list(pipeline.leads or STANDARD_LEADS),
