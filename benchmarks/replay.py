@@ -5,8 +5,11 @@ Compares a run's ``pretrained/model.safetensors`` (``ecgfm pretrain --recipe NAM
 member's epochs and recorded training time (the last ``elapsed_s`` of its ``metrics.jsonl``, validation included)
 beside the CPU the replay ran on. No fold is scored: equal weights give equal predictions.
 
-Run: ``ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe default6 --seed 0 --threads 2 --out runs/replay/default6``
-then ``python benchmarks/replay.py --run runs/replay/default6 --out benchmarks/results/replay_default6.json``.
+For a recipe whose members train side by side (``jobs`` > 1) the training time is the wall time recorded in the
+run's ``training_time.json``, not the sum of the members' times.
+
+Run: ``ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe default8 --seed 0 --threads 2 --out runs/replay/default8``
+then ``python benchmarks/replay.py --run runs/replay/default8 --out benchmarks/results/replay_default8.json``.
 """
 from __future__ import annotations
 
@@ -55,8 +58,8 @@ def member_times(run: Path) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
-        epilog="example: python benchmarks/replay.py --run runs/replay/default6 "
-               "--out benchmarks/results/replay_default6.json")
+        epilog="example: python benchmarks/replay.py --run runs/replay/default8 "
+               "--out benchmarks/results/replay_default8.json")
     parser.add_argument("--run", required=True, help="run folder of the replay (holds pretrained/model.safetensors)")
     parser.add_argument("--reference", default=str(REPO / "src" / "ecgfm" / "weights"),
                         help="folder with the model.safetensors to match (default: the shipped weights)")
@@ -65,15 +68,17 @@ def main(argv: list[str] | None = None) -> None:
     run = Path(args.run)
     comparison = compare_weights(run / "pretrained" / "model.safetensors", Path(args.reference) / "model.safetensors")
     members = member_times(run)
-    train_min = sum(m["train_s"] for m in members.values()) / 60
+    clock = json.loads((run / "training_time.json").read_text()) if (run / "training_time.json").exists() else None
+    parallel = clock is not None and any(row["jobs"] > 1 for row in clock["invocations"])
+    train_min = (clock["wall_s"] if parallel else sum(m["train_s"] for m in members.values())) / 60
     print(f"{comparison['tensors']} tensors: {comparison['differing_tensors']} differ "
           f"(max |difference| {comparison['max_abs_difference']:.3g}); "
-          f"{len(members)} members trained in {train_min:.1f} min")
+          f"{len(members)} members trained in {train_min:.1f} min" + (" (wall time, side by side)" if parallel else ""))
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     write_result(args.out, {
         "benchmark": "replay", "command": command_line(argv), "run": str(run), "reference": args.reference,
         "recipe": config.get("extra", {}).get("recipe"), "comparison": comparison, "members": members,
-        "train_min": train_min,
+        "train_min": train_min, "training_clock": clock,
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu_flags(),
                         "cpu_count": os.cpu_count()},
     })

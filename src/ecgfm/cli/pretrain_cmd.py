@@ -72,8 +72,8 @@ def register(app: typer.Typer) -> None:
                                       "positives in the training folds."),
         fs: float = typer.Option(100.0, "--fs", help="Sampling rate of the model input (Hz); records are resampled."),
         recipe: Optional[str] = typer.Option(None, "--recipe", help="A named recipe (ecgfm.training.recipes, e.g. "
-                                             "'default6', the shipped 6-member ensemble, 'default', the 4-member one "
-                                             "shipped before, or 'xresnet1d50'): sets the "
+                                             "'default8', the shipped 8-member ensemble, 'default6', the 6-member "
+                                             "one shipped before, or 'xresnet1d50'): sets the "
                                              "model(s), --fs, --min-count and the training options; runtime options (--device, --threads, --seed, "
                                              "--workers, --resume) still apply."),
         model: str = typer.Option("xresnet1d50", "--model", help="Architecture (see `ecgfm models`)."),
@@ -126,8 +126,8 @@ def register(app: typer.Typer) -> None:
 
         Example: ecgfm pretrain --ptbxl ../shared/data/ptbxl --task all --min-count 10 --epochs 50 --out runs/fm
 
-        An ensemble recipe, two members at a time: ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe default6
-        --jobs 2 --threads 2 --out runs/fm6
+        The shipped ensemble recipe (trains two members at a time): ecgfm pretrain --ptbxl ../shared/data/ptbxl
+        --recipe default8 --threads 2 --out runs/fm8
 
         Multi-GPU (DDP, one process per GPU): torchrun --nproc_per_node 8 --no-python ecgfm pretrain --store
         /data/store --batch-size 128 --workers 8 --out runs/fm  (see docs/scaling.md)
@@ -155,7 +155,7 @@ def register(app: typer.Typer) -> None:
             chosen = get_recipe(recipe) if recipe else None
             if jobs is not None and not (chosen is not None and chosen.members):
                 raise ValueError("--jobs trains the members of an ensemble recipe at once; give --recipe with members "
-                                 "(e.g. --recipe default6)")
+                                 "(e.g. --recipe default8)")
             if chosen is not None:
                 fs, min_count, model = chosen.fs, chosen.min_count, chosen.model
             kwargs = parse_model_kwargs(model_kw)
