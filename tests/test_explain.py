@@ -178,7 +178,7 @@ def test_help_has_example():
 def test_shipped_model_explains_right_bundle_branch_block_by_v1_v2(ptbxl_dir):
     """Face validity on real records: the rsR' of complete RBBB is read in V1-V2. On the fold-10 CRBBB positives the
     shipped model's lead occlusion puts most of its positive evidence there and makes V1 or V2 the top lead
-    (benchmarks/explain.py: share 0.79 and 9 of 9 against 0.20 of the voltage; an untrained ensemble: 0.20)."""
+    (benchmarks/explain.py: share 0.85 and 9 of 9 against 0.20 of the voltage; an untrained ensemble: 0.23)."""
     from ecgfm.datasets.ptbxl import PTBXL
 
     ptbxl = PTBXL(ptbxl_dir)
