@@ -82,8 +82,7 @@ def whole_record_average(members, logits: list[np.ndarray], labels) -> np.ndarra
     from ecgfm.models.ensemble import combine
 
     ensemble, _ = combine([(model, info) for _, model, info in members], whole_record_labels=labels)
-    votes = ensemble.votes.numpy()  # (members, labels)
-    return np.einsum("mnl,ml->nl", np.stack(logits), votes)
+    return ensemble.combine_logits([torch.from_numpy(l) for l in logits]).numpy()
 
 
 def mean_member_correlation(logits: list[np.ndarray]) -> float:

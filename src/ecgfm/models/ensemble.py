@@ -73,8 +73,8 @@ class Ensemble(nn.Module):
             out.append(logits.amax(1) if spec.get("aggregate", "max") == "max" else logits.mean(1))
         return out
 
-    def _combine(self, logits: list[torch.Tensor]) -> torch.Tensor:
-        """The ensemble logit from the members' logits (each label averaged over the members voting on it)."""
+    def combine_logits(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """The ensemble logit from the members' record logits (each label averaged over the members voting on it)."""
         stacked = torch.stack([l.float() for l in logits])  # (members, B, labels)
         weights = self.votes.unsqueeze(1)  # (members, 1, labels)
         if self.average == "logit":
@@ -83,7 +83,7 @@ class Ensemble(nn.Module):
         return torch.log(probs) - torch.log1p(-probs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._combine(self.member_logits(x))
+        return self.combine_logits(self.member_logits(x))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenated member embeddings, each averaged over that member's windows: ``(B, num_features)``."""
@@ -99,7 +99,7 @@ class Ensemble(nn.Module):
         parts = torch.split(features, [m.num_features for m in self.members], dim=1)
         if pre_logits:
             return torch.cat([m.forward_head(p, pre_logits=True) for m, p in zip(self.members, parts)], dim=1)
-        return self._combine([m.forward_head(p) for m, p in zip(self.members, parts)])
+        return self.combine_logits([m.forward_head(p) for m, p in zip(self.members, parts)])
 
     def reset_classifier(self, num_labels: int) -> None:
         """New outputs for every member; abstentions referred to the old labels, so every member votes again."""
