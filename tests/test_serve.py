@@ -12,7 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from ecgfm.inference import Predictor
-from ecgfm.inference.serve import create_app
+from ecgfm.serve import create_app
 from predict_fixtures import LABELS, make_tiny_model, synthetic_signal, write_wfdb
 
 torch.set_num_threads(1)

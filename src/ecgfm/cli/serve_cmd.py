@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         -F files=@00001_lr.dat http://127.0.0.1:8000/predict)
         """
         from ecgfm.inference.predictor import Predictor
-        from ecgfm.inference.serve import serve as run_server
+        from ecgfm.serve import serve as run_server
 
         # Concurrent requests each run the model: split the cores between them instead of oversubscribing.
         threads = threads or max(1, (os.cpu_count() or 1) // workers)

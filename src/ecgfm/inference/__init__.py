@@ -1,7 +1,7 @@
-"""Inference: predict findings for ECG files (:class:`Predictor`), serve them over HTTP, export to ONNX.
+"""Inference: predict findings for ECG files (:class:`Predictor`) and export to ONNX.
 
-``ecgfm.inference.serve`` (FastAPI) and ``ecgfm.inference.onnx`` (onnxruntime) import their optional dependencies
-only when used.
+``ecgfm.inference.onnx`` imports onnxruntime only when used; the HTTP service is ``ecgfm.serve``.
+"""
 """
 from ecgfm.inference.predictor import (Failure, Finding, Prediction, PredictionReport, Predictor, TorchBackend,
                                        discover_inputs, load_model)
