@@ -2,7 +2,6 @@
 
 ``ecgfm.inference.onnx`` imports onnxruntime only when used; the HTTP service is ``ecgfm.serve``.
 """
-"""
 from ecgfm.inference.predictor import (Failure, Finding, Prediction, PredictionReport, Predictor, TorchBackend,
                                        discover_inputs, load_model)
 
