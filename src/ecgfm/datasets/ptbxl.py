@@ -18,10 +18,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ecgfm.config import cache_dir, ptbxl_dir
-from ecgfm.datasets.arrays import ArraySet
+from ecgfm.datasets.labelled import SPLITS, LabelledSet
+from ecgfm.files import atomic_write
 from ecgfm.errors import ECGError
 from ecgfm.io import read
-from ecgfm.labels.ptbxl import TASKS, label_descriptions, parse_scp_codes, read_statements, task_labels
+from ecgfm.labels.ptbxl import (TASKS, label_descriptions, parse_scp_codes, read_statements, statement_groups,
+                                task_labels)
 from ecgfm.signal import Pipeline
 
 #: PTB-XL's recommended split: folds 1-8 train, 9 validation, 10 test (folds are patient-disjoint).
@@ -30,10 +32,6 @@ VAL_FOLDS = (9,)
 TEST_FOLDS = (10,)
 #: The two rates PTB-XL distributes and the metadata column naming each file.
 RATE_COLUMNS = {500: "filename_hr", 100: "filename_lr"}
-
-
-#: Split names in PTB-XL's recommended order.
-SPLITS = ("train", "val", "test")
 
 
 def split_of_fold(fold: int) -> str:
@@ -154,18 +152,19 @@ class PTBXL:
                              for label, row in counts.iterrows()},
         }
 
-    def load_arrays(self, fs: float = 100, task: str = "all", labels: list[str] | None = None,
-                    pipeline: Pipeline | None = None, cache: bool = True, progress: bool = True,
-                    workers: int | None = None) -> ArraySet:
-        """Every available record, preprocessed to a fixed shape, with multi-hot labels (cached on disk).
+    def load(self, labels: list[str] | None = None, pipeline: Pipeline | None = None, task: str = "all",
+             train_folds=TRAIN_FOLDS, val_folds=VAL_FOLDS, test_folds=TEST_FOLDS, cache: bool = True,
+             progress: bool = True, workers: int | None = None) -> LabelledSet:
+        """Every available record, preprocessed by ``pipeline`` (default :meth:`Pipeline.default`), with multi-hot
+        labels (default: every ``task`` label present in the training folds) and its split from its fold.
 
-        ``pipeline`` defaults to :meth:`Pipeline.default` at ``fs``. ``labels`` defaults to every label of ``task``
-        present in the training folds. Records with no signal file at either rate are skipped (see :meth:`summary`);
-        records that fail to read are skipped with a warning naming each file. ``workers`` processes read in parallel
-        (default: the idle CPUs, see :func:`default_workers`; 1 reads in this process).
+        Signals are cached on disk (a memory map). Records with no signal file at either rate are skipped (see
+        :meth:`summary`); records that fail to read are skipped with a warning naming each file. ``workers``
+        processes read in parallel (default: the idle CPUs, see :func:`default_workers`; 1 reads in this process).
         """
-        pipeline = pipeline or Pipeline.default(fs=fs)
-        label_names = list(labels) if labels is not None else self.label_names(task)
+        pipeline = pipeline or Pipeline.default()
+        fs = pipeline.fs or 100.0
+        label_names = list(labels) if labels is not None else self.label_names(task, folds=train_folds)
         vocabulary = label_descriptions(self.statements, task)
         unknown = [name for name in label_names if name not in vocabulary]
         if unknown:
@@ -175,11 +174,19 @@ class PTBXL:
         meta = meta[ok]
         record_labels = self.labels(task).loc[meta.index]
         Y = np.array([[name in labs for name in label_names] for labs in record_labels], dtype=np.float32)
-        Y = Y.reshape(len(meta), len(label_names))
-        return ArraySet(X=X, Y=Y, label_names=label_names, ids=meta.index.to_numpy(),
-                        patient_ids=meta["patient_id"].astype(int).astype(str).to_numpy(),
-                        folds=meta["strat_fold"].to_numpy(), preprocess=pipeline.to_dict(),
-                        label_descriptions={n: vocabulary.get(n, n) for n in label_names})
+        folds = meta["strat_fold"].to_numpy()
+        split = np.full(len(meta), "", dtype=object)
+        for name, chosen in (("train", train_folds), ("val", val_folds), ("test", test_folds)):
+            split[np.isin(folds, list(chosen))] = name
+        groups = {kind: [n for n in label_names if n in members]
+                  for kind, members in statement_groups(self.statements).items()}
+        source = {"kind": "ptbxl", "dataset": "PTB-XL", "root": str(self.root), "task": task,
+                  "train_folds": list(train_folds), "val_folds": list(val_folds), "test_folds": list(test_folds)}
+        return LabelledSet(X=X, Y=Y.reshape(len(meta), len(label_names)), labels=label_names,
+                           ids=meta.index.to_numpy(), patient_ids=meta["patient_id"].astype(int).astype(str).to_numpy(),
+                           split=split, folds=folds, preprocess=pipeline.to_dict(),
+                           label_descriptions={n: vocabulary.get(n, n) for n in label_names}, label_groups=groups,
+                           source=source)
 
     def _cached_signals(self, meta: pd.DataFrame, pipeline: Pipeline, fs: float, cache: bool, progress: bool,
                         workers: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -266,15 +273,16 @@ def read_preprocessed(paths: list[str], pipeline: Pipeline, workers: int | None 
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to a name
+            np.save(fh, array)
+
+    atomic_write(path, write)
 
 
 def _float(value) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
-__all__ = ["PTBXL", "ArraySet", "TASKS", "TRAIN_FOLDS", "VAL_FOLDS", "TEST_FOLDS", "SPLITS", "split_of_fold",
+__all__ = ["PTBXL", "TASKS", "TRAIN_FOLDS", "VAL_FOLDS", "TEST_FOLDS", "SPLITS", "split_of_fold",
            "read_preprocessed", "default_workers"]

@@ -10,7 +10,7 @@ Layout of a store folder (written by :func:`ecgfm.datasets.ingest.ingest`, ``ecg
     failures.csv     files that could not be ingested: row, record_id, path, reason
     progress/        one marker per finished shard (what makes an interrupted ingest resumable)
 
-Any Zarr v3 reader opens ``signals`` (``zarr.open_array(store / "signals")``). For training, :class:`StoreDataset`
+Any Zarr v3 reader opens ``signals`` (``zarr.open_array(store / "signals")``). For training, :class:`StoreSignals` (``ECGStore.load().X``)
 reads a record with one ``pread`` of its compressed chunk through the shard index the Zarr v3 sharding specification
 defines, then one Blosc decode: zarr-python's general-purpose path costs ~0.8 ms of CPU per record in its asyncio
 machinery, 10-30x the decode itself, which would make reading, not the model, the bottleneck (see docs/scaling.md).
@@ -31,9 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
-from torch.utils.data import Dataset
-
+from ecgfm.datasets.labelled import LabelledSet
 from ecgfm.datasets.manifest import SPLITS
 from ecgfm.ecg import ECG
 from ecgfm.signal import Pipeline
@@ -393,22 +391,38 @@ class ECGStore:
             return []
         return sorted(counts.index[counts[split] >= min_count].astype(str))
 
-    def dataset(self, split: str | Sequence[str] | None = None, labels: Sequence[str] | None = None,
-                dtype: str = "float32") -> "StoreDataset":
-        """A torch Dataset of ``(x, y)`` over ``split`` reading records on demand (see :class:`StoreDataset`)."""
-        return StoreDataset(self, split=split, labels=labels, dtype=dtype)
+    def load(self, labels: Sequence[str] | None = None, min_count: int = 1, exclude: Sequence[str] = ()) -> LabelledSet:
+        """Every record as a :class:`~ecgfm.datasets.LabelledSet` whose signals are read on demand (memory stays
+        small at millions of records: the label matrix, ids and splits, no Python object per record).
 
-    def to_arrayset(self, split: str | Sequence[str] | None = None, labels: Sequence[str] | None = None):
-        """Load ``split`` into memory as an :class:`~ecgfm.datasets.arrays.ArraySet` (small stores / evaluation)."""
-        from ecgfm.datasets.arrays import ArraySet
-
-        data = self.dataset(split, labels)
-        X = np.stack([data.signal(i) for i in range(len(data))]) if len(data) else np.zeros(
-            (0, len(self.leads), self.n_samples), np.float32)
-        entries = self.index.iloc[data.positions]
-        folds = entries["fold"].to_numpy() if "fold" in entries.columns else None
-        return ArraySet(X=X, Y=data.Y, label_names=list(data.label_names), ids=entries["record_id"].to_numpy(),
-                        patient_ids=entries["patient_id"].to_numpy(), folds=folds, preprocess=self.spec.pipeline)
+        Labels default to those with at least ``min_count`` positives in the train split, minus ``exclude``.
+        """
+        unknown = sorted(set(exclude) - set(self.label_names))
+        if unknown:
+            raise ValueError(f"cannot exclude labels {unknown}: not in the store {self.path}")
+        names = list(labels) if labels is not None else [
+            name for name in self.frequent_labels(min_count) if name not in set(exclude)]
+        unknown = sorted(set(names) - set(self.label_names))
+        if unknown:
+            raise ValueError(f"labels {unknown[:5]} are not in the store's vocabulary of {len(self.label_names)}")
+        if not names:
+            raise ValueError(f"no labels with >= {min_count} positives in the train split of {self.path}")
+        columns = ["row", "record_id", "patient_id", "split", "labels", "unknown_labels"]
+        has_fold = "fold" in pq.read_schema(self.path / INDEX_FILE).names
+        table = self.index_table(columns + (["fold"] if has_fold else []))
+        Y = _dense_labels(table.column("labels"), table.column("unknown_labels"), names)
+        source = {"kind": "store", "dataset": "ecgfm store", "path": str(self.path), "origin": self.spec.source,
+                  "min_count": min_count, "excluded_labels": sorted(exclude)}
+        data = LabelledSet(
+            X=StoreSignals(self), rows=table.column("row").to_numpy().astype(np.int64), Y=Y, labels=names,
+            ids=table.column("record_id").to_numpy(zero_copy_only=False).astype(str),
+            patient_ids=table.column("patient_id").to_numpy(zero_copy_only=False).astype(str),
+            split=table.column("split").to_numpy(zero_copy_only=False).astype(str),
+            folds=table.column("fold").to_numpy(zero_copy_only=False) if has_fold else None,
+            preprocess=self.spec.pipeline, label_descriptions={n: n for n in names}, source=source)
+        del table
+        pa.default_memory_pool().release_unused()  # hand Arrow's buffers back before DataLoader workers fork
+        return data
 
     def summary(self) -> dict[str, Any]:
         """Records per split, failures, clipping, size on disk and bytes per record."""
@@ -428,106 +442,29 @@ class ECGStore:
                 f"samples at {self.fs:g} Hz, {self.spec.dtype})")
 
 
-class StoreDataset(Dataset):
-    """Records of an :class:`ECGStore` as a torch Dataset of ``(x float32 (leads, T) mV, y float32 (L,))``.
+class StoreSignals:
+    """A store's signals as a lazy array: ``signals[row]`` reads one record (float32 mV) from disk; pickles without
+    open files, so every DataLoader worker opens its own."""
 
-    Reads each record from disk when asked (nothing is loaded up front beyond the label index), so memory stays
-    flat in the number of records; works with any number of DataLoader workers (each opens its own files lazily).
-    ``y`` is multi-hot over ``labels`` (default: the store's vocabulary) with NaN where a label is unknown.
-    Only NumPy arrays are kept per record (rows and a sparse label matrix, ~30 bytes per record; no Python objects),
-    so memory is small at millions of records and forked workers share it instead of copying it.
-    """
-
-    def __init__(self, store: ECGStore | str | os.PathLike, split: str | Sequence[str] | None = None,
-                 labels: Sequence[str] | None = None, dtype: str = "float32", reader: str = "auto"):
-        store = store if isinstance(store, ECGStore) else ECGStore(store, reader=reader)
-        self.path, self.spec = store.path, store.spec
-        self.reader = store.reader
-        self.label_names = list(labels) if labels is not None else store.label_names
-        unknown = sorted(set(self.label_names) - set(store.label_names))
-        if unknown:
-            raise ValueError(f"labels {unknown[:5]} are not in the store's vocabulary of {len(store.label_names)}")
-        self.positions = store.positions(split)
-        table = store.index_table(["row", "labels", "unknown_labels"]).take(pa.array(self.positions))
-        self.rows = table.column("row").to_numpy().astype(np.int64)
-        self._pos = _label_csr(table.column("labels"), self.label_names)
-        self._unk = _label_csr(table.column("unknown_labels"), self.label_names)
-        del table
-        pa.default_memory_pool().release_unused()  # hand Arrow's buffers back before DataLoader workers fork
-        self.split = split
-        self.scale = np.float32(self.spec.mv_per_unit)
-        self.dtype = np.dtype(dtype)
-
-    @property
-    def record_ids(self) -> np.ndarray:
-        """Record ids, in dataset order (read from the index on demand: not kept in memory per record)."""
-        return ECGStore(self.path).index_columns(["record_id"])["record_id"].to_numpy()[self.positions]
-
-    @property
-    def patient_ids(self) -> np.ndarray:
-        """Patient ids, in dataset order (read on demand)."""
-        return ECGStore(self.path).index_columns(["patient_id"])["patient_id"].to_numpy()[self.positions]
+    def __init__(self, store: ECGStore):
+        self.reader, self.scale = store.reader, np.float32(store.spec.mv_per_unit)
+        self.shape = (store.spec.n_rows, len(store.spec.leads), store.spec.n_samples)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.shape[0]
 
-    def signal(self, i: int) -> np.ndarray:
-        """Record ``i`` as float32 millivolts ``(leads, samples)``."""
-        return self.reader.read(self.rows[i]).astype(self.dtype) * self.dtype.type(self.scale)
-
-    def target(self, i: int) -> np.ndarray:
-        """Label vector of record ``i`` (1 positive, 0 negative, NaN unknown)."""
-        y = np.zeros(len(self.label_names), np.float32)
-        indptr, indices = self._pos
-        y[indices[indptr[i]:indptr[i + 1]]] = 1.0
-        indptr, indices = self._unk
-        y[indices[indptr[i]:indptr[i + 1]]] = np.nan
-        return y
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} records")
-        i = int(i) % len(self)
-        return torch.from_numpy(self.signal(i)), torch.from_numpy(self.target(i))
-
-    @property
-    def Y(self) -> np.ndarray:
-        """All label vectors ``(N, L)`` float32 (computed on demand; what the trainer uses for class weights)."""
-        Y = np.zeros((len(self), len(self.label_names)), np.float32)
-        indptr, indices = self._pos
-        Y[np.repeat(np.arange(len(self)), np.diff(indptr)), indices] = 1.0
-        indptr, indices = self._unk
-        Y[np.repeat(np.arange(len(self)), np.diff(indptr)), indices] = np.nan
-        return Y
-
-    def __repr__(self) -> str:
-        return f"StoreDataset({str(self.path)!r}, split={self.split!r}, {len(self)} records, {len(self.label_names)} labels)"
+    def __getitem__(self, row: int) -> np.ndarray:
+        return self.reader.read(int(row)).astype(np.float32) * self.scale
 
 
-def store_training_data(path: str | os.PathLike, min_count: int = 10, exclude_labels: Sequence[str] = (),
-                        labels: Sequence[str] | None = None, train_split: str = "train", val_split: str | None = "val"):
-    """A :class:`~ecgfm.training.pretrain.TrainingData` from a store: what ``ecgfm pretrain --store`` trains on.
-
-    Labels default to those with at least ``min_count`` positives in ``train_split``, minus ``exclude_labels``.
-    """
-    from ecgfm.training.pretrain import TrainingData
-
-    store = ECGStore(path)
-    excluded = set(exclude_labels)
-    unknown = excluded - set(store.label_names)
-    if unknown:
-        raise ValueError(f"cannot exclude labels {sorted(unknown)}: not in the store {store.path}")
-    names = list(labels) if labels is not None else [
-        name for name in store.frequent_labels(min_count, train_split) if name not in excluded]
-    if not names:
-        raise ValueError(f"no labels with >= {min_count} positives in the {train_split!r} split of {store.path}")
-    train = store.dataset(train_split, names)
-    val = store.dataset(val_split, names) if val_split and len(store.positions(val_split)) else None
-    description = {"dataset": "ecgfm store", "path": str(store.path), "source": store.spec.source,
-                   "min_count": min_count, "excluded_labels": sorted(excluded), "train_split": train_split,
-                   "val_split": val_split, "n_train": len(train), "n_val": 0 if val is None else len(val)}
-    return TrainingData(train=train, val=val, labels=names, fs=store.fs, preprocess=store.spec.pipeline,
-                        leads=list(store.leads), description=description)
+def _dense_labels(positive: pa.ChunkedArray, unknown: pa.ChunkedArray, names: Sequence[str]) -> np.ndarray:
+    """``(N, L)`` float32 label matrix from the index's label lists: 1 positive, 0 negative, NaN unknown."""
+    n = len(positive)
+    Y = np.zeros((n, len(names)), np.float32)
+    for column, value in ((positive, 1.0), (unknown, np.nan)):
+        indptr, indices = _label_csr(column, names)
+        Y[np.repeat(np.arange(n), np.diff(indptr)), indices] = value
+    return Y
 
 
-__all__ = ["ECGStore", "StoreDataset", "store_training_data", "StoreSpec", "ShardReader", "read_spec", "STORE_FORMAT", "STORE_VERSION"]
+__all__ = ["ECGStore", "StoreSignals", "StoreSpec", "ShardReader", "read_spec", "STORE_FORMAT", "STORE_VERSION"]

@@ -33,7 +33,10 @@ from typing import Any, Union
 import numpy as np
 
 from ecgfm.ecg import ECG
-from ecgfm.inference.predictor import Predictor, sigmoid
+from ecgfm.files import atomic_write, atomic_write_text
+from scipy.special import expit
+
+from ecgfm.inference.predictor import Predictor
 
 METHODS = ("integrated-gradients", "lead-occlusion")
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -142,20 +145,17 @@ class Explanation:
         written = []
         for item in self.labels:
             path = folder / f"{stem}_{safe_stem(item.label)}.{figure_format}"
-            tmp = path.with_name(f".{path.name}.tmp")
-            self.plot(item.label).savefig(tmp, dpi=dpi, format=figure_format)
-            written.append(_publish(tmp, path))
-        summary = folder / f"{stem}.json"
-        tmp = summary.with_name(f".{summary.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        written.append(_publish(tmp, summary))
+            figure = self.plot(item.label)
+            written.append(atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format=figure_format)))
+        written.append(atomic_write_text(folder / f"{stem}.json", json.dumps(self.to_dict(), indent=1) + "\n"))
         if arrays:
-            path = folder / f"{stem}.npz"
-            tmp = path.with_name(f".{stem}.tmp.npz")  # np.savez appends .npz to names without it
-            np.savez_compressed(tmp, signal=self.signal, attribution=np.stack([i.attribution for i in self.labels]),
-                                labels=np.array([i.label for i in self.labels]), leads=np.array(self.leads),
-                                fs=self.fs)
-            written.append(_publish(tmp, path))
+            def write_npz(tmp: str) -> None:
+                with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to the name
+                    np.savez_compressed(fh, signal=self.signal, labels=np.array([i.label for i in self.labels]),
+                                        attribution=np.stack([i.attribution for i in self.labels]),
+                                        leads=np.array(self.leads), fs=self.fs)
+
+            written.append(atomic_write(folder / f"{stem}.npz", write_npz))
         return written
 
     def plot(self, label: str | None = None, **kwargs: Any):
@@ -190,9 +190,10 @@ def explain(ecg_or_path: ECG | str | os.PathLike, model: ModelInput = None, labe
         raise ValueError(f"steps must be >= 2, got {steps}")
     predictor = _as_predictor(model)
     module = _torch_module(predictor)
-    array, record_id, source = predictor.preprocess(ecg_or_path)
-    logits = predictor.predict_logits(array[None])[0]  # the logits `ecgfm predict` turns into probabilities
-    probabilities = sigmoid(logits)
+    loaded = predictor.preprocess(ecg_or_path)
+    array, record_id, source = loaded.array, loaded.record_id, loaded.source
+    logits = predictor.record_logits([array])[0]  # the logits `ecgfm predict` turns into probabilities
+    probabilities = expit(logits)
     chosen = _choose_labels(predictor, probabilities, labels, max_labels)
     targets = [predictor.labels.index(label) for label in chosen]
     attributions, deltas, baseline_logits = _attribute(module, array, targets, method, steps, internal_batch_size)
@@ -214,11 +215,6 @@ def safe_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "ecg"
 
 
-def _publish(tmp: Path, path: Path) -> Path:
-    os.replace(tmp, path)
-    return path
-
-
 def _as_predictor(model: ModelInput) -> Predictor:
     if isinstance(model, Predictor):
         return model
@@ -226,13 +222,15 @@ def _as_predictor(model: ModelInput) -> Predictor:
 
 
 def _torch_module(predictor: Predictor):
-    """The predictor's differentiable record-level module (windows and aggregation included)."""
-    module = getattr(predictor.backend, "module", None)
-    if module is None:
+    """The predictor's differentiable record-level module (segments, windows and aggregation included)."""
+    from ecgfm.models.windowing import RecordModel
+
+    model = getattr(predictor.backend, "model", None)
+    if model is None:
         raise ValueError(f"explanations need gradients, so a PyTorch backend; this predictor uses "
                          f"{getattr(predictor.backend, 'name', type(predictor.backend).__name__)!r} "
                          "(load it with Predictor.from_pretrained(..., backend='torch'))")
-    return module
+    return RecordModel(model).to(predictor.backend.device).eval()
 
 
 def _choose_labels(predictor: Predictor, probabilities: np.ndarray, labels: Sequence[str] | None,

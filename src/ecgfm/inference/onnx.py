@@ -1,6 +1,6 @@
 """ONNX export and ONNX Runtime inference.
 
-:func:`export_onnx` traces :class:`~ecgfm.inference.module.InferenceModule` (model + sliding-window aggregation) with
+:func:`export_onnx` traces :class:`~ecgfm.models.windowing.WindowedModel` (model + sliding-window aggregation) with
 ``torch.onnx.export`` and a dynamic batch axis, and writes the model's ``config.json`` beside the ``.onnx`` file, so
 an ONNX model folder is self-describing: preprocessing, labels, descriptions and thresholds travel with it.
 """
@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ecgfm.config import cache_dir
-from ecgfm.inference.predictor import ONNX_NAME, _info_pipeline, load_model
+from ecgfm.files import atomic_write, atomic_write_text
+from ecgfm.inference.predictor import ONNX_NAME
 
 #: Default ONNX opset (supported by onnxruntime >= 1.18 and the torch.export-based exporter).
 DEFAULT_OPSET = 18
@@ -30,8 +31,9 @@ def _config_path(onnx_path: Path) -> Path:
     return onnx_path.parent / "config.json"
 
 
-def export_onnx(model, info, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
-    """Export ``model`` (with its test-time windowing) to ``path`` and write ``config.json`` beside it.
+def export_onnx(model, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+    """Export ``model`` (with its test-time windowing; described by ``model.info``) to ``path`` and write
+    ``config.json`` beside it.
 
     The graph maps a preprocessed float32 batch ``ecg`` ``(batch, leads, samples)`` to record logits ``(batch,
     labels)``; ``batch`` is dynamic. ``samples`` is fixed by the model's preprocessing (``crop_or_pad``).
@@ -41,19 +43,19 @@ def export_onnx(model, info, path: str | os.PathLike, opset: int = DEFAULT_OPSET
     """
     import torch
 
-    from ecgfm.inference.module import InferenceModule
-    from ecgfm.models.checkpoint import atomic_write_bytes
+    from ecgfm.models.windowing import WindowedModel
 
+    info = model.info
     path = Path(path)
     config = _config_path(path)
     config_text = json.dumps(info.to_dict(), indent=2) + "\n"
     if config.exists() and json.loads(config.read_text()) != info.to_dict():
         raise ValueError(f"{config} describes a different model; export into a folder of its own")
-    n_samples = _info_pipeline(info).n_samples
+    n_samples = info.pipeline().n_samples
     if n_samples is None:
         raise ValueError("the model's preprocessing does not fix the input length (no crop_or_pad step); "
                          "ONNX export needs a fixed number of samples")
-    module = InferenceModule(model, info).cpu().eval()
+    module = WindowedModel(model).cpu().eval()
     example = torch.zeros(2, info.in_leads, n_samples)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
 
@@ -65,9 +67,9 @@ def export_onnx(model, info, path: str | os.PathLike, opset: int = DEFAULT_OPSET
                               dynamic_shapes={"x": {0: batch}}, opset_version=opset, dynamo=True,
                               external_data=False, verbose=False)
 
-    atomic_write_bytes(path, write)
+    atomic_write(path, write)
     if not config.exists():
-        atomic_write_bytes(config, lambda tmp: Path(tmp).write_text(config_text))
+        atomic_write_text(config, config_text)
     return path
 
 
@@ -84,9 +86,10 @@ def load_onnx_info(onnx_path: str | os.PathLike):
 
 def _fingerprint(name_or_path: str | os.PathLike | None) -> str:
     """Content hash of a model's files, naming its cached ONNX export (a retrained model gets a new one)."""
-    from ecgfm.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, default_weights_dir
+    from ecgfm.models.hub import CONFIG_NAME, DEFAULT_MODEL, PRETRAINED, WEIGHTS_NAME, get_weights
 
-    path = Path(name_or_path) if name_or_path is not None else default_weights_dir()
+    shipped = name_or_path is None or str(name_or_path) in (DEFAULT_MODEL, *PRETRAINED)
+    path = get_weights(str(name_or_path or DEFAULT_MODEL)).path if shipped else Path(name_or_path)
     files = [path / WEIGHTS_NAME, path / CONFIG_NAME] if path.is_dir() else [path]
     digest = hashlib.sha256()
     for file in files:
@@ -99,12 +102,16 @@ def _fingerprint(name_or_path: str | os.PathLike | None) -> str:
 
 
 def onnx_model_for(name_or_path: str | os.PathLike | None = None) -> tuple[Path, Any]:
-    """``(onnx_path, info)`` for a model given as an ``.onnx`` file, a folder, a ``.pt`` checkpoint or ``None``.
+    """``(onnx_path, info)`` for a model given as an ``.onnx`` file, a folder, a ``.pt`` checkpoint or a shipped name.
 
     An ``.onnx`` file (or a folder holding ``model.onnx``) is used as is; any other model is exported once into
     the cache (``$ECGFM_CACHE_DIR/onnx/<content hash>/``) and reused from there.
     """
-    path = Path(name_or_path) if name_or_path is not None else None
+    from ecgfm.models import load
+    from ecgfm.models.hub import DEFAULT_MODEL, PRETRAINED
+
+    named = name_or_path is None or str(name_or_path) in (DEFAULT_MODEL, *PRETRAINED)
+    path = None if named else Path(name_or_path)
     if path is not None and path.suffix.lower() == ".onnx":
         if not path.exists():
             raise FileNotFoundError(f"ONNX model not found: {path}")
@@ -115,8 +122,7 @@ def onnx_model_for(name_or_path: str | os.PathLike | None = None) -> tuple[Path,
         raise FileNotFoundError(f"model not found: {path}")
     target = cache_dir() / "onnx" / _fingerprint(name_or_path) / ONNX_NAME
     if not target.exists():
-        model, info = load_model(name_or_path)
-        export_onnx(model, info, target)
+        export_onnx(load(name_or_path), target)
     return target, load_onnx_info(target)
 
 
@@ -143,16 +149,16 @@ class OnnxBackend:
         return self.session.run(None, {self.input_name: batch})[0]
 
 
-def max_abs_difference(model, info, onnx_path: str | os.PathLike, batch: np.ndarray | None = None) -> float:
+def max_abs_difference(model, onnx_path: str | os.PathLike, batch: np.ndarray | None = None) -> float:
     """Largest absolute logit difference between ONNX Runtime and PyTorch on ``batch`` (default: 4 random ECGs)."""
     import torch
 
-    from ecgfm.inference.module import InferenceModule
+    from ecgfm.models.windowing import WindowedModel
 
     if batch is None:
-        n_samples = _info_pipeline(info).n_samples
-        batch = np.random.default_rng(0).normal(0, 0.3, (4, info.in_leads, n_samples)).astype(np.float32)
-    module = InferenceModule(model, info).cpu().eval()
+        n_samples = model.info.pipeline().n_samples
+        batch = np.random.default_rng(0).normal(0, 0.3, (4, model.info.in_leads, n_samples)).astype(np.float32)
+    module = WindowedModel(model).cpu().eval()
     with torch.inference_mode():
         expected = module(torch.from_numpy(np.require(batch, np.float32, ["C", "W"]))).numpy()
     actual = OnnxBackend(onnx_path)(batch)

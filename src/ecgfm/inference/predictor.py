@@ -1,9 +1,11 @@
-"""Predict findings for ECG files with a trained model, using the model's own preprocessing, labels and thresholds.
+"""Predict findings for ECGs with a trained model, using the model's own preprocessing, labels and thresholds.
 
-A :class:`Predictor` couples a *backend* (PyTorch or ONNX Runtime; a callable mapping a float32 batch
-``(B, leads, samples)`` to logits ``(B, labels)``) with the model's :class:`~ecgfm.models.ModelInfo`. Every input goes
-through the preprocessing stored with the model (``info.preprocess``), so an ECG in any supported format at any
-sampling rate reaches the network exactly as the training data did.
+A :class:`Predictor` couples a *backend* (a runner: PyTorch, :class:`~ecgfm.models.runner.TorchRunner`, or ONNX
+Runtime; a callable mapping a float32 batch ``(B, leads, samples)`` to logits ``(B, labels)``) with the model's
+:class:`~ecgfm.models.ModelInfo`. Every input goes through the preprocessing stored with the model, so an ECG in any
+supported format at any sampling rate reaches the network exactly as the training data did; a record of any length
+is read over its whole length in input-sized segments (``info.reading``), and one shorter than the input is padded
+and says so.
 
 Example::
 
@@ -15,8 +17,8 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
-import json
 import os
 import time
 from collections import deque
@@ -26,10 +28,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Union
 
 import numpy as np
+from scipy.special import expit
 
 from ecgfm.ecg import ECG
-from ecgfm.errors import ECGError, ECGReadError
+from ecgfm.errors import ECGError, ECGReadError, ECGValueError
 from ecgfm.io import read, supported_extensions
+from ecgfm.leads import STANDARD_LEADS
+from ecgfm.models.runner import TorchRunner, record_logits
 from ecgfm.signal import Pipeline
 
 #: Threshold used for a label the model stores none for (calibrated thresholds come from evaluation).
@@ -57,22 +62,26 @@ class Finding:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The model's output for one ECG: every label's probability and the positive findings, most likely first."""
+    """The model's output for one ECG: every label's probability, the positive findings (most likely first), and
+    how the record was read (its duration, and notes such as padding of a record shorter than the input)."""
 
     record_id: str | None
     source: str | None
     probabilities: dict[str, float]
     findings: list[Finding]
+    duration_s: float | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Nested JSON-ready form (the ``/predict`` response and the ``.json`` output rows)."""
-        return {"record_id": self.record_id, "source": self.source, "probabilities": dict(self.probabilities),
+        return {"record_id": self.record_id, "source": self.source, "duration_s": self.duration_s,
+                "notes": list(self.notes), "probabilities": dict(self.probabilities),
                 "findings": [vars(f).copy() for f in self.findings]}
 
     def to_row(self) -> dict[str, Any]:
         """Flat table row: ids, one probability column per label, and the findings spelled out."""
-        return {"record_id": self.record_id, "source": self.source, **self.probabilities,
-                "n_findings": len(self.findings),
+        return {"record_id": self.record_id, "source": self.source, "duration_s": self.duration_s,
+                "notes": "; ".join(self.notes), **self.probabilities, "n_findings": len(self.findings),
                 "findings": "; ".join(str(f) for f in self.findings)}
 
 
@@ -84,56 +93,14 @@ class Failure:
     reason: str
 
 
-@dataclass
-class PredictionReport:
-    """Results of :meth:`Predictor.predict_many`: predictions in input order and the per-file failures."""
+@dataclass(frozen=True)
+class Loaded:
+    """One input read and preprocessed: the model input (whole record, any length) and where it came from."""
 
-    predictions: list[Prediction] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def to_frame(self):
-        """Predictions as a pandas table (one row per ECG; see :meth:`Prediction.to_row`)."""
-        import pandas as pd
-
-        return pd.DataFrame([p.to_row() for p in self.predictions])
-
-    def failures_frame(self):
-        import pandas as pd
-
-        return pd.DataFrame([vars(f) for f in self.failures], columns=["source", "reason"])
-
-    def write(self, path: str | os.PathLike) -> Path:
-        """Write the predictions as CSV, JSON (nested findings) or Parquet, chosen by the file extension."""
-        path = Path(path)
-        kind = output_format(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        if kind == "json":
-            tmp.write_text(json.dumps([p.to_dict() for p in self.predictions], indent=1) + "\n")
-        elif kind == "csv":
-            self.to_frame().to_csv(tmp, index=False, float_format="%.6g")
-        else:
-            self.to_frame().to_parquet(tmp, index=False)
-        os.replace(tmp, path)  # never leave a half-written results file under the final name
-        return path
-
-
-#: Output formats of :meth:`PredictionReport.write` by file extension.
-OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
-
-
-def output_format(path: str | os.PathLike) -> str:
-    """``csv`` / ``json`` / ``parquet`` from a file name; ``ValueError`` for anything else."""
-    kind = OUTPUT_FORMATS.get(Path(path).suffix.lower())
-    if kind is None:
-        raise ValueError(f"cannot tell the output format of {str(path)!r}: use one of "
-                         f"{', '.join(OUTPUT_FORMATS)}")
-    return kind
+    array: np.ndarray
+    record_id: str | None
+    source: str | None
+    notes: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -194,25 +161,10 @@ def discover_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], lis
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Backends
+# The predictor
 # ----------------------------------------------------------------------------------------------------------------------
 
 Backend = Callable[[np.ndarray], np.ndarray]
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Probabilities from logits, float32."""
-    # float64 then clip: exp overflow-free probabilities for any logit.
-    return (1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -80, 80)))).astype(np.float32)
-
-
-def _info_pipeline(info) -> Pipeline:
-    """The preprocessing stored with the model; a model without one cannot be used safely on raw files."""
-    spec = info.preprocess
-    if not spec:
-        raise ValueError(f"model {info.arch!r} stores no preprocessing spec (info.preprocess); "
-                         "it cannot be applied to raw ECG files")
-    return Pipeline.from_dict(spec)
 
 
 class Predictor:
@@ -220,7 +172,7 @@ class Predictor:
 
     Args:
         backend: callable mapping a float32 batch ``(B, leads, samples)`` to logits ``(B, labels)``
-            (:class:`ecgfm.inference.TorchBackend` or :class:`ecgfm.inference.onnx.OnnxBackend`).
+            (:class:`ecgfm.models.runner.TorchRunner` or :class:`ecgfm.inference.onnx.OnnxBackend`).
         info: the model's :class:`~ecgfm.models.ModelInfo` (labels, descriptions, thresholds, preprocessing).
         batch_size / num_workers: defaults for :meth:`predict_many`.
     """
@@ -228,14 +180,25 @@ class Predictor:
     def __init__(self, backend: Backend, info, batch_size: int = 32, num_workers: int = 2):
         self.backend = backend
         self.info = info
-        self.pipeline = _info_pipeline(info)
+        self.pipeline = info.pipeline().any_length()
+        self.input_samples, self.stride, self.segment_how = info.segment_rule()
         self.labels: list[str] = list(info.labels)
         self.descriptions: dict[str, str] = {lab: info.label_descriptions.get(lab, lab) for lab in self.labels}
-        self.thresholds: dict[str, float] = {lab: float(info.thresholds.get(lab, DEFAULT_THRESHOLD))
-                                             for lab in self.labels}
-        self._threshold_vector = np.array([self.thresholds[lab] for lab in self.labels], dtype=np.float32)
+        self.thresholds = {lab: float(info.thresholds.get(lab, DEFAULT_THRESHOLD)) for lab in self.labels}
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Per-label decision thresholds (probability scale); assign a new dict, or update it, to change them."""
+        return self._thresholds
+
+    @thresholds.setter
+    def thresholds(self, values: dict[str, float]) -> None:
+        unknown = sorted(set(values) - set(self.labels))
+        if unknown:
+            raise ValueError(f"thresholds for labels the model does not predict: {unknown}")
+        self._thresholds = {lab: float(values.get(lab, DEFAULT_THRESHOLD)) for lab in self.labels}
 
     # -- construction ---------------------------------------------------------------------------------------------
 
@@ -243,28 +206,24 @@ class Predictor:
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, device: str = "cpu",
                         backend: str = "torch", num_threads: int | None = None, channels_last: bool | None = None,
                         **kwargs: Any) -> "Predictor":
-        """Load a model and wrap it for prediction.
+        """Load a model (a shipped name, a model folder, a run folder, a ``.pt`` checkpoint or an ``.onnx`` file;
+        ``None``: the default shipped model) and wrap it for prediction.
 
         Args:
-            name_or_path: ``None`` for the shipped foundation model; a folder with ``model.safetensors`` +
-                ``config.json`` (a fine-tuned model); a training checkpoint ``.pt``; or, for ``backend="onnx"``,
-                an ``.onnx`` file with ``config.json`` beside it (a folder holding ``model.onnx`` works too).
-            device: torch device for the PyTorch backend (``"cpu"``, ``"cuda"``).
+            device: torch device for the PyTorch backend (``"auto"``, ``"cpu"``, ``"cuda"``).
             backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime; exported on first use if no ``.onnx`` exists yet).
             num_threads: intra-op threads for the backend (``None`` keeps the library default).
-            channels_last: run the PyTorch model's convolutions as 2-D channels-last ones
-                (:mod:`ecgfm.models.layout`; 1.2x faster on CPU for the shipped model, logits equal to float
-                rounding). ``None``: on for CPU when the architecture supports it.
+            channels_last: run the PyTorch model's convolutions as 2-D channels-last ones (see
+                :class:`~ecgfm.models.runner.TorchRunner`); ``None``: on for CPU when the architecture supports it.
             **kwargs: ``batch_size`` / ``num_workers`` defaults for :meth:`predict_many`.
         """
         if backend == "torch":
-            from ecgfm.models.layout import default_channels_last
+            from ecgfm.models import load
+            from ecgfm.training.trainer import resolve_device
 
-            model, info = load_model(name_or_path, device=device)
-            if channels_last is None:
-                channels_last = default_channels_last(model, device)
-            backend_ = TorchBackend(model, info, device=device, num_threads=num_threads, channels_last=channels_last)
-            return cls(backend_, info, **kwargs)
+            device = str(resolve_device(device))
+            model = load(name_or_path, device=device)
+            return cls(TorchRunner(model, device, num_threads, channels_last), model.info, **kwargs)
         if backend == "onnx":
             from ecgfm.inference.onnx import OnnxBackend, onnx_model_for
 
@@ -272,23 +231,28 @@ class Predictor:
             return cls(OnnxBackend(onnx_path, num_threads=num_threads), info, **kwargs)
         raise ValueError(f"unknown backend {backend!r}; choose 'torch' or 'onnx'")
 
-    # -- single ECG -------------------------------------------------------------------------------------------------
+    # -- one ECG, or arrays, the scikit-learn way --------------------------------------------------------------------
 
-    def preprocess(self, ecg_or_path: ECGInput) -> tuple[np.ndarray, str | None, str | None]:
-        """Read (if a path) and preprocess one ECG; returns ``(model_input, record_id, source)``.
+    def preprocess(self, ecg_or_path: ECGInput) -> Loaded:
+        """Read (if a path) and preprocess one ECG, keeping its whole length.
 
         Raises:
             ECGReadError: naming the file and the reason.
         """
-        return preprocess_input(ecg_or_path, self.pipeline)
+        return preprocess_input(ecg_or_path, self.pipeline, self.input_samples)
 
-    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
-        """Record logits ``(B, labels)`` for a preprocessed float32 batch ``(B, leads, samples)``."""
-        return np.asarray(self.backend(np.ascontiguousarray(batch, dtype=np.float32)))
+    def record_logits(self, arrays: Iterable[np.ndarray]) -> np.ndarray:
+        """Logits ``(N, labels)`` of preprocessed records of any length (see :meth:`preprocess`)."""
+        rows = list(record_logits(self.backend, arrays, self.input_samples, self.stride, self.segment_how,
+                                  self.batch_size))
+        return np.stack(rows) if rows else np.zeros((0, len(self.labels)), np.float32)
 
-    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """Per-label probabilities ``(B, labels)`` for a preprocessed float32 batch ``(B, leads, samples)``."""
-        return sigmoid(self.predict_logits(batch))
+    def predict_proba(self, X, fs: float | None = None, leads=None) -> np.ndarray:
+        """Per-label probabilities ``(N, labels)`` for what :meth:`predict` takes: ECGs, file paths, or raw signals
+        ``(N, leads, samples)`` / ``(leads, samples)`` in mV with their rate ``fs`` (and lead names, default the 12
+        standard leads). Inputs are preprocessed like every other; any failure raises, naming the input."""
+        items = as_ecgs(X, fs, leads)
+        return expit(self.record_logits(self.preprocess(item).array for item in items)).astype(np.float32)
 
     def predict(self, ecg_or_path: ECGInput) -> Prediction:
         """Predict one ECG (an :class:`~ecgfm.ECG` or a file of any supported format).
@@ -296,15 +260,16 @@ class Predictor:
         Raises:
             ECGReadError: if the file cannot be read or preprocessed (message names the file and the reason).
         """
-        array, record_id, source = self.preprocess(ecg_or_path)
-        return self._prediction(self.predict_proba(array[None])[0], record_id, source)
+        loaded = self.preprocess(ecg_or_path)
+        return self._prediction(expit(self.record_logits([loaded.array])[0]), loaded)
 
-    def _prediction(self, probs: np.ndarray, record_id: str | None, source: str | None) -> Prediction:
-        positive = np.flatnonzero(probs >= self._threshold_vector)
-        findings = [Finding(self.labels[i], self.descriptions[self.labels[i]], float(probs[i]),
-                            float(self._threshold_vector[i])) for i in positive]
+    def _prediction(self, probs: np.ndarray, loaded: Loaded) -> Prediction:
+        findings = [Finding(lab, self.descriptions[lab], float(p), self._thresholds[lab])
+                    for lab, p in zip(self.labels, probs) if p >= self._thresholds[lab]]
         findings.sort(key=lambda f: -f.probability)
-        return Prediction(record_id, source, {lab: float(p) for lab, p in zip(self.labels, probs)}, findings)
+        duration = loaded.array.shape[-1] / self.pipeline.fs if self.pipeline.fs else None
+        return Prediction(loaded.record_id, loaded.source, {lab: float(p) for lab, p in zip(self.labels, probs)},
+                          findings, None if duration is None else round(duration, 3), loaded.notes)
 
     # -- many ECGs ----------------------------------------------------------------------------------------------------
 
@@ -320,20 +285,24 @@ class Predictor:
         """
         batch_size = max(1, int(batch_size or self.batch_size))
         num_workers = self.num_workers if num_workers is None else int(num_workers)
-        slots: list[tuple[np.ndarray, str | None, str | None] | Failure] = []
-        n_loaded = 0
+        slots: list[Loaded | Failure] = []
+        seen: set[str | None] = set()
         for loaded in self._load_all(items, num_workers, 2 * batch_size, loader):
+            if isinstance(loaded, Loaded) and loaded.record_id in seen:  # two files with one name: say which
+                loaded = dataclasses.replace(loaded, record_id=str(loaded.source))
+            seen.add(getattr(loaded, "record_id", None))
             slots.append(loaded)
-            n_loaded += not isinstance(loaded, Failure)
-            if n_loaded >= batch_size:
+            if sum(not isinstance(s, Failure) for s in slots) >= batch_size:
                 yield from self._run_slots(slots)
-                slots, n_loaded = [], 0
+                slots = []
         if slots:
             yield from self._run_slots(slots)
 
     def predict_many(self, items: Iterable[ECGInput], batch_size: int | None = None, num_workers: int | None = None,
-                     progress: bool = False, loader: str = "thread") -> PredictionReport:
+                     progress: bool = False, loader: str = "thread") -> "PredictionReport":
         """Predict files, folders, glob patterns and :class:`~ecgfm.ECG` objects; failures are collected, not raised."""
+        from ecgfm.inference.outputs import PredictionReport
+
         start = time.perf_counter()
         inputs, failures = expand_items(items)
         report = PredictionReport(failures=list(failures))
@@ -348,16 +317,17 @@ class Predictor:
         return report
 
     def _load_all(self, items: Iterable[ECGInput], num_workers: int, prefetch: int,
-                  loader: str) -> Iterator[tuple[np.ndarray, str | None, str | None] | Failure]:
+                  loader: str) -> Iterator[Loaded | Failure]:
         """Loaded inputs (or failures) in input order, read inline, by worker processes or by threads."""
         if loader not in ("process", "thread"):
             raise ValueError(f"loader must be 'process' or 'thread', got {loader!r}")
+        load = (self.pipeline, self.input_samples)
         if num_workers <= 0:
-            yield from (load_input(item, self.pipeline) for item in items)
+            yield from (load_input(item, *load) for item in items)
         elif loader == "process":
             from torch.utils.data import DataLoader
 
-            dataset = _LoadDataset(list(items), self.pipeline)
+            dataset = _LoadDataset(list(items), *load)
             if not len(dataset):
                 return
             yield from DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_as_is,
@@ -366,37 +336,37 @@ class Predictor:
             with ThreadPoolExecutor(num_workers, thread_name_prefix="ecgfm-load") as pool:
                 pending: deque[Future] = deque()
                 for item in items:
-                    pending.append(pool.submit(load_input, item, self.pipeline))
+                    pending.append(pool.submit(load_input, item, *load))
                     if len(pending) >= prefetch:
                         yield pending.popleft().result()
                 while pending:
                     yield pending.popleft().result()
 
-    def _run_slots(self, slots: list) -> Iterator[Prediction | Failure]:
-        """Run the model over the loaded slots (grouped by input shape) and yield results in slot order."""
-        loaded = [(i, s) for i, s in enumerate(slots) if not isinstance(s, Failure)]
-        results: dict[int, Prediction | Failure] = {}
-        by_shape: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
-        for i, s in loaded:  # pipelines without a fixed length give differently sized inputs
-            by_shape.setdefault(s[0].shape, []).append((i, s))
-        for group in by_shape.values():
-            results.update(self._run_group(group))
-        for i, s in enumerate(slots):
-            yield s if isinstance(s, Failure) else results[i]
-
-    def _run_group(self, group: list[tuple[int, Any]]) -> dict[int, Prediction | Failure]:
+    def _run_slots(self, slots: list[Loaded | Failure]) -> Iterator[Prediction | Failure]:
+        """Run the model over the loaded slots and yield results in slot order; an input that breaks the model is
+        reported as a failure and the others are still predicted."""
+        loaded = [s for s in slots if not isinstance(s, Failure)]
         try:
-            probs = self.predict_proba(np.stack([s[0] for _, s in group]))
-        except Exception as exc:  # noqa: BLE001 - isolate the input that breaks the model, report it, keep the rest
-            if len(group) == 1:
-                i, (_, _, source) = group[0]
-                return {i: Failure(str(source), f"model failed on this input: {type(exc).__name__}: {exc}")}
-            return {k: v for one in group for k, v in self._run_group([one]).items()}
-        return {i: self._prediction(p, rid, src) for (i, (_, rid, src)), p in zip(group, probs)}
+            probs = iter(expit(self.record_logits(s.array for s in loaded)))
+        except Exception:  # noqa: BLE001 - isolate the input that breaks the model, below
+            probs = None
+        for slot in slots:
+            if isinstance(slot, Failure):
+                yield slot
+            elif probs is not None:
+                yield self._prediction(next(probs), slot)
+            else:
+                yield self._predict_alone(slot)
+
+    def _predict_alone(self, slot: Loaded) -> Prediction | Failure:
+        try:
+            return self._prediction(expit(self.record_logits([slot.array])[0]), slot)
+        except Exception as exc:  # noqa: BLE001 - one bad input must not stop a batch; the reason is reported
+            return Failure(str(slot.source), f"model failed on this input: {type(exc).__name__}: {exc}")
 
 
-def preprocess_input(item: ECGInput, pipeline: Pipeline) -> tuple[np.ndarray, str | None, str | None]:
-    """Read (if a path) and preprocess one ECG with ``pipeline``: ``(model_input, record_id, source)``.
+def preprocess_input(item: ECGInput, pipeline: Pipeline, input_samples: int | None = None) -> Loaded:
+    """Read (if a path) and preprocess one ECG with ``pipeline``; a record shorter than the model's input is noted.
 
     Raises:
         ECGReadError: naming the file and the reason.
@@ -410,30 +380,50 @@ def preprocess_input(item: ECGInput, pipeline: Pipeline) -> tuple[np.ndarray, st
         raise
     except (ECGError, ValueError) as exc:  # preprocessing refused the content (units, missing leads, ...)
         raise ECGReadError(source, f"preprocessing failed: {exc}") from exc
-    return array, (str(record_id) if record_id is not None else None), source
+    notes = ()
+    if input_samples is not None and array.shape[-1] < input_samples and pipeline.fs:
+        notes = (f"short record: {array.shape[-1] / pipeline.fs:.2f} s, zero-padded to the model's "
+                 f"{input_samples / pipeline.fs:g}-s input",)
+    return Loaded(array, str(record_id) if record_id is not None else None, source, notes)
 
 
-def load_input(item: ECGInput, pipeline: Pipeline) -> tuple[np.ndarray, str | None, str | None] | Failure:
+def load_input(item: ECGInput, pipeline: Pipeline, input_samples: int | None = None) -> Loaded | Failure:
     """:func:`preprocess_input`, with any failure returned as a :class:`Failure` (batch jobs report, never stop)."""
     try:
-        return preprocess_input(item, pipeline)
+        return preprocess_input(item, pipeline, input_samples)
     except ECGError as exc:
         return Failure(_source_of(item), getattr(exc, "reason", None) or str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch; the reason is reported
         return Failure(_source_of(item), f"{type(exc).__name__}: {exc}")
 
 
+def as_ecgs(X, fs: float | None = None, leads=None) -> list[ECGInput]:
+    """What :meth:`Predictor.predict_proba` takes, as a list of ECGs or paths: one ECG or path, a list of them, or
+    raw signals in mV with their rate."""
+    if isinstance(X, (str, os.PathLike, ECG)):
+        return [X]
+    if isinstance(X, np.ndarray) and X.dtype.kind in "fiu":
+        if fs is None:
+            raise ECGValueError("raw signals need their sampling rate: predict_proba(X, fs=500)")
+        signals = X[None] if X.ndim == 2 else X
+        if signals.ndim != 3:
+            raise ECGValueError(f"raw signals must be (N, leads, samples) or (leads, samples), got {X.shape}")
+        names = tuple(leads) if leads is not None else STANDARD_LEADS[:signals.shape[1]]
+        return [ECG(signal, fs, names, {"record_id": str(i)}) for i, signal in enumerate(signals)]
+    return list(X)
+
+
 class _LoadDataset:
     """Inputs as a map-style dataset for a ``DataLoader``: item ``i`` is ``load_input(items[i])``."""
 
-    def __init__(self, items: list[ECGInput], pipeline: Pipeline):
-        self.items, self.pipeline = items, pipeline
+    def __init__(self, items: list[ECGInput], pipeline: Pipeline, input_samples: int | None):
+        self.items, self.pipeline, self.input_samples = items, pipeline, input_samples
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
-        return load_input(self.items[index], self.pipeline)
+        return load_input(self.items[index], self.pipeline, self.input_samples)
 
 
 def _as_is(item):
@@ -461,48 +451,3 @@ def expand_items(items: Iterable[ECGInput]) -> tuple[list[ECGInput], list[Failur
             out.extend(files)
             failures.extend(fails)
     return out, failures
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Model loading and the PyTorch backend
-# ----------------------------------------------------------------------------------------------------------------------
-
-def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu"):
-    """``(model, info)`` from the shipped weights (``None``), a pretrained folder or a ``.pt`` training checkpoint."""
-    from ecgfm.models import load_checkpoint, load_pretrained
-
-    if name_or_path is None:
-        return load_pretrained(map_location=device)
-    path = Path(name_or_path)
-    if not path.exists():
-        raise FileNotFoundError(f"model not found: {path} (expected a folder with model.safetensors + config.json, "
-                                "or a .pt checkpoint)")
-    return load_checkpoint(path, map_location=device)
-
-
-class TorchBackend:
-    """PyTorch inference: the model wrapped in :class:`~ecgfm.inference.module.InferenceModule` (sliding windows)."""
-
-    name = "torch"
-
-    def __init__(self, model, info, device: str = "cpu", num_threads: int | None = None, channels_last: bool = False):
-        """``channels_last`` switches ``model`` itself (in place) to 2-D channels-last execution."""
-        import torch
-
-        from ecgfm.inference.module import InferenceModule
-        from ecgfm.models.layout import set_channels_last
-
-        if num_threads is not None:
-            torch.set_num_threads(int(num_threads))
-        if channels_last:
-            set_channels_last(model)
-        self.device = torch.device(device)
-        self.module = InferenceModule(model, info).to(self.device).eval()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            # np.require copies only when needed: preprocessed ECG signals are read-only arrays.
-            x = torch.from_numpy(np.require(batch, dtype=np.float32, requirements=["C", "W"])).to(self.device)
-            return self.module(x).float().cpu().numpy()

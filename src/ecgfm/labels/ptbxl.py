@@ -63,6 +63,17 @@ def statement_groups(statements: pd.DataFrame) -> dict[str, list[str]]:
             for kind in ("diagnostic", "form", "rhythm")}
 
 
+#: Statements about events that may occur anywhere in a strip (ectopic beats, paroxysms): a long record shows one when
+#: any of its segments does, so their segment scores combine by the maximum; every other statement (rhythm,
+#: conduction, morphology) describes the whole strip and combines by the mean.
+EVENT_STATEMENTS = frozenset({"PVC", "PAC", "PRC(S)", "BIGU", "TRIGU", "SVARR", "SVTAC", "PSVT"})
+
+
+def segment_aggregate(label: str) -> str:
+    """How a statement's scores on the segments of a long record combine: ``"max"`` for events, else ``"mean"``."""
+    return "max" if label in EVENT_STATEMENTS else "mean"
+
+
 #: PTB-XL's five diagnostic superclasses.
 SUPERCLASS_NAMES = {
     "NORM": "normal ECG",

@@ -21,18 +21,7 @@ import torch
 from torch import nn
 
 from ecgfm.models.registry import create, register_model
-from ecgfm.models.windows import window_starts
-
-
-def _windows(x: torch.Tensor, window: int | None, stride: int | None) -> torch.Tensor:
-    """``(B, C, T)`` -> ``(B, n, C, window)`` sliding windows (zero-padded when the record is shorter)."""
-    if window is None:
-        return x.unsqueeze(1)
-    if x.shape[-1] < window:
-        x = nn.functional.pad(x, (0, window - x.shape[-1]))
-    starts = window_starts(x.shape[-1], window, stride)
-    return torch.stack([x[..., s:s + window] for s in starts], dim=1)
-
+from ecgfm.models.windowing import aggregate, sliding_windows, windowed_logits
 
 AVERAGES = ("logit", "prob")
 
@@ -60,18 +49,10 @@ class Ensemble(nn.Module):
         # not persistent: derived from the specs, so checkpoints keep the members' weights only
         self.register_buffer("votes", vote_weights(self.specs, num_labels), persistent=False)
 
-    def _member_windows(self, x: torch.Tensor, spec: dict) -> tuple[torch.Tensor, int]:
-        w = _windows(x, spec.get("window"), spec.get("stride"))
-        return w.flatten(0, 1), w.shape[1]
-
     def member_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Record logits of each member, ``[(B, L), ...]``."""
-        out = []
-        for spec, member in zip(self.specs, self.members):
-            windows, n = self._member_windows(x, spec)
-            logits = member(windows).reshape(x.shape[0], n, -1)
-            out.append(logits.amax(1) if spec.get("aggregate", "max") == "max" else logits.mean(1))
-        return out
+        """Record logits of each member, ``[(B, L), ...]``, each member reading ``x`` with its own windows."""
+        return [windowed_logits(member, x, spec.get("window"), spec.get("stride"), spec.get("aggregate", "max"))
+                for spec, member in zip(self.specs, self.members)]
 
     def combine_logits(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """The ensemble logit from the members' record logits (each label averaged over the members voting on it)."""
@@ -89,8 +70,9 @@ class Ensemble(nn.Module):
         """Concatenated member embeddings, each averaged over that member's windows: ``(B, num_features)``."""
         feats = []
         for spec, member in zip(self.specs, self.members):
-            windows, n = self._member_windows(x, spec)
-            feats.append(member.forward_features(windows).reshape(x.shape[0], n, -1).mean(1))
+            windows = sliding_windows(x, spec.get("window"), spec.get("stride"))
+            features = member.forward_features(windows.flatten(0, 1)).reshape(*windows.shape[:2], -1)
+            feats.append(aggregate(features, "mean"))
         return torch.cat(feats, dim=1)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -138,9 +120,9 @@ def ensemble(num_labels: int, in_leads: int = 12, members: list[dict[str, Any]] 
     return Ensemble(num_labels, in_leads, members or [], average)
 
 
-def combine(members: list[tuple[nn.Module, Any]], average: str = "logit", whole_record_labels: Sequence[str] = (),
-            **info_changes: Any):
-    """Build an :class:`Ensemble` (and its ``ModelInfo``) from trained ``(model, info)`` pairs with the same labels.
+def combine(members: list[nn.Module], average: str = "logit", whole_record_labels: Sequence[str] = (),
+            **info_changes: Any) -> Ensemble:
+    """An :class:`Ensemble` of trained models (each with ``.info``) predicting the same labels from the same input.
 
     Each member keeps its own window / stride / aggregation; the ensemble's info takes the first member's labels,
     preprocessing and provenance, and sets ``window=None`` (the ensemble windows internally).
@@ -149,31 +131,31 @@ def combine(members: list[tuple[nn.Module, Any]], average: str = "logit", whole_
     """
     if not members:
         raise ValueError("nothing to combine")
-    first = members[0][1]
-    for _, info in members[1:]:
+    infos = [m.info for m in members]
+    first = infos[0]
+    for info in infos[1:]:
         if list(info.labels) != list(first.labels):
             raise ValueError("ensemble members must predict the same labels in the same order")
         if info.preprocess != first.preprocess or info.fs != first.fs:
             raise ValueError("ensemble members must share the preprocessing (same input)")
     specs = [{"arch": info.arch, "kwargs": info.arch_kwargs, "window": info.window, "stride": info.stride,
-              "aggregate": info.aggregate} for _, info in members]
+              "aggregate": info.aggregate} for info in infos]
     routed = sorted(first.labels.index(name) for name in set(whole_record_labels) if name in first.labels)
     if routed and any(spec["window"] is None for spec in specs):
         for spec in specs:
             if spec["window"] is not None:
                 spec["abstain"] = routed
     model = create("ensemble", len(first.labels), first.in_leads, members=specs, average=average)
-    for target, (source, _) in zip(model.members, members):
+    for target, source in zip(model.members, members):
         target.load_state_dict(source.state_dict())
-    training = {"members": [info.training for _, info in members]}
-    metrics = {"members": [info.metrics for _, info in members]}
-    info = first.replace(arch="ensemble", arch_kwargs=model.arch_kwargs, window=None, stride=None,
-                         training=training, metrics=metrics, thresholds={}, **info_changes)
-    return model.eval(), info
+    model.info = first.replace(arch="ensemble", arch_kwargs=model.arch_kwargs, window=None, stride=None,
+                               training={"members": [info.training for info in infos]},
+                               metrics={"members": [info.metrics for info in infos]}, thresholds={}, **info_changes)
+    return model.eval()
 
 
-def member(model: Ensemble, info, index: int = 0):
-    """Member ``index`` of an ensemble as a stand-alone ``(model, info)``: its own architecture, window, stride,
+def member(model: Ensemble, index: int = 0) -> nn.Module:
+    """Member ``index`` of an ensemble as a stand-alone model with its own info: architecture, window, stride,
     aggregation, training record and metrics (labels and preprocessing are the ensemble's).
 
     Transfer learning starts from one network: fine-tuning a whole ensemble would multiply the cost by its size.
@@ -182,15 +164,15 @@ def member(model: Ensemble, info, index: int = 0):
         raise TypeError(f"expected an Ensemble, got {type(model).__name__}")
     if not 0 <= index < len(model.members):
         raise IndexError(f"the ensemble has {len(model.members)} members; no member {index}")
-    spec = model.specs[index]
+    info, spec = model.info, model.specs[index]
     members_training = (info.training or {}).get("members") or []
     members_metrics = (info.metrics or {}).get("members") or []
     chosen = model.members[index]
-    member_info = info.replace(
+    chosen.info = info.replace(
         arch=spec["arch"], arch_kwargs=dict(spec.get("kwargs", {})), window=spec.get("window"),
         stride=spec.get("stride"), aggregate=spec.get("aggregate", "max"),
         training=members_training[index] if index < len(members_training) else {},
         metrics=members_metrics[index] if index < len(members_metrics) else {},
         extra={**info.extra, "ensemble_member": index},
     )
-    return chosen, member_info
+    return chosen

@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecgfm.leads import STANDARD_LEADS
+from ecgfm.version import __version__
 
 #: Version of the ``ModelInfo`` layout written into every checkpoint / config.json.
 INFO_FORMAT_VERSION = 1
 
 
 def _version() -> str:
-    from ecgfm import __version__
-
     return __version__
 
 
@@ -34,6 +33,10 @@ class ModelInfo:
         aggregate: how window logits combine into a record prediction: ``"max"`` or ``"mean"``.
         preprocess: the preprocessing spec (``Preprocess.to_dict()``) applied before the model.
         thresholds: per-label decision thresholds on the probability scale (filled in by evaluation).
+        reading: how records of any length are read: ``input_seconds`` (the model's input; longer records are cut
+            into such segments every ``stride_seconds`` over their whole length) and ``aggregate`` (label ->
+            ``"max"`` or ``"mean"`` of the segment logits). Empty: the input length of the preprocessing's
+            ``crop_or_pad``, half-input strides, and :func:`ecgfm.labels.ptbxl.segment_aggregate` per label.
         training: the training configuration (``TrainConfig`` as a dict) and run facts (epochs run, best epoch).
         data: description of the training data (dataset, version, task, folds, counts, held-out labels).
         metrics: headline metrics (e.g. ``{"val_macro_auc": 0.93}``) with the split they were measured on.
@@ -51,6 +54,7 @@ class ModelInfo:
     aggregate: str = "max"
     preprocess: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    reading: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -104,3 +108,26 @@ class ModelInfo:
 
     def replace(self, **changes: Any) -> "ModelInfo":
         return dataclasses.replace(self, **changes)
+
+    def segment_rule(self) -> tuple[int | None, int | None, list[str]]:
+        """``(input samples, stride samples, aggregate per label)`` for records of any length (see ``reading``);
+        ``(None, None, ...)`` for a model whose preprocessing fixes no input length (records are taken whole)."""
+        from ecgfm.labels.ptbxl import segment_aggregate
+
+        reading = self.reading or {}
+        seconds = reading.get("input_seconds") or self.pipeline().input_seconds
+        how = [reading.get("aggregate", {}).get(label) or segment_aggregate(label) for label in self.labels]
+        if not seconds or not self.fs:
+            return None, None, how
+        stride = reading.get("stride_seconds") or seconds / 2
+        return int(round(seconds * self.fs)), max(1, int(round(stride * self.fs))), how
+
+    def pipeline(self):
+        """The preprocessing the model was trained with (:class:`ecgfm.signal.Pipeline`): the one rule for
+        turning a raw ECG into this model's input. A model without one cannot be used on raw ECGs."""
+        from ecgfm.signal import Pipeline
+
+        if not self.preprocess:
+            raise ValueError(f"model {self.arch!r} stores no preprocessing (info.preprocess); it cannot be applied "
+                             "to raw ECGs")
+        return Pipeline.from_dict(self.preprocess)

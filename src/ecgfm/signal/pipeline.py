@@ -171,6 +171,16 @@ class Pipeline:
         return step.leads if step else None
 
     @property
+    def input_seconds(self) -> float | None:
+        """The length ``crop_or_pad`` fixes (s), if any: the model's input length."""
+        crop = self._find(CropOrPad)
+        return crop.seconds if crop else None
+
+    def any_length(self) -> "Pipeline":
+        """The same steps without ``crop_or_pad``: every sample of a record kept, for reading it in segments."""
+        return Pipeline(tuple(step for step in self.steps if not isinstance(step, CropOrPad)))
+
+    @property
     def n_samples(self) -> int | None:
         """Output length in samples, if the pipeline fixes rate and duration."""
         crop = self._find(CropOrPad)

@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 import torch
 
-from ecgfm.models import ModelInfo, create
+from ecgfm.files import atomic_write_text
+from ecgfm.models import ModelInfo, build_model, create
 from ecgfm.training.config import TrainConfig
 
 
@@ -57,39 +58,32 @@ def threads_per_job(jobs: int, total: int | None = None) -> int:
     return max(1, total // jobs)
 
 
-def train_members(data, runs: list[MemberRun], jobs: int = 1, resume: bool = False,
-                  report: Callable[[str], None] | None = None) -> list[tuple[torch.nn.Module, ModelInfo]]:
-    """Train every member of ``runs`` and return ``(model, info)`` per member in recipe order.
+#: ``train(data, run, resume, callbacks) -> trained model``: how one member trains (``ecgfm.training.pretrain``
+#: passes its ``train_member``; a module-level function, so spawned workers can import it).
+TrainFn = Callable[..., torch.nn.Module]
+
+
+def train_members(data, runs: list[MemberRun], train: TrainFn, jobs: int = 1, resume: bool = False,
+                  report: Callable[[str], None] | None = None) -> list[torch.nn.Module]:
+    """Train every member of ``runs`` with ``train`` and return the trained models (with ``.info``) in recipe order.
 
     ``jobs > 1`` trains that many members at once in spawned worker processes, longest first; a member that fails
     does not stop the others (their runs finish and are saved), and the failures are raised together at the end.
     """
-    from ecgfm.training.pretrain import pretrain
-
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     if jobs == 1 or len(runs) == 1:
-        out = []
-        for run in runs:
-            result = pretrain(data, run.model, run.model_kwargs, run.config, run_dir=run.run_dir, resume=resume)
-            out.append((result.model, result.info))
-        return out
+        return [train(data, run, resume) for run in runs]
     from ecgfm.training.distributed import launched_by_torchrun
 
     if launched_by_torchrun():
         raise ValueError("parallel members (jobs > 1) cannot run under torchrun: there every process trains the "
                          "same member with DDP; use jobs=1")
     # members whose runs already reached the end of their schedule are only loaded, here: no worker to start
-    done = {run.index: pretrain(data, run.model, run.model_kwargs, run.config, run_dir=run.run_dir, resume=True)
-            for run in runs if resume and schedule_finished(run)}
-    pending = [run for run in runs if run.index not in done]
-    trained = _train_in_workers(data, pending, jobs, resume, report or (lambda message: None)) if pending else {}
-    for run in runs:
-        if run.index in done:
-            peak = _read_peak(run.run_dir)
-            info = done[run.index].info
-            trained[run.index] = (done[run.index].model, info if peak is None else
-                                  info.replace(training={**info.training, "worker_peak_rss_mb": peak}))
+    trained = {run.index: train(data, run, True) for run in runs if resume and schedule_finished(run)}
+    pending = [run for run in runs if run.index not in trained]
+    if pending:
+        trained.update(_train_in_workers(data, pending, train, jobs, resume, report or (lambda message: None)))
     return [trained[run.index] for run in runs]
 
 
@@ -111,32 +105,31 @@ def _gpu_slots(runs: list[MemberRun], jobs: int) -> list[str | None]:
     return [f"cuda:{slot % count}" for slot in range(jobs)]
 
 
-def _train_in_workers(data, runs, jobs, resume, report) -> dict[int, tuple[torch.nn.Module, ModelInfo]]:
-    record_samples = int(data.train[0][0].shape[-1])
+def _train_in_workers(data, runs, train, jobs, resume, report) -> dict[int, torch.nn.Module]:
+    record_samples = int(data.signal(0).shape[-1])
     costs = {run.index: training_cost(run, record_samples, len(data.leads), len(data.labels)) for run in runs}
     order = sorted(runs, key=lambda run: -costs[run.index])
     context = mp.get_context("spawn")  # fork after torch has started its thread pool can deadlock the children
     slots = context.Queue()
     for slot in range(jobs):
         slots.put(slot)
-    results: dict[int, tuple[torch.nn.Module, ModelInfo]] = {}
+    results: dict[int, torch.nn.Module] = {}
     failures: list[str] = []
     with ProcessPoolExecutor(max_workers=min(jobs, len(runs)), mp_context=context, initializer=_start_worker,
                              initargs=(data, slots, _gpu_slots(runs, jobs), os.getpid())) as pool:
-        futures = {pool.submit(_train_one, run, resume): run for run in order}
+        futures = {pool.submit(_train_one, train, run, resume): run for run in order}
         for future in as_completed(futures):
             run = futures[future]
             try:
-                state, info_dict, peak_rss_mb = future.result()
+                state, info_dict = future.result()
             except Exception as error:  # noqa: BLE001 - every member's failure is reported, the rest finish
                 failures.append(f"{run.name}: {error}")
                 report(f"member {run.name} failed: {error}")
                 continue
-            info = ModelInfo.from_dict(info_dict)
-            info = info.replace(training={**info.training, "worker_peak_rss_mb": peak_rss_mb})
-            model = create(run.model, num_labels=info.num_labels, in_leads=info.in_leads, **run.model_kwargs)
+            model = build_model(ModelInfo.from_dict(info_dict))
             model.load_state_dict(state)
-            results[run.index] = (model.eval(), info)
+            results[run.index] = model.eval()
+            info = model.info
             best = info.metrics.get("best_val_macro_auc")
             report(f"member {run.name} done" + (f" (best validation macro-AUC {best:.4f})" if best is not None else ""))
     if failures:
@@ -160,45 +153,15 @@ def _stop_if_orphaned(event: str, state: dict) -> None:
         raise SystemExit("the parent process is gone")
 
 
-def _train_one(run: MemberRun, resume: bool):
-    from ecgfm.training.pretrain import pretrain
-
-    config = run.config if _WORKER["device"] is None else replace(run.config, device=_WORKER["device"])
+def _train_one(train: TrainFn, run: MemberRun, resume: bool):
+    if _WORKER["device"] is not None:
+        run = replace(run, config=replace(run.config, device=_WORKER["device"]))
     try:
-        result = pretrain(_WORKER["data"], run.model, run.model_kwargs, config, run_dir=run.run_dir, resume=resume,
-                          callbacks=(_stop_if_orphaned,))
+        model = train(_WORKER["data"], run, resume, callbacks=(_stop_if_orphaned,))
     except Exception as error:
         # exceptions cross the process boundary as text: keep the worker's traceback for the report
         raise RuntimeError(f"{type(error).__name__}: {error}\n{traceback.format_exc()}") from None
-    state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-    peak = _peak_rss_mb()
-    if run.run_dir is not None and peak is not None:  # kept beside the run, for a later invocation that reloads it
-        from ecgfm.models.checkpoint import atomic_write_bytes
-
-        text = json.dumps({"worker_peak_rss_mb": peak})
-        atomic_write_bytes(run.run_dir / PEAK_FILE, lambda tmp: Path(tmp).write_text(text))
-    return state, result.info.to_dict(), peak
-
-
-PEAK_FILE = "worker_peak_rss.json"
-
-
-def _read_peak(run_dir: Path | None) -> float | None:
-    path = run_dir / PEAK_FILE if run_dir is not None else None
-    return json.loads(path.read_text())["worker_peak_rss_mb"] if path is not None and path.exists() else None
-
-
-def _peak_rss_mb() -> float | None:
-    """This process's peak resident memory since it started its program (Linux ``VmHWM``; None elsewhere).
-
-    ``getrusage`` would not do: a spawned worker's figure includes the parent's memory it was forked from.
-    """
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    line = next((line for line in text.splitlines() if line.startswith("VmHWM:")), None)
-    return float(line.split()[1]) / 1024 if line else None
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, model.info.to_dict()
 
 
 class TrainingClock:
@@ -240,12 +203,10 @@ class TrainingClock:
             self._write()
 
     def _write(self) -> None:
-        from ecgfm.models.checkpoint import atomic_write_bytes
-
         self._row["wall_s"] = time.perf_counter() - self._start
         invocations = self._invocations + [self._row]
-        text = json.dumps({"wall_s": sum(row["wall_s"] for row in invocations), "invocations": invocations}, indent=1)
-        atomic_write_bytes(self.path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write_text(self.path, json.dumps({"wall_s": sum(row["wall_s"] for row in invocations),
+                                                 "invocations": invocations}, indent=1))
 
     def __exit__(self, *exc) -> None:
         if self.path is None:

@@ -1,16 +1,16 @@
-"""Named pre-training recipes: architecture + training configuration + input settings, in one place.
+"""Named pre-training recipes, as data: architecture, training configuration and input settings in one place.
 
-``default8`` is the shipped model (``ecgfm pretrain --recipe default8``): ``default6``'s six members plus two
-``xresnet1d18`` networks, trained two at a time on one CPU thread each, rhythm statements scored by the whole-record
-members; ``default6`` (shipped before it) is ``default``'s four ``xresnet1d50`` members plus two more, trained in bf16
-with channels-last convolutions; ``default`` (shipped before that) is an ensemble of four
-``xresnet1d50`` members trained on amplitude-jittered, noisy batches; ``plain`` is the same without augmentation (the
-model shipped before ``default``), and ``default-ema``, ``short-sqrt`` and ``default-mixup`` are variants of it rejected on fold 9;
-``xresnet1d50`` is one such network (``ecgfm pretrain``'s model unless told otherwise);
-``xresnet1d101`` and ``inception1d`` reproduce the PTB-XL benchmark settings of Strodthoff et al. 2020 (AdamW,
-one-cycle, lr 1e-2, weight decay 1e-2, batch 128, 2.5-s random crops, max-aggregated 1.25-s-stride windows,
-50 epochs).
-``benchmarks/pretrain.py`` runs them under one time budget.
+- ``default8``: the shipped foundation model (MODEL_CARD.md): eight networks reading records differently (2.5-s
+  crops, 5-s crops, whole 10-s records; crops scored by the maximum over sliding windows), six ``xresnet1d50`` and two
+  ``xresnet1d18``, trained two at a time in bf16 with channels-last convolutions on batches with one random gain per
+  ECG (+-10%) and 0.02 mV white noise, logits averaged; rhythm statements are scored by the whole-record networks.
+  ``stop_epoch`` replays where the development run's time limits stopped members, so the recipe reproduces the
+  shipped weights bit for bit (26 min on 2 CPU cores; how it was chosen: docs/history.md).
+- ``xresnet1d50``: one such network (``ecgfm pretrain``'s default).
+- ``xresnet1d101``, ``inception1d``: the PTB-XL benchmark settings of Strodthoff et al. 2020 (AdamW, one-cycle,
+  lr 1e-2, weight decay 1e-2, batch 128, 2.5-s random crops, max-aggregated 1.25-s-stride windows, 50 epochs).
+
+Candidates that were tried and not shipped live in ``experiments/recipes.py``.
 """
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ class Recipe:
     For an ensemble recipe ``model`` is ``"ensemble"`` and ``config`` holds only the shared runtime options; each
     member is trained on the same data with its own configuration, then ``ecgfm.models.ensemble.combine`` averages
     their logits (each member scoring records with its own window). ``jobs`` members train at once, each on its
-    share of the CPU threads (``ecgfm.training.members``; part of a recipe because the threads a member runs with
-    decide its float rounding, so a replay needs the same split). ``whole_record_group`` names a label group of the
-    training data (``TrainingData.label_groups``, e.g. ``"rhythm"``) that only the whole-record members score.
+    share of the CPU threads (part of a recipe because the threads a member runs with decide its float rounding, so
+    a replay needs the same split). ``whole_record_group`` names a label group of the training data
+    (``LabelledSet.label_groups``, e.g. ``"rhythm"``) that only the whole-record members score.
     """
 
     name: str
@@ -69,123 +69,48 @@ class Recipe:
         return list(self.members) or [Member("model", self.model, self.config, dict(self.model_kwargs))]
 
 
-_STRODTHOFF = TrainConfig(epochs=50, batch_size=128, lr=1e-2, weight_decay=1e-2, schedule="onecycle", window=250,
-                          aggregate="max")
+#: Strodthoff et al. 2020's PTB-XL benchmark settings (2.5-s crops at 100 Hz).
+STRODTHOFF = TrainConfig(epochs=50, batch_size=128, lr=1e-2, weight_decay=1e-2, schedule="onecycle", window=250,
+                         aggregate="max")
 
-_CROPS_2_5S = Member("crops2.5s", "xresnet1d50", replace(_STRODTHOFF, epochs=50, window=250))
-_CROPS_5S = Member("crops5s", "xresnet1d50", replace(_STRODTHOFF, epochs=40, window=500))
-_WHOLE_10S = Member("whole10s", "xresnet1d50", replace(_STRODTHOFF, epochs=30, window=None, batch_size=64))
-#: Members train with seeds seed, seed + 1, ... in this order, so a recipe that extends another with more members
-#: reproduces (and, with --resume / --keep, reuses) the shared members exactly.
-_CPU_MEMBERS = (_CROPS_2_5S, _CROPS_5S, _WHOLE_10S, replace(_CROPS_5S, name="crops5s-b"))
-
-
-def _with_epochs(member: Member, epochs: int) -> Member:
-    return replace(member, config=replace(member.config, epochs=epochs))
-
-
-def _with_options(members: tuple[Member, ...], stops: dict[str, int | None] | None = None,
-                  **changes: Any) -> tuple[Member, ...]:
-    """The members with training options changed (and, per member name, a recorded ``stop_epoch``)."""
-    stops = stops or {}
-    return tuple(replace(m, config=replace(m.config, **changes, stop_epoch=stops.get(m.name, m.config.stop_epoch)))
-                 for m in members)
+#: default8's members in training order (member i trains with seed + i): name, architecture, window (samples at
+#: 100 Hz; None = whole 10-s records), epochs of the schedule, and the epoch the development run stopped at.
+_DEFAULT8 = (
+    ("crops2.5s", "xresnet1d50", 250, 50, None),
+    ("crops5s", "xresnet1d50", 500, 40, 34),
+    ("whole10s", "xresnet1d50", None, 30, 29),
+    ("crops5s-b", "xresnet1d50", 500, 40, 37),
+    ("crops2.5s-b", "xresnet1d50", 250, 50, 36),
+    ("whole10s-b", "xresnet1d50", None, 30, 28),
+    ("x18-crops5s", "xresnet1d18", 500, 40, 38),
+    ("x18-whole10s", "xresnet1d18", None, 30, 29),
+)
 
 
-def _ensemble(name: str, members: tuple[Member, ...], description: str) -> Recipe:
-    """An ensemble recipe of ``xresnet1d50``-style members at 100 Hz on the statements with >= 10 positives."""
-    return Recipe(name=name, model="ensemble", config=_STRODTHOFF, fs=100.0, min_count=10, description=description,
-                  members=members)
+def _default8_member(name: str, model: str, window: int | None, epochs: int, stop: int | None) -> Member:
+    config = replace(STRODTHOFF, window=window, epochs=epochs, stop_epoch=stop, batch_size=128 if window else 64,
+                     scale_jitter=0.1, noise_mv=0.02, amp=True, channels_last=True)
+    return Member(name, model, config)
 
-
-#: A rejected candidate for the shipped model (recipe ``short-sqrt``, docs/models.md): the default members at about 85%
-#: of their epochs (in case the full schedules overran the budget on a slower machine), the fourth 5-s crops with BCE
-#: positives weighted by sqrt(negatives / positives), which weighs rare labels up.
-_CROPS_5S_SQRT = Member("crops5s-sqrt", "xresnet1d50", replace(_CROPS_5S.config, epochs=34, class_weights="sqrt"))
-_SHORT_SQRT_MEMBERS = (_with_epochs(_CROPS_2_5S, 42), _with_epochs(_CROPS_5S, 34), _with_epochs(_WHOLE_10S, 25),
-                       _CROPS_5S_SQRT)
-
-#: Batch augmentation (ecgfm.training.augment) of the plain members, same epochs and seeds: mixup (alpha 0.2; rejected
-#: on fold 9), or one gain per ECG (+-10%) plus 0.02 mV white noise (the shipped model). The shipped members were
-#: trained under the benchmark's per-member time limits, which stopped three of them before the end of their
-#: schedules; ``stop_epoch`` replays those stops, so the recipe trains the same epochs: ``ecgfm pretrain --recipe
-#: default`` reproduced the shipped weights bit for bit (29.0 min on 2 CPU cores).
-_MIXUP_MEMBERS = _with_options(_CPU_MEMBERS, mixup=0.2)
-_SHIPPED_STOPS = {"crops5s": 34, "whole10s": 29, "crops5s-b": 37}
-_JITTER_MEMBERS = _with_options(_CPU_MEMBERS, stops=_SHIPPED_STOPS, scale_jitter=0.1, noise_mv=0.02)
-
-#: The model shipped before default8 (recipe ``default6``, docs/models.md): the jittered ``default`` members plus a second 2.5-s-crop
-#: and a second whole-record network (seeds 4 and 5), six in all, trained in bf16 with channels-last convolutions,
-#: which on a 2-core AMD EPYC (AVX-512 BF16) project the four ``default`` networks to 18.0 min and the six to about
-#: 28 min (benchmarks/recipe_time.py). It and its rule were fixed before training (commit ee78d9a), and it passed.
-#: The benchmark's time limits stopped the two new members at epochs 34 and 26, its scoring run (``--resume``) at 36
-#: and 28, all after their best epochs (26 and 19); ``stop_epoch`` replays the final stops: ``ecgfm pretrain --recipe
-#: default6`` reproduced the shipped weights bit for bit (28.2 min on 2 AMD EPYC cores).
-_SECOND_SEEDS = _with_options((replace(_CROPS_2_5S, name="crops2.5s-b"), replace(_WHOLE_10S, name="whole10s-b")),
-                              scale_jitter=0.1, noise_mv=0.02)
-_SIX_MEMBERS = _with_options(_JITTER_MEMBERS + _SECOND_SEEDS, stops={**_SHIPPED_STOPS, "crops2.5s-b": 36,
-                             "whole10s-b": 28}, amp=True, channels_last=True)
-
-#: The shipped model (recipe ``default8``, docs/models.md): ``default6``'s six members with the same options, epochs and
-#: stops, plus two cheap ``xresnet1d18`` networks (5-s crops and whole records, seeds 6 and 7; about a third of an
-#: ``xresnet1d50``'s cost, another architecture), all trained two at a time on one thread each (1.2x the throughput
-#: of one two-thread run on 2 cores); the rhythm statements, defined over the whole strip, are scored by the three
-#: whole-record networks alone. It and its rule were fixed before training (commit e17bdc0), and it passed: fold 9
-#: 0.93639 against default6's 0.93370, 26.2 min of training on 2 AMD EPYC cores, fold 10 0.92001.
-#: The benchmark's time limits stopped the two xresnet1d18 members at epochs 38 and 29 (after their best epochs, 29
-#: and 22); ``stop_epoch`` replays those stops.
-_X18_MEMBERS = _with_options((replace(_CROPS_5S, name="x18-crops5s", model="xresnet1d18"),
-                              replace(_WHOLE_10S, name="x18-whole10s", model="xresnet1d18")),
-                             stops={"x18-crops5s": 38, "x18-whole10s": 29},
-                             scale_jitter=0.1, noise_mv=0.02, amp=True, channels_last=True)
-_EIGHT_MEMBERS = _SIX_MEMBERS + _X18_MEMBERS
 
 RECIPES: dict[str, Recipe] = {
-    "default": _ensemble("default", _JITTER_MEMBERS,
-        "the foundation model shipped before default6: four xresnet1d50 members reading records "
-        "differently (2.5-s crops, two seeds of 5-s crops, whole 10-s records; crops scored by the max "
-        "over sliding windows), trained on batches with one random gain per ECG (+-10%) and 0.02 mV "
-        "white noise, logits averaged; 29.5 min on 2 CPU cores"),
-    "plain": _ensemble("plain", _CPU_MEMBERS,
-        "the default members without augmentation, trained to the end of their schedules (the model "
-        "shipped before; 0.9317 on fold 9 against the default's 0.9335)"),
-    "default-ema": _ensemble("default-ema", _with_options(_CPU_MEMBERS, ema_decay=0.995),
-        "the plain members, each keeping an exponential moving average of its weights (decay 0.995); "
-        "not shipped: every member scores higher on fold 9, the ensemble lower (docs/models.md)"),
-    "short-sqrt": _ensemble("short-sqrt", _SHORT_SQRT_MEMBERS,
-        "the plain members at 85% of their epochs, the fourth with sqrt class weights instead of a "
-        "second seed; not shipped: 0.9312 on fold 9 against plain's 0.9317 (docs/models.md)"),
-    "default-mixup": _ensemble("default-mixup", _MIXUP_MEMBERS,
-        "the plain members trained with mixup (alpha 0.2); not shipped: 0.9299 on fold 9 against "
-        "plain's 0.9317 (docs/models.md)"),
-    "default6": _ensemble("default6", _SIX_MEMBERS,
-        "the foundation model shipped before default8: the default's four members plus a second 2.5-s-crop and "
-        "a second whole-record network, trained in bf16 with channels-last convolutions to fit six networks in "
-        "the 30-min CPU budget; 27.8 min on 2 AMD EPYC cores (docs/models.md)"),
-    "default8": replace(_ensemble("default8", _EIGHT_MEMBERS,
-        "the shipped foundation model (MODEL_CARD.md): default6's six xresnet1d50 members plus an xresnet1d18 on "
-        "5-s crops and one on whole records, trained two at a time on one CPU thread each; rhythm statements "
-        "scored by the whole-record networks alone; 26.2 min on 2 AMD EPYC cores (docs/models.md)"),
-        jobs=2, whole_record_group="rhythm"),
-    "xresnet1d50": Recipe(
-        name="xresnet1d50", model="xresnet1d50", config=_STRODTHOFF,
-        description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (plain's first member; ecgfm pretrain's "
-                    "default model; the shipped model before the ensembles)",
-    ),
-    "ensemble3": _ensemble("ensemble3", _CPU_MEMBERS[:3],
-        "the first three members of 'plain' (one 5-s-crop member fewer)"),
-    "xresnet1d101": Recipe(
-        name="xresnet1d101", model="xresnet1d101", config=_STRODTHOFF,
-        description="Strodthoff et al. 2020 benchmark settings",
-    ),
-    "inception1d": Recipe(
-        name="inception1d", model="inception1d", config=_STRODTHOFF,
-        description="Strodthoff et al. 2020 benchmark settings",
-    ),
+    "default8": Recipe(
+        name="default8", model="ensemble", config=STRODTHOFF, members=tuple(_default8_member(*m) for m in _DEFAULT8),
+        jobs=2, whole_record_group="rhythm",
+        description="the shipped foundation model (MODEL_CARD.md): six xresnet1d50 and two xresnet1d18 networks on "
+                    "2.5-s crops, 5-s crops and whole records, trained two at a time on one CPU thread each; rhythm "
+                    "statements scored by the whole-record networks; 26.2 min on 2 CPU cores"),
+    "xresnet1d50": Recipe(name="xresnet1d50", model="xresnet1d50", config=STRODTHOFF,
+                          description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (ecgfm pretrain's default)"),
+    "xresnet1d101": Recipe(name="xresnet1d101", model="xresnet1d101", config=STRODTHOFF,
+                           description="Strodthoff et al. 2020 benchmark settings"),
+    "inception1d": Recipe(name="inception1d", model="inception1d", config=STRODTHOFF,
+                          description="Strodthoff et al. 2020 benchmark settings"),
 }
 
 
 def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``; ``ValueError`` listing the known ones otherwise."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     return RECIPES[name]

@@ -6,7 +6,7 @@ Everything a run does is in :func:`fit`, top to bottom. A run directory holds::
     config.json    the ModelInfo (architecture, labels, preprocessing, training config, data description)
     metrics.jsonl  one line per epoch: train loss, val macro-AUC, lr, ECGs/s, elapsed seconds
     last.pt        everything needed to resume: model, weight average (EMA), optimiser, scheduler, RNG states, history
-    best.pt        the model of the best validation epoch (+ info), what ecgfm.models.load_checkpoint reads
+    best.pt        the model of the best validation epoch (+ info), what ecgfm.models.load reads
                    (with ``ema_decay``: the averaged weights, which are also what validation scores)
     tb/            TensorBoard logs (when torch.utils.tensorboard is importable)
 
@@ -31,15 +31,17 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ecgfm.models.checkpoint import atomic_write_bytes, torch_save_atomic
+from ecgfm.datasets import LabelledSet
+from ecgfm.files import atomic_write, atomic_write_text
+from ecgfm.models.hub import checkpoint_state, load_state
 from ecgfm.models.info import ModelInfo
 from ecgfm.models.layout import set_channels_last, supports_channels_last
+from ecgfm.models.windowing import autocast_context, predict_logits
 from ecgfm.training import distributed as dist_utils
 from ecgfm.training.augment import augment_batch, batch_rng, is_active
 from ecgfm.training.config import TrainConfig
 from ecgfm.training.data import RandomCropDataset, labels_of
 from ecgfm.training.metrics import macro_auc
-from ecgfm.training.predict import autocast_context, predict_logits
 from ecgfm.training.schedules import build_scheduler
 from ecgfm.training.state import capture_rng_state, restore_rng_state, seed_everything
 
@@ -59,16 +61,20 @@ def result_options(stored: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the trained model (best validation weights loaded), its info and the history."""
+    """What :func:`fit` returns: the trained model (best validation weights loaded, ``model.info`` its description)
+    and the history."""
 
     model: nn.Module
-    info: ModelInfo
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
     best_score: float | None = None
     stopped_early: bool = False
     stop_reason: str = "completed"  # "completed" | "early_stopping" | "time_limit" | "stop_epoch"
     run_dir: Path | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.model.info
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -161,8 +167,7 @@ def _open_tensorboard(run_dir: Path | None, enabled: bool):
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(row) + "\n" for row in history)
-    atomic_write_bytes(run_dir / "metrics.jsonl", lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
 
 
 def _progress(loader, enabled: bool, desc: str):
@@ -173,10 +178,11 @@ def _progress(loader, enabled: bool, desc: str):
     return tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
 
 
-def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, config: TrainConfig | None = None,
-        run_dir: str | Path | None = None, info: ModelInfo | None = None, resume: bool = False,
+def fit(model: nn.Module, train_set: LabelledSet | Dataset, val_set: LabelledSet | Dataset | None = None,
+        config: TrainConfig | None = None, run_dir: str | Path | None = None, resume: bool = False,
         callbacks: Sequence[Callback] = (), param_groups: Sequence[dict[str, Any]] | None = None) -> FitResult:
-    """Train ``model`` (multi-label logits) on a Dataset of ``(x (leads, T), y (labels,))`` items.
+    """Train ``model`` (multi-label logits; described by ``model.info``) on a :class:`~ecgfm.datasets.LabelledSet`
+    (or any torch Dataset of ``(x (leads, T), y (labels,))`` items).
 
     Validation (if ``val_set`` is given) runs after every epoch with sliding windows; the best macro-AUC epoch is
     kept in ``best.pt`` and loaded into the returned model. ``resume=True`` continues from ``run_dir/last.pt``.
@@ -186,6 +192,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
     """
     config = config or TrainConfig()
     run_dir = Path(run_dir) if run_dir is not None else None
+    train_set = train_set.torch() if isinstance(train_set, LabelledSet) else train_set
+    val_set = val_set.torch() if isinstance(val_set, LabelledSet) else val_set
     device = resolve_device(config.device)
     # under torchrun (WORLD_SIZE > 1) join the process group; each rank then drives the GPU of its LOCAL_RANK
     env = dist_utils.init_distributed(config.device) if dist_utils.launched_by_torchrun() else dist_utils.DistEnv(device=device)
@@ -201,12 +209,12 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
 
     # --- the self-description saved with every checkpoint
     train_Y = labels_of(train_set)
-    if info is None:
-        info = ModelInfo.from_model(model, [f"label_{i}" for i in range(model.num_labels)])
+    info = getattr(model, "info", None) or ModelInfo.from_model(model, [f"label_{i}" for i in range(model.num_labels)])
     if info.num_labels != train_Y.shape[1]:
         raise ValueError(f"the training labels have {train_Y.shape[1]} columns but the model info has {info.num_labels}")
     info = info.replace(window=config.window, stride=config.test_stride, aggregate=config.aggregate,
                         training={**info.training, "config": config.to_dict()})
+    model.info = info
 
     last_path = run_dir / "last.pt" if run_dir else None
 
@@ -249,7 +257,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
         if last_path.exists() and not resume:
             raise ValueError(f"{run_dir} already holds a run (last.pt); resume it (resume=True, --resume) or choose another folder")
         if resume and last_path.exists():
-            ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+            ckpt = load_state(last_path)
             stored = result_options(ckpt["info"]["training"]["config"])
             changed = {k: (stored[k], getattr(config, k)) for k in RESULT_AFFECTING if stored[k] != getattr(config, k)}
             if changed:
@@ -265,7 +273,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
             history, elapsed_before = list(ckpt["history"]), ckpt["elapsed"]
         if env.is_main:  # only rank 0 writes
             run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(info.to_dict(), indent=2)))
+            atomic_write_text(run_dir / "config.json", json.dumps(info.to_dict(), indent=2))
             _write_metrics(run_dir, history)  # a resumed run drops lines of an epoch that had no checkpoint
         dist_utils.barrier()
     writer = _open_tensorboard(run_dir, config.tensorboard and env.is_main)
@@ -363,21 +371,20 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
                 bad_epochs += 1
             info = info.replace(training={**info.training, "epochs_run": epoch + 1, "best_epoch": best_epoch},
                                 metrics={**info.metrics, "best_" + config.monitor: best_score})
+            model.info = info
 
             # ---- checkpoints (atomic), metrics, logs: rank 0 only
             if run_dir is not None and env.is_main:
-                weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
                 if improved:
-                    kept = weights if ema is None else {k: v.detach().cpu() for k, v in ema.module.state_dict().items()}
-                    torch_save_atomic({"model": kept, "info": info.to_dict(), "epoch": epoch + 1, "metrics": row},
-                                      run_dir / "best.pt")
-                torch_save_atomic({
-                    "model": weights, "info": info.to_dict(), "optimizer": optimizer.state_dict(),
-                    **({"ema": ema.state_dict()} if ema is not None else {}),
-                    "scheduler": scheduler.state_dict(), "rng": capture_rng_state(generator), "epoch": epoch + 1,
-                    "global_step": global_step, "best_score": best_score, "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs, "history": history, "elapsed": row["elapsed_s"],
-                }, last_path)
+                    scored_model.info = info
+                    best = checkpoint_state(scored_model, epoch=epoch + 1, metrics=row)
+                    atomic_write(run_dir / "best.pt", lambda tmp: torch.save(best, tmp))
+                last = checkpoint_state(
+                    model, optimizer=optimizer.state_dict(), **({"ema": ema.state_dict()} if ema is not None else {}),
+                    scheduler=scheduler.state_dict(), rng=capture_rng_state(generator), epoch=epoch + 1,
+                    global_step=global_step, best_score=best_score, best_epoch=best_epoch, bad_epochs=bad_epochs,
+                    history=history, elapsed=row["elapsed_s"])
+                atomic_write(last_path, lambda tmp: torch.save(last, tmp))
                 _write_metrics(run_dir, history)
             if writer is not None:
                 for key, value in row.items():
@@ -394,12 +401,12 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, co
 
     # ---- hand back the best model (from memory, or from best.pt when the best epoch was before a resume)
     if best_state is None and run_dir is not None and (run_dir / "best.pt").exists():
-        best_state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["model"]
+        best_state = load_state(run_dir / "best.pt")["model"]
     if best_state is not None:
         model.load_state_dict(best_state)
-    info = info.replace(training={**info.training, "stopped_early": stopped_early, "stop_reason": stop_reason})
+    model.info = info.replace(training={**info.training, "stopped_early": stopped_early, "stop_reason": stop_reason})
     if run_dir is not None and env.is_main:
-        atomic_write_bytes(run_dir / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(info.to_dict(), indent=2)))
+        atomic_write_text(run_dir / "config.json", json.dumps(model.info.to_dict(), indent=2))
     model.eval()
-    return FitResult(model=model, info=info, history=history, best_epoch=best_epoch, best_score=best_score,
+    return FitResult(model=model, history=history, best_epoch=best_epoch, best_score=best_score,
                      stopped_early=stopped_early, stop_reason=stop_reason, run_dir=run_dir)

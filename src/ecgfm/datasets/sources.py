@@ -1,0 +1,127 @@
+"""Where labelled ECGs come from: one entry point, :func:`load_labelled`, for every source.
+
+- ``ptbxl``: a PTB-XL folder (splits from its stratified folds: 1-8 train, 9 val, 10 test unless told otherwise);
+- ``manifest``: a CSV/Parquet table naming ECG files, patients, splits and labels (:mod:`ecgfm.datasets.manifest`);
+  every file is read and preprocessed; unreadable files are listed in ``source["unreadable"]`` and skipped;
+- ``store``: an ingested training store (``ecgfm ingest``); signals are read on demand;
+- ``data``: any of these, recognised from what the path holds, or a folder of PhysioNet-Challenge-style records
+  (WFDB headers with ``# Dx:`` SNOMED-CT codes), whose labels are mapped to SCP-ECG statements.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ecgfm.datasets.labelled import LabelledSet, parse_folds
+from ecgfm.datasets.manifest import Manifest
+from ecgfm.datasets.ptbxl import PTBXL, TEST_FOLDS, TRAIN_FOLDS, VAL_FOLDS, read_preprocessed
+from ecgfm.signal import Pipeline
+
+SOURCES = ("ptbxl", "manifest", "store", "data")
+
+
+def load_labelled(*, ptbxl: str | os.PathLike | None = None, manifest: str | os.PathLike | None = None,
+                  store: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
+                  labels: Sequence[str] | None = None, pipeline: Pipeline | None = None, task: str = "all",
+                  min_count: int = 1, exclude: Sequence[str] = (), train_folds=TRAIN_FOLDS, val_folds=VAL_FOLDS,
+                  test_folds=TEST_FOLDS, progress: bool = True) -> LabelledSet:
+    """Labelled ECGs from exactly one source (none given: PTB-XL at ``$ECGFM_PTBXL_DIR``), preprocessed by
+    ``pipeline`` (a model's own, ``model.info.pipeline()``; default :meth:`Pipeline.default`).
+
+    ``labels`` defaults to the source's labels with at least ``min_count`` training positives, minus ``exclude``.
+    Folds (PTB-XL, and manifests with a ``fold`` column) take ``"1-8"``-style text or sequences.
+    """
+    given = {name: value for name, value in (("ptbxl", ptbxl), ("manifest", manifest), ("store", store),
+                                             ("data", data)) if value is not None}
+    if len(given) > 1:
+        raise ValueError(f"give one data source, not {' and '.join('--' + name for name in given)}")
+    kind, path = next(iter(given.items()), ("ptbxl", None))
+    if kind == "data":
+        kind = detect_source(path)
+    pipeline = pipeline or Pipeline.default()
+    folds = {"train_folds": parse_folds(train_folds), "val_folds": parse_folds(val_folds),
+             "test_folds": parse_folds(test_folds)}
+    if kind == "store":
+        from ecgfm.datasets.store import ECGStore
+
+        found = ECGStore(path)
+        if found.spec.pipeline != pipeline.to_dict():
+            raise ValueError(f"{path}: the store was preprocessed with {found.spec.pipeline}, but the model expects "
+                             f"{pipeline.to_dict()}; ingest it again with the model's preprocessing")
+        return found.load(labels, min_count=min_count, exclude=exclude)
+    if kind == "ptbxl":
+        root = PTBXL(path)
+        names = labels if labels is not None else root.label_names(task, min_count, folds["train_folds"], exclude)
+        if not names:
+            raise ValueError(f"no {task} labels with >= {min_count} training positives in {root.root}")
+        return root.load(list(names), pipeline, task=task, progress=progress, **folds)
+    table = Manifest.from_challenge(path) if kind == "challenge" else Manifest.read(path)
+    return from_manifest(table, labels, pipeline, min_count=min_count, exclude=exclude, progress=progress, **folds)
+
+
+def detect_source(path: str | os.PathLike) -> str:
+    """What a ``--data`` path holds: ``ptbxl``, ``store``, ``manifest`` or ``challenge`` (WFDB headers)."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() in (".csv", ".tsv", ".parquet"):
+            return "manifest"
+        raise ValueError(f"{path}: --data takes a folder (PTB-XL, a store, Challenge records) or a manifest "
+                         ".csv/.tsv/.parquet, not a {path.suffix or 'file without extension'}")
+    if not path.is_dir():
+        raise FileNotFoundError(f"data not found: {path}")
+    if (path / "ptbxl_database.csv").exists():
+        return "ptbxl"
+    if (path / "zarr.json").exists() and (path / "signals").exists():
+        return "store"
+    if next(path.rglob("*.hea"), None) is not None:
+        return "challenge"
+    raise ValueError(f"{path}: not a PTB-XL folder, an ecgfm store or a folder of WFDB records (*.hea)")
+
+
+def from_manifest(manifest: Manifest, labels: Sequence[str] | None, pipeline: Pipeline, min_count: int = 1,
+                  exclude: Sequence[str] = (), train_folds=TRAIN_FOLDS, val_folds=VAL_FOLDS, test_folds=TEST_FOLDS,
+                  progress: bool = True) -> LabelledSet:
+    """Read and preprocess every file of a manifest; unreadable files are skipped with a warning naming them."""
+    table = manifest.records
+    where = manifest.description.get("source", "manifest")
+    if labels is None:
+        counts = {name: 0 for name in manifest.label_names}
+        for present, split in zip(table["labels"], table["split"]):
+            for name in present if split == "train" else ():
+                counts[name] += 1
+        labels = [n for n, c in counts.items() if c >= min_count and n not in set(exclude)] or manifest.label_names
+    missing = [name for name in labels if name not in manifest.label_names]
+    if missing and manifest.description.get("kind") != "challenge":
+        raise ValueError(f"{where}: labels {missing} are not in the manifest (it has {manifest.label_names[:20]})")
+    signals, failures = read_preprocessed(list(table["path"]), pipeline, progress=progress,
+                                          desc=f"reading {Path(str(where)).name}")
+    if failures:
+        listed = "; ".join(f"{name}: {reason}" for name, reason in list(failures.items())[:10])
+        warnings.warn(f"{len(failures)} of {len(table)} ECG files could not be read and are skipped: {listed}",
+                      stacklevel=2)
+    ok = np.array([x is not None for x in signals])
+    if not ok.any():
+        raise ValueError(f"{where}: none of the {len(table)} ECG files could be read")
+    table = table[ok]
+    Y = np.zeros((len(table), len(labels)), dtype=np.float32)
+    for i, (present, unknown) in enumerate(zip(table["labels"], table["unknown_labels"])):
+        for j, name in enumerate(labels):
+            Y[i, j] = np.nan if name in unknown else float(name in present)
+    folds = table["fold"].to_numpy() if "fold" in table.columns else None
+    split = table["split"].to_numpy().astype(object)
+    if folds is not None:  # a fold column (e.g. PTB-XL's) decides the split as for PTB-XL itself
+        split = np.full(len(table), "", dtype=object)
+        for name, chosen in (("train", train_folds), ("val", val_folds), ("test", test_folds)):
+            split[np.isin(folds, list(parse_folds(chosen)))] = name
+    source = {**manifest.description, "records_listed": int(len(ok)), "unreadable": len(failures),
+              "unreadable_files": dict(list(failures.items())[:100])}
+    arrays = [x.astype(np.float32) for x in signals if x is not None]
+    X = np.stack(arrays) if len({a.shape for a in arrays}) == 1 else arrays  # records of any length: a list
+    return LabelledSet(X=X, Y=Y, labels=list(labels),
+                       ids=table["record_id"].to_numpy(), patient_ids=table["patient_id"].astype(str).to_numpy(),
+                       split=split, folds=folds, preprocess=pipeline.to_dict(),
+                       label_descriptions={n: n for n in labels}, source=source)

@@ -1,0 +1,2 @@
+"""The package version, in a module of its own so every layer can read it without importing ``ecgfm`` itself."""
+__version__ = "0.1.0"
