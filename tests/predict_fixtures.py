@@ -29,7 +29,7 @@ def make_tiny_model(folder: Path, window: int | None = 250, seed: int = 0) -> Pa
     """Save a small random ``resnet1d_small`` (3 labels, 100 Hz, 10 s, windows of 2.5 s) as a pretrained folder."""
     import torch
 
-    from ecgfm.models import ModelInfo, create, save_pretrained
+    from ecgfm.models import ModelInfo, create, save
     from ecgfm.signal import Pipeline
 
     torch.manual_seed(seed)
@@ -41,7 +41,7 @@ def make_tiny_model(folder: Path, window: int | None = 250, seed: int = 0) -> Pa
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 2.0)
     model.eval()
-    info = ModelInfo.from_model(model, LABELS, label_descriptions=DESCRIPTIONS, fs=100.0, window=window,
+    model.info = ModelInfo.from_model(model, LABELS, label_descriptions=DESCRIPTIONS, fs=100.0, window=window,
                                 preprocess=Pipeline.default(fs=100.0, seconds=10.0).to_dict(), thresholds=THRESHOLDS,
                                 data={"dataset": "synthetic", "note": "untrained test model"})
-    return save_pretrained(model, info, folder)
+    return save(model, folder)

@@ -8,9 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-import ecgfm.models.checkpoint as checkpoint_module
-from ecgfm.models import (ModelInfo, count_flops, count_params, create, list_models, load_checkpoint, load_pretrained,
-                          save_pretrained)
+from ecgfm.models import ModelInfo, count_flops, count_params, create, list_models, load, save
 
 # Small settings keep every architecture fast enough for a unit test.
 TINY = {
@@ -107,111 +105,139 @@ def test_model_info_round_trip_keeps_unknown_keys():
         ModelInfo(arch="resnet1d", labels=["NORM", "NORM"])
 
 
-def test_save_and_load_pretrained_reproduce_outputs(tmp_path):
+def test_save_and_load_reproduce_outputs_and_check_the_weights(tmp_path):
     torch.manual_seed(0)
     model = create("resnet1d", 2, **TINY["resnet1d"]).eval()
-    info = ModelInfo.from_model(model, ["NORM", "AFIB"], fs=100.0, label_descriptions={"NORM": "normal ECG"})
-    save_pretrained(model, info, tmp_path / "pretrained")
+    model.info = ModelInfo.from_model(model, ["NORM", "AFIB"], fs=100.0, label_descriptions={"NORM": "normal ECG"})
+    save(model, tmp_path / "pretrained")
     assert sorted(p.name for p in (tmp_path / "pretrained").iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((tmp_path / "pretrained" / "config.json").read_text())
     assert config["arch"] == "resnet1d" and config["arch_kwargs"] == TINY["resnet1d"]
-    loaded, loaded_info = load_pretrained(tmp_path / "pretrained")
+    assert len(config["extra"]["weights_sha256"]) == 64
+    loaded = load(tmp_path / "pretrained")
     x = torch.randn(2, 12, 250)
     torch.testing.assert_close(loaded(x), model(x))
-    assert loaded_info.labels == ["NORM", "AFIB"] and loaded_info.label_descriptions["NORM"] == "normal ECG"
-    # load_checkpoint accepts the folder too
-    again, _ = load_checkpoint(tmp_path / "pretrained")
-    torch.testing.assert_close(again(x), model(x))
+    assert loaded.info.labels == ["NORM", "AFIB"] and loaded.info.label_descriptions["NORM"] == "normal ECG"
+    assert load(tmp_path).info.labels == ["NORM", "AFIB"]  # a run folder holding pretrained/
+    weights = tmp_path / "pretrained" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF  # one flipped byte in the weights
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model.safetensors: checksum mismatch"):
+        load(tmp_path / "pretrained")
 
 
-def test_save_pretrained_refuses_mismatched_info(tmp_path):
+def test_save_refuses_mismatched_info(tmp_path):
     model = create("resnet1d_small", 2)
+    model.info = ModelInfo(arch="resnet1d_small", labels=["A", "B", "C"])
     with pytest.raises(ValueError, match="labels"):
-        save_pretrained(model, ModelInfo(arch="resnet1d_small", labels=["A", "B", "C"]), tmp_path)
+        save(model, tmp_path)
+    model.info = ModelInfo(arch="inception1d", labels=["A", "B"])
     with pytest.raises(ValueError, match="describes"):
-        save_pretrained(model, ModelInfo(arch="inception1d", labels=["A", "B"]), tmp_path)
+        save(model, tmp_path)
 
 
-def test_load_pretrained_default_location_without_weights_fails_clearly(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoint_module, "default_weights_dir", lambda: tmp_path)
-    with pytest.raises(FileNotFoundError, match="model.safetensors"):
-        load_pretrained()
+def test_shipped_weights_are_named_and_describe_themselves():
+    from ecgfm.models import get_weights, list_pretrained
+
+    names = list_pretrained()
+    assert names and get_weights("pretrained") is get_weights(names[0])
+    assert get_weights().transforms().fs == get_weights().info.fs
+    with pytest.raises(ValueError, match="no shipped weights named 'nope'"):
+        get_weights("nope")
 
 
-def test_load_checkpoint_rejects_missing_and_foreign_files(tmp_path):
+def test_load_rejects_missing_foreign_and_corrupt_files(tmp_path):
+    from ecgfm.models.hub import checkpoint_state
+
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        load_checkpoint(tmp_path / "missing.pt")
+        load(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match="no model here"):
+        load(tmp_path)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="garbage.pt"):
-        load_checkpoint(garbage)
+        load(garbage)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(ValueError, match="not an ecgfm checkpoint"):
-        load_checkpoint(foreign)
+        load(foreign)
+    model = create("resnet1d_small", 2)
+    model.info = ModelInfo.from_model(model, ["A", "B"])
+    state = checkpoint_state(model)
+    state["model"]["head.fc.bias"] = state["model"]["head.fc.bias"] + 1  # a changed weight, the checksum kept
+    torch.save(state, tmp_path / "flipped.pt")
+    with pytest.raises(ValueError, match="flipped.pt: checksum mismatch"):
+        load(tmp_path / "flipped.pt")
+    good = tmp_path / "good.pt"
+    torch.save(checkpoint_state(model), good)
+    good.write_bytes(good.read_bytes()[:-100])  # truncated
+    with pytest.raises(ValueError, match="good.pt: not a readable ecgfm checkpoint"):
+        load(good)
 
 
 def test_ensemble_averages_member_logits_over_their_own_windows():
+    from ecgfm.datasets import from_arrays
     from ecgfm.models.ensemble import combine
-    from ecgfm.training.predict import predict_logits
-    from ecgfm.training.data import ArrayDataset
+    from ecgfm.models.windowing import predict_logits
 
     torch.manual_seed(0)
     crop = create("resnet1d_small", 3).eval()
     whole = create("xresnet1d18", 3, **TINY["xresnet1d18"]).eval()
-    infos = [ModelInfo.from_model(crop, ["A", "B", "C"], window=250, stride=125, aggregate="max", fs=100.0),
-             ModelInfo.from_model(whole, ["A", "B", "C"], window=None, aggregate="mean", fs=100.0)]
-    ens, info = combine([(crop, infos[0]), (whole, infos[1])])
+    crop.info = ModelInfo.from_model(crop, ["A", "B", "C"], window=250, stride=125, aggregate="max", fs=100.0)
+    whole.info = ModelInfo.from_model(whole, ["A", "B", "C"], window=None, aggregate="mean", fs=100.0)
+    ens = combine([crop, whole])
+    info = ens.info
     assert info.arch == "ensemble" and info.window is None and ens.num_features == crop.num_features + whole.num_features
     x = torch.randn(4, 12, 1000)
-    data = ArrayDataset(x.numpy(), np.zeros((4, 3), np.float32))
-    l_crop = torch.from_numpy(predict_logits(crop, data, 250, 125, "max"))
+    data = from_arrays(x.numpy(), np.zeros((4, 3)), ["A", "B", "C"])
+    l_crop = torch.from_numpy(predict_logits(crop, data.torch()))
     with torch.no_grad():
         l_whole = whole(x)
         torch.testing.assert_close(ens(x), (l_crop + l_whole) / 2, atol=1e-5, rtol=1e-4)
         assert ens.forward_features(x).shape == (4, ens.num_features)
-        by_prob, _ = combine([(crop, infos[0]), (whole, infos[1])], average="prob")
+        by_prob = combine([crop, whole], average="prob")
         mean_prob = (torch.sigmoid(l_crop) + torch.sigmoid(l_whole)) / 2
         torch.testing.assert_close(torch.sigmoid(by_prob(x)), mean_prob, atol=1e-5, rtol=1e-4)
         assert by_prob.arch_kwargs["average"] == "prob" and ens.arch_kwargs["average"] == "logit"
-    whole_only, _ = combine([(whole, infos[1]), (whole, infos[1])])
+    whole_only = combine([whole, whole])
     with torch.no_grad():  # with whole-record members forward == forward_head(forward_features), as for any model
         torch.testing.assert_close(whole_only(x), whole_only.forward_head(whole_only.forward_features(x)))
         torch.testing.assert_close(whole_only(x), whole(x), atol=1e-5, rtol=1e-4)
+    whole.info = whole.info.replace(labels=["A", "C", "B"])
     with pytest.raises(ValueError, match="same labels"):
-        combine([(crop, infos[0]), (whole, infos[1].replace(labels=["A", "C", "B"]))])
+        combine([crop, whole])
 
 
 def test_whole_record_labels_are_scored_by_the_whole_record_members_alone(tmp_path):
-    from ecgfm.models import load_checkpoint, save_pretrained
+    from ecgfm.datasets import from_arrays
     from ecgfm.models.ensemble import combine, vote_weights
-    from ecgfm.training.data import ArrayDataset
-    from ecgfm.training.predict import predict_logits
+    from ecgfm.models.windowing import predict_logits
 
     torch.manual_seed(0)
     crop = create("resnet1d_small", 3).eval()
     whole_a = create("xresnet1d18", 3, **TINY["xresnet1d18"]).eval()
     whole_b = create("xresnet1d18", 3, **TINY["xresnet1d18"]).eval()
     labels = ["SR", "IMI", "SARRH"]
-    infos = [ModelInfo.from_model(crop, labels, window=250, stride=125, aggregate="max", fs=100.0),
-             ModelInfo.from_model(whole_a, labels, window=None, fs=100.0),
-             ModelInfo.from_model(whole_b, labels, window=None, fs=100.0)]
-    members = list(zip([crop, whole_a, whole_b], infos))
-    ens, info = combine(members, whole_record_labels=["SARRH", "SR", "AFIB"])  # AFIB: not predicted, skipped
+    crop.info = ModelInfo.from_model(crop, labels, window=250, stride=125, aggregate="max", fs=100.0)
+    whole_a.info = ModelInfo.from_model(whole_a, labels, window=None, fs=100.0)
+    whole_b.info = ModelInfo.from_model(whole_b, labels, window=None, fs=100.0)
+    members = [crop, whole_a, whole_b]
+    ens = combine(members, whole_record_labels=["SARRH", "SR", "AFIB"])  # AFIB: not predicted, skipped
     assert ens.specs[0]["abstain"] == [0, 2] and "abstain" not in ens.specs[1]
     x = torch.randn(4, 12, 1000)
-    l_crop = torch.from_numpy(predict_logits(crop, ArrayDataset(x.numpy(), np.zeros((4, 3), np.float32)), 250, 125))
+    l_crop = torch.from_numpy(predict_logits(crop, from_arrays(x.numpy(), np.zeros((4, 3)), labels).torch()))
     with torch.no_grad():
         l_a, l_b = whole_a(x), whole_b(x)
         expected = torch.stack([(l_a[:, 0] + l_b[:, 0]) / 2, (l_crop[:, 1] + l_a[:, 1] + l_b[:, 1]) / 3,
                                 (l_a[:, 2] + l_b[:, 2]) / 2], dim=1)
         torch.testing.assert_close(ens(x), expected, atol=1e-5, rtol=1e-4)
-        save_pretrained(ens, info, tmp_path / "routed")  # the routing travels with the weights
-        again, _ = load_checkpoint(tmp_path / "routed")
+        save(ens, tmp_path / "routed")  # the routing travels with the weights
+        again = load(tmp_path / "routed")
         torch.testing.assert_close(again(x), ens(x))
         ens.reset_classifier(5)  # new labels: every member votes again
         assert all("abstain" not in spec for spec in ens.arch_kwargs["members"]) and ens(x).shape == (4, 5)
-    no_whole, _ = combine([members[0], members[0]], whole_record_labels=["SR"])  # nobody reads whole records
+    no_whole = combine([members[0], members[0]], whole_record_labels=["SR"])  # nobody reads whole records
     assert all("abstain" not in spec for spec in no_whole.specs)
     with pytest.raises(ValueError, match="no voting member"):
         vote_weights([{"abstain": [1]}, {"abstain": [1]}], 3)

@@ -7,25 +7,30 @@ from ecgfm.ecg import ECG
 from ecgfm.errors import ECGError, ECGReadError, ECGValueError
 from ecgfm.io import read
 from ecgfm.leads import STANDARD_LEADS
+from ecgfm.version import __version__
 
-__version__ = "0.1.0"
-
-__all__ = ["ECG", "read", "ECGError", "ECGReadError", "ECGValueError", "STANDARD_LEADS", "Predictor", "load_pretrained",
-           "create_model", "list_models", "__version__"]
+__all__ = ["ECG", "read", "ECGError", "ECGReadError", "ECGValueError", "STANDARD_LEADS", "Predictor",
+           "create_model", "list_models", "list_pretrained", "__version__"]
 
 #: Public names imported on first use, so ``import ecgfm`` stays fast (no torch import at package import time).
 _LAZY = {"Predictor": ("ecgfm.inference.predictor", "Predictor"),
-         "load_pretrained": ("ecgfm.models", "load_pretrained"),
          "create_model": ("ecgfm.models", "create"),
-         "list_models": ("ecgfm.models", "list_models")}
+         "list_models": ("ecgfm.models", "list_models"),
+         "list_pretrained": ("ecgfm.models", "list_pretrained")}
+#: Subpackages reachable as attributes (``ecgfm.models.load(...)``) without importing them up front.
+_SUBPACKAGES = {"datasets", "evaluation", "explain", "inference", "io", "labels", "models", "signal", "training",
+                "transfer"}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         module, attribute = _LAZY[name]
         value = getattr(importlib.import_module(module), attribute)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ecgfm' has no attribute {name!r}")
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"ecgfm.{name}")
+    else:
+        raise AttributeError(f"module 'ecgfm' has no attribute {name!r}")
+    globals()[name] = value
+    return value

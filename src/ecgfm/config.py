@@ -21,3 +21,6 @@ def cache_dir() -> Path:
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ecgfm").expanduser()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+#: The model every command uses unless told otherwise: the default shipped weights (``ecgfm.models.list_pretrained``).
+DEFAULT_MODEL = "pretrained"

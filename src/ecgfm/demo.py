@@ -11,7 +11,7 @@ import html
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,32 +69,37 @@ def locate_ptbxl(ptbxl: str | Path | None, download: bool, log: Callable[[str], 
 
 
 def _pretrain(root: Path, out: Path, preset: DemoPreset, held_out, device: str, log) -> Path:
-    from ecgfm.training.config import TrainConfig
-    from ecgfm.training.pretrain import pretrain, ptbxl_training_data
+    from ecgfm.training.pretrain import pretrain, training_data
+    from ecgfm.training.recipes import custom_recipe
 
     run_dir = out / "foundation"
     pretrained = run_dir / "pretrained"
     if (pretrained / "config.json").exists() and (run_dir / "demo_done").exists():
         log(f"pre-training: done earlier ({pretrained})")
         return pretrained
-    data = ptbxl_training_data(root, task="all", fs=preset.fs, min_count=preset.min_count, exclude_labels=held_out)
+    recipe = replace(custom_recipe(preset.model, epochs=preset.pretrain_epochs), fs=preset.fs,
+                     min_count=preset.min_count)
+    data = training_data(recipe, exclude=held_out, ptbxl=root, progress=False)
     log(f"pre-training {preset.model} on {len(data.labels)} statements ({', '.join(held_out)} held out), "
         f"{preset.pretrain_epochs} epochs")
-    config = TrainConfig(epochs=preset.pretrain_epochs, device=device, seed=0)
-    pretrain(data, preset.model, config=config, run_dir=run_dir, resume=(run_dir / "last.pt").exists())
+    pretrain(data, recipe, run_dir=run_dir, resume=(run_dir / "last.pt").exists(), device=device, seed=0)
     (run_dir / "demo_done").write_text("ok\n")
     return pretrained
 
 
 def _evaluate(root: Path, foundation: Path, out: Path, preset: DemoPreset, device: str, log) -> dict[str, Any]:
+    from ecgfm.datasets import load_labelled
     from ecgfm.evaluation.model_eval import evaluate_model
+    from ecgfm.models import load
 
     eval_dir = out / "evaluation"
     if not (eval_dir / "metrics.json").exists():
         log("evaluating the foundation model on fold 10 (thresholds from fold 9)")
-        evaluate_model(foundation, eval_dir, ptbxl=root, min_test_positives=5, n_bootstrap=preset.n_bootstrap,
-                       device="cuda" if device == "cuda" else "cpu", show_progress=False,
-                       command="ecgfm demo (evaluation stage)")
+        model = load(foundation)
+        data = load_labelled(ptbxl=root, labels=model.info.labels, pipeline=model.info.pipeline(), train_folds=(),
+                             progress=False)
+        evaluate_model(model, data, eval_dir, min_test_positives=5, n_bootstrap=preset.n_bootstrap,
+                       device="cuda" if device == "cuda" else "cpu", command="ecgfm demo (evaluation stage)")
     return json.loads((eval_dir / "metrics.json").read_text())
 
 
@@ -124,6 +129,7 @@ def _explain(root: Path, foundation: Path, out: Path, log) -> dict[str, Any] | N
     (a shown example, chosen as such); ``None`` when the model does not predict the label or no such record exists."""
     from ecgfm.datasets.ptbxl import PTBXL
     from ecgfm.explain import explain
+    from ecgfm.files import atomic_write_text
     from ecgfm.inference.predictor import Predictor
 
     folder = out / "explanation"
@@ -147,9 +153,7 @@ def _explain(root: Path, foundation: Path, out: Path, log) -> dict[str, Any] | N
     summary = {"record": best.record_id, "source": str(best.source), "candidates": len(paths),
                "figure": str(figure), **explanation.to_dict()["labels"][0]}
     # Written last and atomically: its presence marks the stage done, so a killed demo never resumes from half a file.
-    tmp = folder / ".explanation.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(tmp, folder / "explanation.json")
+    atomic_write_text(folder / "explanation.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 

@@ -1,51 +1,53 @@
-"""``ecgfm embed``: one embedding vector per ECG from a trained model (a thin shell over ``ecgfm.models.embedding``)."""
+"""``ecgfm embed``: one embedding vector per ECG from a trained model (a thin shell over ``ecgfm.inference.embed``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
 from ecgfm.cli.common import console, err_console, fail, user_errors
-
-
-def _is_ptbxl_folder(path: str) -> bool:
-    return Path(path).is_dir() and (Path(path) / "ptbxl_database.csv").exists()
+from ecgfm.cli.options import Data, Device, Model, Progress, source_kwargs
 
 
 def register(app: typer.Typer) -> None:
     @app.command("embed")
     def embed(
-        checkpoint: Path = typer.Argument(..., help="Model: a .pt checkpoint (best.pt) or a folder with "
-                                          "model.safetensors + config.json."),
-        inputs: List[str] = typer.Argument(..., help="ECG files, folders or globs, or one PTB-XL folder (every "
-                                           "record is embedded, with patient_id and strat_fold columns)."),
+        inputs: Optional[List[str]] = typer.Argument(None, help="ECG files, folders or globs (or give --data)."),
+        model: Model = "pretrained",
+        data: Data = None,
         out: Path = typer.Option(..., "--out", "-o", help="Output: .parquet (id, source, f0..fN), .npz "
                                  "(embeddings, ids) or .npy (matrix; ids in <name>.ids.txt)."),
         batch_size: int = typer.Option(256, "--batch-size", min=1, help="Windows per forward pass."),
-        device: str = typer.Option("cpu", "--device", help="torch device."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        device: Device = "auto",
+        progress: Progress = True,
     ) -> None:
         """Embed ECGs: the model's pooled features (forward_features), averaged over its test-time windows.
 
-        Inputs are preprocessed with the model's own spec. Unreadable files are listed and skipped.
+        Inputs are preprocessed with the model's own spec. With --data every record of a labelled dataset is embedded,
+        with patient_id, split (and fold) columns. Unreadable files are listed and skipped.
         Exit code: 0 all embedded, 1 some inputs failed, 2 usage error.
 
-        Example: ecgfm embed runs/fm/best.pt ../shared/data/ptbxl --out embeddings.parquet
+        Example: ecgfm embed --data ../shared/data/ptbxl --out embeddings.parquet
         """
-        from ecgfm.models import load_checkpoint
-        from ecgfm.models.embedding import EMBEDDING_FORMATS, embed_files, embed_ptbxl
+        from ecgfm.datasets import load_labelled
+        from ecgfm.inference.embed import EMBEDDING_FORMATS, embed_files, embed_set
+        from ecgfm.models import load
+        from ecgfm.training import resolve_device
 
         with user_errors():
             if out.suffix.lower() not in EMBEDDING_FORMATS:
                 raise ValueError(f"--out must end in {', '.join(EMBEDDING_FORMATS)}, got {out.name!r}")
-            if not checkpoint.exists():
-                raise FileNotFoundError(f"model not found: {checkpoint}")
-            model, info = load_checkpoint(checkpoint, map_location=device)
-            if len(inputs) == 1 and _is_ptbxl_folder(inputs[0]):
-                result = embed_ptbxl(model, info, inputs[0], batch_size=batch_size, device=device, progress=progress)
+            if bool(inputs) == (data is not None):
+                raise ValueError("give ECG files or --data (a labelled dataset), one of the two")
+            device = str(resolve_device(device))
+            net = load(model, device=device)
+            if data is not None:
+                labelled = load_labelled(**source_kwargs(data), labels=[], pipeline=net.info.pipeline(),
+                                         progress=progress)
+                result = embed_set(net, labelled, batch_size=batch_size, device=device)
             else:
-                result = embed_files(model, info, inputs, batch_size=batch_size, device=device)
+                result = embed_files(net, inputs, batch_size=batch_size, device=device)
             if not result.ids:
                 for source, reason in result.failures[:20]:
                     err_console.print(f"{source}: {reason}", highlight=False)

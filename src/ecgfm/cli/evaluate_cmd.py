@@ -1,42 +1,24 @@
 """``ecgfm evaluate`` and ``ecgfm compare-models``: paper-style evaluation reports from a model or prediction files.
 
-The commands call :func:`ecgfm.evaluation.report.evaluate_predictions` / ``compare_predictions`` (re-exported here),
-which code that already holds arrays (a predictor run, a notebook) can call directly.
+``--model`` scores a model on labelled data (:func:`ecgfm.evaluation.model_eval.evaluate_model`); ``--predictions``
+evaluates saved predictions (:func:`ecgfm.evaluation.report.evaluate_predictions`, which code holding arrays can call
+directly).
 """
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import numpy as np
 import typer
 
 from ecgfm.cli.common import console, err_console, is_interactive, user_errors
+from ecgfm.cli.options import (Data, Device, Labels, Manifest, Model, Ptbxl, Store, TestFolds, ValFolds, command_line,
+                               match_labels, source_kwargs)
 from ecgfm.evaluation.evaluate import DEFAULT_N_BOOTSTRAP, ThresholdSpec
 from ecgfm.evaluation.predictions import load_predictions
 from ecgfm.evaluation.report import compare_predictions, evaluate_predictions
 
-__all__ = ["register", "evaluate_predictions", "compare_predictions", "command_line"]
-
-
-def command_line(ctx: typer.Context) -> str:
-    """The command as an equivalent, copy-pasteable line built from the parsed options (also under test runners)."""
-    parts = ["ecgfm", ctx.info_name or ""]
-    # Options the user typed first, then the defaults in force (so the line still reproduces if defaults change).
-    # Compared by name: typer ships its own ParameterSource enum, distinct from click's.
-    ordered = sorted(ctx.command.params,
-                     key=lambda p: getattr(ctx.get_parameter_source(p.name), "name", "") != "COMMANDLINE")
-    for param in ordered:
-        value = ctx.params.get(param.name)
-        if value is None:
-            continue
-        flag = param.opts[0] if param.opts else f"--{param.name}"
-        if isinstance(value, bool):
-            if value:
-                parts.append(flag)
-            continue
-        parts += [flag, str(value)]
-    return shlex.join(parts)
+__all__ = ["register"]
 
 
 def _progress_bar(total: int, description: str):
@@ -70,23 +52,26 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
         ctx: typer.Context,
-        model: str = typer.Option(None, "--model", help="Model to score: 'pretrained' (the shipped foundation "
-                                  "model), a checkpoint .pt or a fine-tuned model folder. Needs a data source."),
-        ptbxl: Path = typer.Option(None, "--ptbxl", help="PTB-XL folder (default $ECGFM_PTBXL_DIR) for --model."),
-        manifest: Path = typer.Option(None, "--manifest", help="Manifest CSV/Parquet (split column) for --model."),
-        store: Path = typer.Option(None, "--store", help="Ingested store (ecgfm ingest) for --model."),
-        val_folds: str = typer.Option("9", "--val-folds", help="PTB-XL folds for threshold fitting (comma list)."),
-        test_folds: str = typer.Option("10", "--test-folds", help="PTB-XL folds to evaluate on (comma list)."),
+        model: Model = None,
+        data: Data = None,
+        ptbxl: Ptbxl = None,
+        manifest: Manifest = None,
+        store: Store = None,
+        labels: Labels = None,
+        val_folds: ValFolds = "9",
+        test_folds: TestFolds = "10",
         min_test_positives: int = typer.Option(1, "--min-test-positives", min=1,
                                                help="Report only labels with at least this many test positives."),
-        device: str = typer.Option("cpu", "--device", help="Device for --model inference: cpu or cuda."),
+        device: Device = "auto",
         predictions: Path = typer.Option(None, "--predictions", help="Instead of --model: a test-set prediction file "
                                          "(.npz: y_true, y_score, label_names, optional record_ids/patient_ids)."),
         val_predictions: Path = typer.Option(None, "--val-predictions",
                                              help="Validation-set prediction file; thresholds are fitted on it."),
         out: Path = typer.Option(Path("evaluation"), "--out", help="Output folder for metrics.json/.csv, report.html."),
-        threshold: str = typer.Option("youden", "--threshold",
-                                      help="Operating threshold rule: youden, 'sens>=0.9', 'spec>=0.95' or a number."),
+        threshold: str = typer.Option(None, "--threshold", help="Operating point: a rule fitted on the validation "
+                                      "records (youden, 'sens>=0.9', 'spec>=0.95'), a number, 'model' (the thresholds "
+                                      "stored with the model), or a JSON file label -> threshold. Default: youden, "
+                                      "or 'model' with --data (external validation)."),
         n_bootstrap: int = typer.Option(DEFAULT_N_BOOTSTRAP, "--bootstrap", min=0,
                                         help="Bootstrap resamples (0: none)."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
@@ -96,19 +81,24 @@ def register(app: typer.Typer) -> None:
         """Evaluate predictions like a clinical paper: per-label AUC, AP, sensitivity, specificity, PPV, NPV, F1 with
         95% CIs (patient-level bootstrap, Wilson, DeLong), median/macro/micro summaries, JSON/CSV/HTML report.
 
+        With --data, every record of PATH is a test record from elsewhere (external validation): SNOMED-CT labels
+        are mapped to the model's vocabulary and the model's own thresholds apply.
+
         Example: ecgfm evaluate --model pretrained --ptbxl ../shared/data/ptbxl --out runs/eval
+
+        Example: ecgfm evaluate --model pretrained --data ../shared/data/external/cpsc --out runs/external
 
         Example: ecgfm evaluate --predictions runs/test.npz --val-predictions runs/val.npz --threshold youden --out runs/eval
         """
-        if model is not None:
-            if predictions is not None:
-                raise typer.BadParameter("give --model or --predictions, not both")
-            _evaluate_model(ctx, model, out, ptbxl=ptbxl, manifest=manifest, store=store, val_folds=val_folds,
-                            test_folds=test_folds, min_test_positives=min_test_positives, device=device,
-                            threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, level=level, jobs=jobs)
-            return
         if predictions is None:
-            raise typer.BadParameter("give --model (with a data source) or --predictions")
+            sources = source_kwargs(data, ptbxl, manifest, store)
+            _evaluate_model(ctx, model or "pretrained", out, sources, labels, val_folds=val_folds,
+                            test_folds=test_folds, min_test_positives=min_test_positives, device=device,
+                            threshold=threshold or ("model" if data is not None else "youden"),
+                            n_bootstrap=n_bootstrap, seed=seed, level=level, jobs=jobs)
+            return
+        if model is not None:
+            raise typer.BadParameter("give --model (with data) or --predictions, not both")
         with user_errors():
             test = load_predictions(predictions)
             val = load_predictions(val_predictions) if val_predictions is not None else None
@@ -119,7 +109,8 @@ def register(app: typer.Typer) -> None:
                 result, paths = evaluate_predictions(
                     test.y_true, test.y_score, test.label_names, out,
                     val_true=None if val is None else val.y_true, val_score=None if val is None else val.y_score,
-                    patient_ids=test.patient_ids, thresholds=_threshold_spec(threshold), command=command_line(ctx),
+                    patient_ids=test.patient_ids, thresholds=_threshold_spec(threshold or "youden"),
+                    command=command_line(ctx),
                     config={k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()},
                     n_bootstrap=n_bootstrap, seed=seed, level=level, progress=update, n_jobs=jobs)
         console.print(result.summary["text"], highlight=False)
@@ -162,34 +153,48 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"wrote {path}", highlight=False)
 
 
-def _folds(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-
-
-def _evaluate_model(ctx: typer.Context, model: str, out: Path, *, ptbxl, manifest, store, val_folds: str,
+def _evaluate_model(ctx: typer.Context, model: str, out: Path, sources: dict, labels: str | None, *, val_folds: str,
                     test_folds: str, min_test_positives: int, device: str, threshold: str, n_bootstrap: int,
                     seed: int, level: float, jobs: int) -> None:
-    """``ecgfm evaluate --model``: score the model on the data's validation and test splits, then report."""
+    """``ecgfm evaluate --model``: score the model on the data's validation and test records, then report."""
+    from ecgfm.datasets import load_labelled
     from ecgfm.evaluation.model_eval import evaluate_model
+    from ecgfm.models import load
+    from ecgfm.training import resolve_device
 
     with user_errors():
+        device = str(resolve_device(device))
+        net = load(model, device=device)
+        names = match_labels(labels, net.info.labels) or None
+        external = "data" in sources
+        pipeline = net.info.pipeline().any_length() if external else net.info.pipeline()
+        data = load_labelled(**sources, labels=net.info.labels, pipeline=pipeline, train_folds=(),
+                             val_folds=val_folds, test_folds=test_folds, progress=is_interactive())
+        if external:
+            data = data.with_split("test")
         bar, update = _progress_bar(n_bootstrap, "bootstrap")
         with bar:
             result, paths = evaluate_model(
-                model, out, ptbxl=ptbxl, store=store, manifest=manifest, val_folds=_folds(val_folds),
-                test_folds=_folds(test_folds), thresholds=_threshold_spec(threshold),
+                net, data, out, labels=names, thresholds=_threshold_spec(threshold),
                 min_test_positives=min_test_positives, device=device, command=command_line(ctx),
                 config={k: str(v) if isinstance(v, Path) else v for k, v in ctx.params.items()},
-                show_progress=is_interactive(), progress=update, n_bootstrap=n_bootstrap, seed=seed, level=level,
-                n_jobs=jobs)
+                progress=update, n_bootstrap=n_bootstrap, seed=seed, level=level, n_jobs=jobs)
     console.print(result.summary["text"], highlight=False)
     for path in paths.values():
         err_console.print(f"wrote {path}", highlight=False)
 
 
 def _threshold_spec(text: str) -> ThresholdSpec:
-    """A CLI threshold argument: a number becomes a fixed threshold, anything else a rule name."""
+    """A CLI threshold argument: a number (fixed), a JSON file of per-label thresholds, or a rule name."""
     try:
         return float(text)
     except ValueError:
-        return text
+        pass
+    if text.lower().endswith(".json"):
+        import json
+
+        try:
+            return {str(k): float(v) for k, v in json.loads(Path(text).read_text()).items()}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{text}: not a JSON file of label -> threshold ({exc})") from None
+    return text

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 
 from ecgfm.cli.common import console, err_console, fail, user_errors
+from ecgfm.cli.options import Device, Labels, Model, Progress, Threads, match_labels
 from ecgfm.explain.attribution import DEFAULT_STEPS, FIGURE_FORMATS, safe_stem
 
 
@@ -33,10 +34,8 @@ def register(app: typer.Typer) -> None:
     def explain_command(
         paths: List[str] = typer.Argument(..., help="ECG files, folders (searched recursively) or glob patterns."),
         out: Path = typer.Option(Path("explanations"), "--out", "-o", help="Folder for the figures and JSON."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or .pt checkpoint; "
-                                            "default: the shipped model."),
-        labels: Optional[List[str]] = typer.Option(None, "--label", "-l", help="Label code to explain "
-                                                   "(repeatable); default: each ECG's positive findings."),
+        model: Model = "pretrained",
+        labels: Labels = None,
         method: str = typer.Option("integrated-gradients", "--method", help="integrated-gradients (per lead and "
                                    "sample) or lead-occlusion (per lead)."),
         steps: int = typer.Option(DEFAULT_STEPS, "--steps", min=2, help="Integrated-gradients steps (more: more exact, "
@@ -46,11 +45,13 @@ def register(app: typer.Typer) -> None:
         figure_format: str = typer.Option("png", "--format", help="Figure format: png, svg or pdf."),
         arrays: bool = typer.Option(False, "--arrays", help="Also write each ECG's input and attribution maps "
                                     "(.npz: signal, attribution[labels, leads, samples], labels, leads, fs)."),
-        device: str = typer.Option("cpu", "--device", help="torch device."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads for the model."),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (stderr)."),
+        device: Device = "auto",
+        threads: Threads = None,
+        progress: Progress = True,
     ) -> None:
         """Explain predictions: per ECG, a 12-lead figure per finding shaded by what drove it, and a JSON summary.
+
+        Without --labels, each ECG's positive findings are explained (at most --max-labels, most probable first).
 
         Attributions are computed on the model's input (after its own preprocessing) through the whole
         prediction path, relative to a flat 0-mV ECG: each lead's sum is its contribution to the finding's logit.
@@ -76,10 +77,7 @@ def register(app: typer.Typer) -> None:
                 print_failures(failures)
                 fail("no ECG files to explain")
             predictor = Predictor.from_pretrained(model, device=device, num_threads=threads)
-            unknown = [label for label in labels or [] if label not in predictor.labels]
-            if unknown:
-                raise ValueError(f"the model does not predict {', '.join(unknown)}; it predicts "
-                                 f"{', '.join(predictor.labels)}")
+            labels = match_labels(labels, predictor.labels) or None
         out.mkdir(parents=True, exist_ok=True)
         rows, stems = [], set()
         for item in tqdm(inputs, desc="explain", unit="ECG", disable=not progress or len(inputs) < 2,

@@ -1,12 +1,16 @@
 """``ecgfm predict``: findings for ECG files of any supported format, one row per ECG."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ecgfm.cli.common import console, err_console, fail, user_errors
+from ecgfm.cli.options import Device, Model, Progress, Threads, Workers
 
 
 def print_failures(failures, limit: int = 50) -> None:
@@ -23,56 +27,61 @@ def print_failures(failures, limit: int = 50) -> None:
     err_console.print(table)
 
 
-def print_predictions(report, limit: int = 100) -> None:
-    """A compact table of the findings per ECG (stdout), for runs without ``--output``."""
+def print_predictions(predictions, limit: int = 100) -> None:
+    """A compact table of the findings per ECG (stdout), for runs without ``--out``."""
     from rich.table import Table
 
-    table = Table(title=f"{len(report.predictions)} ECG(s)", title_justify="left")
+    table = Table(title=f"{len(predictions)} ECG(s)", title_justify="left")
     table.add_column("record")
     table.add_column("findings (probability)", overflow="fold")
-    for pred in report.predictions[:limit]:
+    for pred in predictions[:limit]:
         findings = ", ".join(f"{f.label} {f.probability:.2f} ({f.description})" for f in pred.findings) or "-"
-        table.add_row(str(pred.record_id), findings)
-    if len(report.predictions) > limit:
-        table.add_row("...", f"{len(report.predictions) - limit} more (use --output FILE)")
+        notes = f" [{'; '.join(pred.notes)}]" if pred.notes else ""
+        table.add_row(str(pred.record_id), findings + notes)
+    if len(predictions) > limit:
+        table.add_row("...", f"{len(predictions) - limit} more (use --out FILE)")
     console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
-        paths: List[str] = typer.Argument(..., help="ECG files, folders (searched recursively) or glob patterns."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder (model.safetensors + "
-                                            "config.json), .pt checkpoint or .onnx file; default: the shipped model."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to .csv, .json or "
-                                              ".parquet (by extension); default: a table on screen."),
+        paths: List[str] = typer.Argument(..., help="ECG files, folders (searched recursively), glob patterns, or "
+                                                    "WFDB record names without .hea."),
+        model: Model = "pretrained",
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write one row per ECG to .csv, .json or "
+                                           ".parquet (by extension), streamed as it goes; re-running the same "
+                                           "command after a kill resumes. Default: a table on screen."),
         failures_file: Optional[Path] = typer.Option(None, "--failures", help="Also write the failed files with "
                                                      "their reasons to this CSV."),
-        batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="ECGs per model call."),
-        workers: int = typer.Option(2, "--workers", min=0, help="Workers reading and preprocessing files while "
-                                    "the model runs (0: read inline)."),
-        loader: str = typer.Option("thread", "--loader", help="Workers are threads or processes "
-                                   "(a torch DataLoader)."),
+        batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="ECG segments per model call."),
+        workers: Workers = 2,
+        loader: str = typer.Option("thread", "--loader", help="Workers are threads or processes."),
         backend: str = typer.Option("torch", "--backend", help="torch or onnx (ONNX Runtime)."),
-        device: str = typer.Option("cpu", "--device", help="torch device (torch backend only)."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads for the model."),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (stderr)."),
+        device: Device = "auto",
+        threads: Threads = None,
+        progress: Progress = True,
     ) -> None:
         """Predict findings for ECGs: one row per ECG with every label's probability and the positive findings.
 
-        Reads every supported format at any sampling rate and applies the model's own preprocessing and
-        thresholds. Files that fail are listed with the reason; the rest are still predicted.
+        Reads every supported format at any sampling rate and length (long records are read over their whole length
+        in the model's input-sized segments) and applies the model's own preprocessing and thresholds. Files that
+        fail are listed with the reason; the rest are still predicted.
         Exit code: 0 all predicted, 1 some files failed, 2 usage error.
 
-        Example: ecgfm predict ../shared/data/ptbxl/records100/00000 --output predictions.csv
+        Example: ecgfm predict ../shared/data/ptbxl/records100/00000 --out predictions.csv
         """
-        from ecgfm.inference.predictor import Predictor, expand_items, output_format
+        from ecgfm.files import check_writable
+        from ecgfm.inference import Predictor
+        from ecgfm.inference.outputs import PredictionWriter, output_format
+        from ecgfm.inference.predictor import expand_items
 
         with user_errors():
-            if output is not None:
-                output_format(output)
-            if backend not in ("torch", "onnx"):
-                raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+            for path in (out, failures_file):
+                if path is not None:
+                    check_writable(path)
+            if out is not None:
+                output_format(out)
             if loader not in ("thread", "process"):
                 raise ValueError(f"unknown loader {loader!r}; choose thread or process")
             inputs, missing = expand_items(paths)
@@ -81,17 +90,34 @@ def register(app: typer.Typer) -> None:
                 fail("no ECG files to predict")
             predictor = Predictor.from_pretrained(model, device=device, backend=backend, num_threads=threads,
                                                   batch_size=batch_size, num_workers=workers)
-        report = predictor.predict_many(inputs, progress=progress, loader=loader)
-        report.failures[:0] = missing
-        if output is not None:
-            report.write(output)
-            err_console.print(f"wrote {len(report.predictions)} prediction(s) to {output} "
-                              f"({report.seconds:.1f} s)", highlight=False)
+        writer = None
+        if out is not None:
+            key = hashlib.sha256(json.dumps(predictor.info.to_dict(), sort_keys=True).encode()).hexdigest()
+            writer = PredictionWriter(out, key, predictor.labels)
+            if writer.done:
+                err_console.print(f"resuming: {len(writer.done)} ECG(s) already in {writer.partial}", highlight=False)
+                inputs = [item for item in inputs if os.path.abspath(str(item)) not in writer.done]
+        failures, shown = list(missing), []
+        results = predictor.iter_predict(inputs, loader=loader)
+        if progress:
+            from tqdm.auto import tqdm
+
+            results = tqdm(results, total=len(inputs), unit="ECG", desc="predict")
+        for result in results:
+            if hasattr(result, "reason"):
+                failures.append(result)
+            elif writer is not None:
+                writer.write(result)
+            else:
+                shown.append(result)
+        if writer is not None:
+            err_console.print(f"wrote {writer.close()}", highlight=False)
         else:
-            print_predictions(report)
+            print_predictions(shown)
         if failures_file is not None:  # written even when empty, so scripts can rely on it
-            failures_file.parent.mkdir(parents=True, exist_ok=True)
-            report.failures_frame().to_csv(failures_file, index=False)
-        if report.failures:
-            print_failures(report.failures)
+            from ecgfm.inference.outputs import PredictionReport
+
+            PredictionReport(failures=failures).failures_frame().to_csv(failures_file, index=False)
+        if failures:
+            print_failures(failures)
             raise typer.Exit(code=1)

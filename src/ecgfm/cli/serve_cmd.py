@@ -2,30 +2,29 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
-
 import typer
 
 from ecgfm.cli.common import console, user_errors
+from ecgfm.cli.options import Model, Threads
 
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder, .pt checkpoint or .onnx "
-                                            "file; default: the shipped model."),
+        model: Model = "pretrained",
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all)."),
         port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port."),
         backend: str = typer.Option("torch", "--backend", help="torch or onnx (ONNX Runtime)."),
         max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Request size limit (413 above)."),
         timeout: float = typer.Option(30.0, "--timeout", min=0.01, help="Seconds per request (504 above)."),
         workers: int = typer.Option(2, "--workers", min=1, help="Requests processed in parallel (threads)."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads per inference "
-                                              "(default: CPU cores / workers, so workers x threads fits the machine)."),
+        threads: Threads = None,
     ) -> None:
         """Serve predictions over HTTP: POST /predict (file upload), GET /labels, /model, /health; docs at /docs.
 
-        Example: ecgfm serve --model runs/finetune/best --port 8000  (then: curl -F files=@00001_lr.hea
+        --threads defaults to CPU cores / workers, so workers x threads fits the machine.
+
+        Example: ecgfm serve --model runs/finetune --port 8000  (then: curl -F files=@00001_lr.hea
         -F files=@00001_lr.dat http://127.0.0.1:8000/predict)
         """
         from ecgfm.inference.predictor import Predictor

@@ -30,7 +30,8 @@ def load_labelled(*, ptbxl: str | os.PathLike | None = None, manifest: str | os.
                   min_count: int = 1, exclude: Sequence[str] = (), train_folds=TRAIN_FOLDS, val_folds=VAL_FOLDS,
                   test_folds=TEST_FOLDS, progress: bool = True) -> LabelledSet:
     """Labelled ECGs from exactly one source (none given: PTB-XL at ``$ECGFM_PTBXL_DIR``), preprocessed by
-    ``pipeline`` (a model's own, ``model.info.pipeline()``; default :meth:`Pipeline.default`).
+    ``pipeline`` (a model's own, ``model.info.pipeline()``; default: a store's own preprocessing, else
+    :meth:`Pipeline.default`).
 
     ``labels`` defaults to the source's labels with at least ``min_count`` training positives, minus ``exclude``.
     Folds (PTB-XL, and manifests with a ``fold`` column) take ``"1-8"``-style text or sequences.
@@ -42,17 +43,17 @@ def load_labelled(*, ptbxl: str | os.PathLike | None = None, manifest: str | os.
     kind, path = next(iter(given.items()), ("ptbxl", None))
     if kind == "data":
         kind = detect_source(path)
-    pipeline = pipeline or Pipeline.default()
     folds = {"train_folds": parse_folds(train_folds), "val_folds": parse_folds(val_folds),
              "test_folds": parse_folds(test_folds)}
     if kind == "store":
         from ecgfm.datasets.store import ECGStore
 
         found = ECGStore(path)
-        if found.spec.pipeline != pipeline.to_dict():
+        if pipeline is not None and found.spec.pipeline != pipeline.to_dict():
             raise ValueError(f"{path}: the store was preprocessed with {found.spec.pipeline}, but the model expects "
                              f"{pipeline.to_dict()}; ingest it again with the model's preprocessing")
         return found.load(labels, min_count=min_count, exclude=exclude)
+    pipeline = pipeline or Pipeline.default()
     if kind == "ptbxl":
         root = PTBXL(path)
         names = labels if labels is not None else root.label_names(task, min_count, folds["train_folds"], exclude)

@@ -64,7 +64,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def _document(kind: str, result, command: str | None, config: Mapping | None) -> dict:
     """The JSON document shared by evaluation and comparison outputs."""
-    from ecgfm import __version__
+    from ecgfm.version import __version__
 
     return {
         "schema": SCHEMA,

@@ -78,6 +78,12 @@ class Prediction:
                 "notes": list(self.notes), "probabilities": dict(self.probabilities),
                 "findings": [vars(f).copy() for f in self.findings]}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Prediction":
+        """Inverse of :meth:`to_dict`."""
+        return cls(data["record_id"], data["source"], dict(data["probabilities"]),
+                   [Finding(**f) for f in data["findings"]], data.get("duration_s"), tuple(data.get("notes", ())))
+
     def to_row(self) -> dict[str, Any]:
         """Flat table row: ids, one probability column per label, and the findings spelled out."""
         return {"record_id": self.record_id, "source": self.source, "duration_s": self.duration_s,

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ecgfm.config import DEFAULT_MODEL
 from ecgfm.files import atomic_write, atomic_write_text
 from ecgfm.models.info import ModelInfo
 from ecgfm.models.registry import create
@@ -29,8 +30,6 @@ from ecgfm.models.registry import create
 #: File names of a saved model folder.
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-#: The name every command defaults to: the shipped foundation model.
-DEFAULT_MODEL = "pretrained"
 #: Sub-folders of a run folder that hold its final model (``ecgfm pretrain``: pretrained/, ``ecgfm finetune``: model/).
 RUN_MODEL_FOLDERS = ("pretrained", "model")
 

@@ -59,3 +59,8 @@ def create(name: str, num_labels: int, in_leads: int = 12, **kwargs: Any) -> nn.
     model.arch_name = name
     model.arch_kwargs = kwargs
     return model
+
+
+def describe(name: str) -> str:
+    """The first line of a registered architecture's docstring."""
+    return (_MODELS[name].__doc__ or "").strip().splitlines()[0] if name in _MODELS else ""

@@ -48,6 +48,9 @@ class FindingOut(BaseModel):
 class PredictionOut(BaseModel):
     record_id: str | None
     source: str | None = Field(description="The uploaded file the ECG was read from.")
+    duration_s: float | None = Field(None, description="Length of the record (s); all of it is read.")
+    notes: list[str] = Field(default_factory=list, description="How the record was read, e.g. padding of a record "
+                                                               "shorter than the model's input.")
     probabilities: dict[str, float] = Field(description="Probability of every label.")
     findings: list[FindingOut] = Field(description="Labels at or above their threshold, most likely first.")
 
@@ -300,7 +303,7 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
             figure: bool = Query(False, description="Also return a 12-lead figure per label (PNG data URI).")):
         """Attribute each explained label's logit to the leads and moments of the uploaded ECG, relative to a flat
         0-mV ECG, through the model's own preprocessing, windows and aggregation (``ecgfm.explain``)."""
-        if getattr(predictor.backend, "module", None) is None:
+        if getattr(predictor.backend, "model", None) is None:
             raise HTTPException(501, "explanations need gradients: serve the model with the PyTorch backend")
         return await run_job(files, lambda folder: explain_one(folder, label, method, figure))
 
@@ -322,7 +325,7 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
 
 
 def _version() -> str:
-    from ecgfm import __version__
+    from ecgfm.version import __version__
 
     return __version__
 

@@ -13,17 +13,30 @@ from typing import Any, Sequence
 
 import torch
 
-from ecgfm.datasets import LabelledSet
+from ecgfm.datasets import LabelledSet, load_labelled
 from ecgfm.files import atomic_write, atomic_write_text
 from ecgfm.models import ModelInfo, create, save
 from ecgfm.models.ensemble import combine
 from ecgfm.models.hub import checkpoint_state
 from ecgfm.models.windowing import predict_logits
+from ecgfm.signal import Pipeline
 from ecgfm.training.distributed import is_main_process
 from ecgfm.training.members import MemberRun, TrainingClock, threads_per_job, train_members
 from ecgfm.training.metrics import macro_auc
 from ecgfm.training.recipes import Recipe, get_recipe
 from ecgfm.training.trainer import Callback, FitResult, fit
+
+
+def training_data(recipe: str | Recipe = "xresnet1d50", labels: Sequence[str] | None = None,
+                  exclude: Sequence[str] = (), min_count: int | None = None, task: str = "all", progress: bool = True,
+                  **source) -> LabelledSet:
+    """The data a recipe trains on, from any source (``ptbxl=``, ``manifest=``, ``store=``, ``data=``): its labels
+    (default: those with at least the recipe's ``min_count`` training positives, minus ``exclude``), preprocessed
+    at the recipe's rate (a store keeps its own preprocessing)."""
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    pipeline = None if "store" in source else Pipeline.default(fs=recipe.fs)
+    return load_labelled(**source, labels=labels, pipeline=pipeline, task=task, exclude=exclude,
+                         min_count=recipe.min_count if min_count is None else min_count, progress=progress)
 
 
 def train_member(data: LabelledSet, run: MemberRun, resume: bool = False,

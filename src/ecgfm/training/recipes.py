@@ -109,6 +109,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def custom_recipe(arch: str, model_kwargs: dict[str, Any] | None = None, **config: Any) -> Recipe:
+    """A one-network recipe: architecture ``arch`` with the Strodthoff settings changed by ``config``."""
+    return Recipe(name=arch, model=arch, model_kwargs=dict(model_kwargs or {}), config=replace(STRODTHOFF, **config),
+                  description=f"one {arch} with custom settings")
+
+
 def get_recipe(name: str) -> Recipe:
     """The recipe called ``name``; ``ValueError`` listing the known ones otherwise."""
     if name not in RECIPES:
