@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 from pathlib import Path
@@ -33,10 +32,8 @@ def command_line(argv: list[str] | None) -> str:
 def write_result(out: str | Path, document: dict[str, Any], indent: int = 1) -> Path:
     """Write ``document`` as JSON to ``out`` atomically (temporary file, then rename), so an interrupted benchmark
     never leaves a truncated result in ``benchmarks/results/``."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=indent, default=str) + "\n")
-    os.replace(tmp, out)
+    from ecgfm.files import atomic_write_text
+
+    out = atomic_write_text(out, json.dumps(document, indent=indent, default=str) + "\n")
     print(f"wrote {out}")
     return out

@@ -62,7 +62,7 @@ _JITTER_MEMBERS = _with_options(_CPU_MEMBERS, stops=_SHIPPED_STOPS, scale_jitter
 #: The model shipped before default8 (recipe ``default6``, docs/models.md): the jittered ``default`` members plus a second 2.5-s-crop
 #: and a second whole-record network (seeds 4 and 5), six in all, trained in bf16 with channels-last convolutions,
 #: which on a 2-core AMD EPYC (AVX-512 BF16) project the four ``default`` networks to 18.0 min and the six to about
-#: 28 min (benchmarks/recipe_time.py). It and its rule were fixed before training (commit ee78d9a), and it passed.
+#: 28 min (experiments/recipe_time.py). It and its rule were fixed before training (commit ee78d9a), and it passed.
 #: The benchmark's time limits stopped the two new members at epochs 34 and 26, its scoring run (``--resume``) at 36
 #: and 28, all after their best epochs (26 and 19); ``stop_epoch`` replays the final stops: ``ecgfm pretrain --recipe
 #: default6`` reproduced the shipped weights bit for bit (28.2 min on 2 AMD EPYC cores).

@@ -20,8 +20,9 @@ import numpy as np
 
 from ecgfm.config import cache_dir
 from ecgfm.files import atomic_write, atomic_write_text
-from ecgfm.inference.predictor import ONNX_NAME
 
+#: The file name of an exported ONNX model inside a model folder (beside ``config.json``).
+ONNX_NAME = "model.onnx"
 #: Default ONNX opset (supported by onnxruntime >= 1.18 and the torch.export-based exporter).
 DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "ecg", "logits"

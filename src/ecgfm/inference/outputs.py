@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecgfm.files import atomic_write, atomic_write_text
-from ecgfm.inference.predictor import Failure, Prediction
+from ecgfm.inference.results import Failure, Prediction
 
 #: Output formats by file extension.
 OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}

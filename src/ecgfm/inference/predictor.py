@@ -23,7 +23,6 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Union
 
@@ -34,6 +33,7 @@ from ecgfm.ecg import ECG
 from ecgfm.errors import ECGError, ECGReadError, ECGValueError
 from ecgfm.io import read, supported_extensions
 from ecgfm.leads import STANDARD_LEADS
+from ecgfm.inference.results import Failure, Finding, Loaded, Prediction
 from ecgfm.models.runner import TorchRunner, record_logits
 from ecgfm.signal import Pipeline
 
@@ -41,72 +41,8 @@ from ecgfm.signal import Pipeline
 DEFAULT_THRESHOLD = 0.5
 #: File extensions that hold only WFDB *signals*; the record is read through its ``.hea`` header instead.
 WFDB_SIGNAL_EXTENSIONS = (".dat", ".mat")
-#: The file name of an exported ONNX model inside a model folder (beside ``config.json``).
-ONNX_NAME = "model.onnx"
 
 ECGInput = Union[str, os.PathLike, ECG]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One positive finding: the label code, its plain-language description, probability and the threshold crossed."""
-
-    label: str
-    description: str
-    probability: float
-    threshold: float
-
-    def __str__(self) -> str:
-        return f"{self.label} ({self.description}) {self.probability:.2f}"
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The model's output for one ECG: every label's probability, the positive findings (most likely first), and
-    how the record was read (its duration, and notes such as padding of a record shorter than the input)."""
-
-    record_id: str | None
-    source: str | None
-    probabilities: dict[str, float]
-    findings: list[Finding]
-    duration_s: float | None = None
-    notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Nested JSON-ready form (the ``/predict`` response and the ``.json`` output rows)."""
-        return {"record_id": self.record_id, "source": self.source, "duration_s": self.duration_s,
-                "notes": list(self.notes), "probabilities": dict(self.probabilities),
-                "findings": [vars(f).copy() for f in self.findings]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Prediction":
-        """Inverse of :meth:`to_dict`."""
-        return cls(data["record_id"], data["source"], dict(data["probabilities"]),
-                   [Finding(**f) for f in data["findings"]], data.get("duration_s"), tuple(data.get("notes", ())))
-
-    def to_row(self) -> dict[str, Any]:
-        """Flat table row: ids, one probability column per label, and the findings spelled out."""
-        return {"record_id": self.record_id, "source": self.source, "duration_s": self.duration_s,
-                "notes": "; ".join(self.notes), **self.probabilities, "n_findings": len(self.findings),
-                "findings": "; ".join(str(f) for f in self.findings)}
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An input that could not be predicted, with the reason (the file is named in ``source``)."""
-
-    source: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """One input read and preprocessed: the model input (whole record, any length) and where it came from."""
-
-    array: np.ndarray
-    record_id: str | None
-    source: str | None
-    notes: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------------------------------

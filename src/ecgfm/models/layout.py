@@ -2,7 +2,7 @@
 
 Why: on CPU, oneDNN's kernels for ``(B, C, 1, T)`` tensors in channels-last (NHWC) layout are faster than its 1-D
 (NCW) ones for this project's networks: on a 2-core Xeon an ``xresnet1d50`` training step ran 1.4x faster in fp32
-and 1.5x in bf16 (``benchmarks/cpu_precision.py``, results in docs/models.md). PyTorch has no channels-last format for 3-D tensors,
+and 1.5x in bf16 (``experiments/cpu_precision.py``, results in docs/models.md). PyTorch has no channels-last format for 3-D tensors,
 so :func:`set_channels_last` switches the backbone's leaf modules, by class only, to subclasses that run the 2-D
 operator on a ``(B, C, 1, T)`` view: every parameter and buffer keeps its 1-D shape, so state dicts, checkpoints,
 exports and ``reset_classifier`` are unaffected. Results equal the 1-D path's up to float rounding (not bit for

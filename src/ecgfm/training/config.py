@@ -36,7 +36,7 @@ class TrainConfig:
     stop_epoch: int | None = None
     monitor: str = "val_macro_auc"  # checkpoint selection / early stopping: "val_macro_auc" or "val_loss"
     # bf16 autocast; None = on for CUDA, off on CPU: it needs a CPU with native bf16 to pay (1.17x for a whole run on
-    # AVX-512 BF16, benchmarks/cpu_precision.py) and changes the numbers, so CPU runs stay fp32-reproducible
+    # AVX-512 BF16, experiments/cpu_precision.py) and changes the numbers, so CPU runs stay fp32-reproducible
     amp: bool | None = None
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     workers: int = 0  # DataLoader worker processes

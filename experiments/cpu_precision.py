@@ -24,8 +24,8 @@ Method.
    ``torch.compile`` (``TrainConfig.compile``), timed in the same rounds; its first call, which compiles, is timed
    apart and reported as ``compile_seconds``: a run pays it again for every crop length and validation shape.
 
-Run: ``python benchmarks/cpu_precision.py --threads 2 --accuracy-runs runs/amp/fp32 runs/amp/bf16`` (writes
-``benchmarks/results/cpu_precision.json``); ``--channels-last`` adds the layout, ``--compile`` torch.compile;
+Run: ``python experiments/cpu_precision.py --threads 2 --accuracy-runs runs/amp/fp32 runs/amp/bf16`` (writes
+``experiments/results/cpu_precision.json``); ``--channels-last`` adds the layout, ``--compile`` torch.compile;
 ``--quick`` for a smoke run.
 """
 from __future__ import annotations
@@ -39,6 +39,9 @@ import time
 from pathlib import Path
 
 import torch
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from common import command_line, cpu_flags, write_result
 
 from ecgfm.leads import STANDARD_LEADS

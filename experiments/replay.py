@@ -9,7 +9,7 @@ For a recipe whose members train side by side (``jobs`` > 1) the training time i
 run's ``training_time.json``, not the sum of the members' times.
 
 Run: ``ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe default8 --seed 0 --threads 2 --out runs/replay/default8``
-then ``python benchmarks/replay.py --run runs/replay/default8 --out benchmarks/results/replay_default8.json``.
+then ``python experiments/replay.py --run runs/replay/default8 --out experiments/results/replay_default8.json``.
 """
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ import platform
 from pathlib import Path
 
 import torch
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from common import command_line, cpu_flags, write_result
 from safetensors.torch import load_file
 
@@ -58,8 +61,8 @@ def member_times(run: Path) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
-        epilog="example: python benchmarks/replay.py --run runs/replay/default8 "
-               "--out benchmarks/results/replay_default8.json")
+        epilog="example: python experiments/replay.py --run runs/replay/default8 "
+               "--out experiments/results/replay_default8.json")
     parser.add_argument("--run", required=True, help="run folder of the replay (holds pretrained/model.safetensors)")
     parser.add_argument("--reference", default=str(REPO / "src" / "ecgfm" / "weights"),
                         help="folder with the model.safetensors to match (default: the shipped weights)")

@@ -17,9 +17,9 @@ training time, validation included). This measures scaling, not a choice: no ens
 shipped model, whose recipe was fixed on fold 9 before; the k = 8 ensemble needs about 59 minutes of training on 2
 CPU cores, twice the 30-minute budget.
 
-Run: ``python benchmarks/ensemble_size.py --run runs/bench-pretrain/default --run runs/seed4/default
+Run: ``python experiments/ensemble_size.py --run runs/bench-pretrain/default --run runs/seed4/default
 --ptbxl ../shared/data/ptbxl`` (the commands that train both runs are in ``docs/models.md``; writes
-``benchmarks/results/ensemble_size.json``).
+``experiments/results/ensemble_size.json``).
 """
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ import time
 from pathlib import Path
 
 import torch
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from common import command_line, write_result
 from ensemble_choices import MIN_POSITIVES, average, member_logits, run_members, score
 

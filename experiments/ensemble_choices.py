@@ -16,12 +16,12 @@ scores PTB-XL fold 9 once per reading rule, and reports macro-AUC over the state
 
 Fold 10 (the test fold) is never loaded: these are the choices the shipped model was allowed to make.
 
-Run (the commands that train the runs are in ``docs/models.md``): ``python benchmarks/ensemble_choices.py
+Run (the commands that train the runs are in ``docs/models.md``): ``python experiments/ensemble_choices.py
 --run runs/bench-pretrain/plain --extra runs/bench-pretrain/cand-crops5s-c/crops5s-c
 --extra runs/bench-pretrain/cand-crops2.5s-b/crops2.5s-b --alt ema=runs/bench-ema/default --ptbxl ../shared/data/ptbxl``
-(writes ``benchmarks/results/ensemble_choices.json``); a candidate recipe against the shipped weights:
+(writes ``experiments/results/ensemble_choices.json``); a candidate recipe against the shipped weights:
 ``--run runs/bench-pretrain/short-sqrt --reference shipped=src/ecgfm/weights --out
-benchmarks/results/ensemble_choices_short_sqrt.json``.
+experiments/results/ensemble_choices_short_sqrt.json``.
 """
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ import numpy as np
 import torch
 from scipy.special import expit, logit
 from scipy.stats import rankdata
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from common import command_line, write_result
 
 from ecgfm.inference.predictor import load_model

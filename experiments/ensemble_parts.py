@@ -5,8 +5,8 @@ abstentions (every member votes on every label), and the plain average of a chos
 measurement after the fact: the shipped model was chosen on fold 9 by a rule fixed beforehand, and nothing here
 chooses a model.
 
-Run: ``python benchmarks/ensemble_parts.py --subset 0-5 --ptbxl ../shared/data/ptbxl`` (writes
-``benchmarks/results/ensemble_parts.json``; ``--model`` defaults to the shipped weights).
+Run: ``python experiments/ensemble_parts.py --subset 0-5 --ptbxl ../shared/data/ptbxl`` (writes
+``experiments/results/ensemble_parts.json``; ``--model`` defaults to the shipped weights).
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from common import command_line, write_result
 
 from ecgfm.inference.predictor import load_model
@@ -36,7 +39,7 @@ def member_range(text: str) -> list[int]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     epilog="example: python benchmarks/ensemble_parts.py --subset 0-5")
+                                     epilog="example: python experiments/ensemble_parts.py --subset 0-5")
     parser.add_argument("--model", default=str(REPO / "src" / "ecgfm" / "weights"), help="released ensemble folder")
     parser.add_argument("--subset", action="append", default=[], help="member indices to average, e.g. 0-5 "
                         "(repeatable)")

@@ -1,6 +1,6 @@
 """Benchmark: how long a recipe's training takes on this machine, projected from a few real epochs per member.
 
-The training times in ``benchmarks/results/pretrain.json`` are whole runs on the machine that ran that benchmark; a
+The training times in ``experiments/results/pretrain.json`` are whole runs on the machine that ran that benchmark; a
 recipe's time budget only means something on a stated CPU. This script answers "how long would ``ecgfm pretrain
 --recipe NAME`` take here?" in a few minutes instead of half an hour.
 
@@ -10,7 +10,7 @@ shortened, which does not change an epoch's cost), validating on fold 9 every ep
 come from the run's own ``elapsed_s`` log (training, validation and checkpoint-free bookkeeping included); the first
 epoch is dropped (kernel warm-up, first touch of the cached arrays). Projection: the median of the remaining epoch
 times x the epochs the member trains (its recorded ``stop_epoch`` where the recipe has one), summed over members.
-Reference: where ``benchmarks/results/pretrain.json`` holds a run of the same recipe, the same median from its
+Reference: where ``experiments/results/pretrain.json`` holds a run of the same recipe, the same median from its
 recorded epoch logs, so the JSON carries this machine's speed relative to the machine the shipped numbers came from.
 Fold 10 is never read.
 
@@ -19,8 +19,8 @@ copies of it (other seeds) train beside it, each on ``threads / jobs`` threads, 
 the same competition for the cores as in the real run; the recipe's projected wall time is then the longest of the
 ``jobs`` queues when members are handed out longest first, as ``ecgfm.training.members`` does.
 
-Run: ``python benchmarks/recipe_time.py --recipes default --threads 2 --ptbxl ../shared/data/ptbxl`` (writes
-``benchmarks/results/recipe_time.json``); ``--amp`` times the members under bf16 autocast, ``--channels-last`` with
+Run: ``python experiments/recipe_time.py --recipes default --threads 2 --ptbxl ../shared/data/ptbxl`` (writes
+``experiments/results/recipe_time.json``); ``--amp`` times the members under bf16 autocast, ``--channels-last`` with
 2-D channels-last convolutions; ``--quick`` is a smoke run (2 epochs per member).
 """
 from __future__ import annotations
@@ -36,6 +36,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from common import command_line, cpu_flags, write_result
 
 from ecgfm.training.members import MemberRun, train_members
