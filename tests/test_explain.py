@@ -20,9 +20,9 @@ from ecgfm import Predictor
 from ecgfm.cli.main import app
 from ecgfm.errors import ECGReadError
 from ecgfm.explain import explain
-from ecgfm.inference.predictor import TorchBackend
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.models import ModelInfo
+from ecgfm.models.runner import TorchRunner
 from ecgfm.plotting.ecg import plot_ecg
 from ecgfm.signal.pipeline import CheckUnits, CropOrPad, Pipeline, ReorderLeads, Resample
 from predict_fixtures import LABELS, make_tiny_model, write_wfdb
@@ -48,7 +48,8 @@ def linear_predictor(weight: np.ndarray, labels=("A", "B")) -> Predictor:
     info = ModelInfo(arch="linear-test", labels=list(labels), fs=FS, window=None, preprocess=pipeline.to_dict(),
                      label_descriptions={lab: f"label {lab}" for lab in labels}, thresholds={"A": 0.0})
     model = Linear(torch.from_numpy(weight.astype(np.float32)), torch.tensor([0.3, -0.2]))
-    return Predictor(TorchBackend(model, info), info)
+    model.info = info
+    return Predictor(TorchRunner(model), info)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,7 @@ def test_cli_writes_figures_and_json_and_lists_failures(model_dir, tmp_path):
     write_wfdb(folder, "b", fs=100, seed=2)
     out = tmp_path / "out"
     result = runner.invoke(app, ["explain", str(folder), str(tmp_path / "missing.hea"), "--model", str(model_dir),
-                                 "--label", "IMI", "--label", "NORM", "--out", str(out), "--arrays",
+                                 "--labels", "imi,NORM", "--out", str(out), "--arrays",
                                  "--steps", "8", "--no-progress"])
     assert result.exit_code == 1, result.output  # one input failed, the others were explained
     assert "missing.hea" in result.output
@@ -163,8 +164,10 @@ def test_cli_occlusion_svg_and_usage_errors(model_dir, tmp_path):
                                  "--format", "svg", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert (out / "c.json").exists() and list(out.glob("c_*.svg"))
-    bad = runner.invoke(app, ["explain", str(record), "--model", str(model_dir), "--label", "XYZ"])
-    assert bad.exit_code == 2 and "does not predict XYZ" in bad.output
+    bad = runner.invoke(app, ["explain", str(record), "--model", str(model_dir), "--labels", "XYZ"])
+    assert bad.exit_code == 2 and "unknown label 'XYZ'" in bad.output
+    bad = runner.invoke(app, ["explain", str(record), "--model", str(model_dir), "--labels", "NROM"])
+    assert bad.exit_code == 2 and "did you mean NORM" in bad.output
     bad = runner.invoke(app, ["explain", str(record), "--model", str(model_dir), "--method", "shap"])
     assert bad.exit_code == 2 and "unknown method" in bad.output
 

@@ -169,7 +169,7 @@ def _evaluate_model(ctx: typer.Context, model: str, out: Path, sources: dict, la
         external = "data" in sources
         pipeline = net.info.pipeline().any_length() if external else net.info.pipeline()
         data = load_labelled(**sources, labels=net.info.labels, pipeline=pipeline, train_folds=(),
-                             val_folds=val_folds, test_folds=test_folds, progress=is_interactive())
+                             val_folds=val_folds, test_folds=test_folds, progress=is_interactive(), lazy=external)
         if external:
             data = data.with_split("test")
         bar, update = _progress_bar(n_bootstrap, "bootstrap")

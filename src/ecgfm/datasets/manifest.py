@@ -208,7 +208,7 @@ class Manifest:
 
         if labels not in ("scp", "snomed"):
             raise ValueError(f"labels must be 'scp' or 'snomed', got {labels!r}")
-        folder = Path(folder)
+        folder = Path(folder).resolve()  # record paths are stored absolute
         if not folder.is_dir():
             raise FileNotFoundError(f"Challenge folder {folder} not found")
         headers = sorted(folder.rglob("*.hea"))

@@ -28,13 +28,15 @@ def load_labelled(*, ptbxl: str | os.PathLike | None = None, manifest: str | os.
                   store: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
                   labels: Sequence[str] | None = None, pipeline: Pipeline | None = None, task: str = "all",
                   min_count: int = 1, exclude: Sequence[str] = (), train_folds=TRAIN_FOLDS, val_folds=VAL_FOLDS,
-                  test_folds=TEST_FOLDS, progress: bool = True) -> LabelledSet:
+                  test_folds=TEST_FOLDS, progress: bool = True, lazy: bool = False) -> LabelledSet:
     """Labelled ECGs from exactly one source (none given: PTB-XL at ``$ECGFM_PTBXL_DIR``), preprocessed by
     ``pipeline`` (a model's own, ``model.info.pipeline()``; default: a store's own preprocessing, else
     :meth:`Pipeline.default`).
 
     ``labels`` defaults to the source's labels with at least ``min_count`` training positives, minus ``exclude``.
-    Folds (PTB-XL, and manifests with a ``fold`` column) take ``"1-8"``-style text or sequences.
+    Folds (PTB-XL, and manifests with a ``fold`` column) take ``"1-8"``-style text or sequences. ``lazy`` (manifests
+    and Challenge folders): files are read when a record is asked for, so memory stays flat in the number of records
+    (what evaluating a large external folder needs); unreadable files then surface as they are read.
     """
     given = {name: value for name, value in (("ptbxl", ptbxl), ("manifest", manifest), ("store", store),
                                              ("data", data)) if value is not None}
@@ -61,7 +63,8 @@ def load_labelled(*, ptbxl: str | os.PathLike | None = None, manifest: str | os.
             raise ValueError(f"no {task} labels with >= {min_count} training positives in {root.root}")
         return root.load(list(names), pipeline, task=task, progress=progress, **folds)
     table = Manifest.from_challenge(path) if kind == "challenge" else Manifest.read(path)
-    return from_manifest(table, labels, pipeline, min_count=min_count, exclude=exclude, progress=progress, **folds)
+    return from_manifest(table, labels, pipeline, min_count=min_count, exclude=exclude, progress=progress,
+                         lazy=lazy, **folds)
 
 
 def detect_source(path: str | os.PathLike) -> str:
@@ -83,10 +86,29 @@ def detect_source(path: str | os.PathLike) -> str:
     raise ValueError(f"{path}: not a PTB-XL folder, an ecgfm store or a folder of WFDB records (*.hea)")
 
 
+class FileSignals:
+    """ECG files read and preprocessed when asked: ``signals[i]`` is file ``i`` as the model input (float32 mV
+    ``(leads, samples)``); nothing is held in memory. Raises the reader's ``ECGReadError`` for a bad file."""
+
+    def __init__(self, paths: Sequence[str], pipeline: Pipeline):
+        self.paths, self.pipeline = list(paths), pipeline
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        from ecgfm.io import read
+
+        return self.pipeline.to_array(read(self.paths[int(i)]))
+
+
 def from_manifest(manifest: Manifest, labels: Sequence[str] | None, pipeline: Pipeline, min_count: int = 1,
                   exclude: Sequence[str] = (), train_folds=TRAIN_FOLDS, val_folds=VAL_FOLDS, test_folds=TEST_FOLDS,
-                  progress: bool = True) -> LabelledSet:
-    """Read and preprocess every file of a manifest; unreadable files are skipped with a warning naming them."""
+                  progress: bool = True, lazy: bool = False) -> LabelledSet:
+    """Every file of a manifest, preprocessed: read now (unreadable files skipped with a warning naming them), or,
+    with ``lazy``, when each record is asked for. Challenge folders' labels are SCP-ECG statements mapped from their
+    SNOMED-CT codes: statements that SNOMED-CT cannot express are unknown (NaN), and codes that map to no statement
+    are counted in ``source["unmapped_snomed"]``."""
     table = manifest.records
     where = manifest.description.get("source", "manifest")
     if labels is None:
@@ -98,13 +120,16 @@ def from_manifest(manifest: Manifest, labels: Sequence[str] | None, pipeline: Pi
     missing = [name for name in labels if name not in manifest.label_names]
     if missing and manifest.description.get("kind") != "challenge":
         raise ValueError(f"{where}: labels {missing} are not in the manifest (it has {manifest.label_names[:20]})")
-    signals, failures = read_preprocessed(list(table["path"]), pipeline, progress=progress,
-                                          desc=f"reading {Path(str(where)).name}")
+    if lazy:
+        signals, failures = [FileSignals(table["path"], pipeline)], {}
+    else:
+        signals, failures = read_preprocessed(list(table["path"]), pipeline, progress=progress,
+                                              desc=f"reading {Path(str(where)).name}")
     if failures:
         listed = "; ".join(f"{name}: {reason}" for name, reason in list(failures.items())[:10])
         warnings.warn(f"{len(failures)} of {len(table)} ECG files could not be read and are skipped: {listed}",
                       stacklevel=2)
-    ok = np.array([x is not None for x in signals])
+    ok = np.ones(len(table), bool) if lazy else np.array([x is not None for x in signals])
     if not ok.any():
         raise ValueError(f"{where}: none of the {len(table)} ECG files could be read")
     table = table[ok]
@@ -120,9 +145,40 @@ def from_manifest(manifest: Manifest, labels: Sequence[str] | None, pipeline: Pi
             split[np.isin(folds, list(parse_folds(chosen)))] = name
     source = {**manifest.description, "records_listed": int(len(ok)), "unreadable": len(failures),
               "unreadable_files": dict(list(failures.items())[:100])}
-    arrays = [x.astype(np.float32) for x in signals if x is not None]
-    X = np.stack(arrays) if len({a.shape for a in arrays}) == 1 else arrays  # records of any length: a list
+    if manifest.description.get("kind") == "challenge":
+        Y, source["unmapped_snomed"] = _snomed_coverage(table, labels, Y)
+    if lazy:
+        X = signals[0]
+    else:
+        arrays = [x.astype(np.float32) for x in signals if x is not None]
+        X = np.stack(arrays) if len({a.shape for a in arrays}) == 1 else arrays  # records of any length: a list
     return LabelledSet(X=X, Y=Y, labels=list(labels),
                        ids=table["record_id"].to_numpy(), patient_ids=table["patient_id"].astype(str).to_numpy(),
                        split=split, folds=folds, preprocess=pipeline.to_dict(),
                        label_descriptions={n: n for n in labels}, source=source)
+
+
+def _snomed_coverage(table, labels: Sequence[str], Y: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Challenge labels against a model vocabulary, as far as SNOMED-CT can say them: a statement no code implies is
+    unknown (NaN) for every record; a record coded with a broader concept (SNOMED myocardial infarction for SCP
+    inferior MI) has that statement unknown; and codes that imply no statement at all are counted."""
+    from ecgfm.labels.snomed import mapping_table, snomed_to_scp
+
+    relations = mapping_table()
+    implied = {scp for code in set(relations["snomed_code"]) for scp in snomed_to_scp(code)}
+    broader = relations[relations["relation"] == "scp_narrower"]
+    vague = {}  # SNOMED code -> statements it is too broad to settle
+    for code, scp in zip(broader["snomed_code"], broader["scp_code"]):
+        vague.setdefault(code, set()).add(scp)
+    Y = Y.copy()
+    Y[:, [j for j, name in enumerate(labels) if name not in implied]] = np.nan
+    column = {name: j for j, name in enumerate(labels)}
+    unmapped: dict[str, int] = {}
+    for i, codes in enumerate(table["snomed"]):
+        for code in filter(None, str(codes).split(";")):
+            for name in vague.get(code, ()):
+                if name in column and Y[i, column[name]] != 1:
+                    Y[i, column[name]] = np.nan
+            if not snomed_to_scp(code):
+                unmapped[code] = unmapped.get(code, 0) + 1
+    return Y, dict(sorted(unmapped.items(), key=lambda item: -item[1]))

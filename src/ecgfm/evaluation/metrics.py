@@ -164,6 +164,26 @@ def roc_auc(y_true, y_score) -> float:
     return ScoreBins.from_scores(y_true, y_score).auc()
 
 
+def per_label_auc(y_true, y_score, min_positives: int = 1) -> np.ndarray:
+    """ROC AUC per label column ``(L,)``; NaN where a label has fewer than ``min_positives`` positives or no negatives
+    (unknown entries of ``y_true`` are left out of that label's AUC)."""
+    y_true, y_score = _as_float(y_true), _as_float(y_score)
+    if y_true.shape != y_score.shape or y_true.ndim != 2:
+        raise ValueError(f"y_true {y_true.shape} and y_score {y_score.shape} must both be (N, labels)")
+    aucs = np.full(y_true.shape[1], np.nan)
+    for j in range(y_true.shape[1]):
+        if np.nansum(y_true[:, j] == 1) >= max(min_positives, 1):
+            aucs[j] = roc_auc(y_true[:, j], y_score[:, j])
+    return aucs
+
+
+def macro_auc(y_true, y_score, min_positives: int = 1) -> float:
+    """Mean of :func:`per_label_auc` over the labels where it is defined (NaN if none is): the validation metric of
+    training and fine-tuning."""
+    aucs = per_label_auc(y_true, y_score, min_positives)
+    return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+
+
 def average_precision(y_true, y_score) -> float:
     """Average precision (area under the step precision-recall curve, scikit-learn's definition); NaN if no
     positives."""

@@ -22,7 +22,7 @@ from ecgfm.models.windowing import predict_logits
 from ecgfm.signal import Pipeline
 from ecgfm.training.distributed import is_main_process
 from ecgfm.training.members import MemberRun, TrainingClock, threads_per_job, train_members
-from ecgfm.training.metrics import macro_auc
+from ecgfm.evaluation.metrics import macro_auc
 from ecgfm.training.recipes import Recipe, get_recipe
 from ecgfm.training.trainer import Callback, FitResult, fit
 

@@ -41,7 +41,7 @@ from ecgfm.training import distributed as dist_utils
 from ecgfm.training.augment import augment_batch, batch_rng, is_active
 from ecgfm.training.config import TrainConfig
 from ecgfm.training.data import RandomCropDataset, labels_of
-from ecgfm.training.metrics import macro_auc
+from ecgfm.evaluation.metrics import macro_auc
 from ecgfm.training.schedules import build_scheduler
 from ecgfm.training.state import capture_rng_state, restore_rng_state, seed_everything
 
