@@ -18,6 +18,7 @@ from ecgfm.files import atomic_write, atomic_write_text
 from ecgfm.plotting.data_efficiency import plot_data_efficiency
 from ecgfm.plotting.roc import figure_to_data_uri
 from ecgfm.transfer.analysis import PAIRS, CompareResult
+from ecgfm.version import __version__
 
 SCHEMA = "ecgfm.compare/1"
 ARM_TITLES = {"finetune": "fine-tuned", "scratch": "from scratch", "embeddings": "embeddings + LR"}
@@ -168,8 +169,6 @@ def render_html(result: CompareResult, plot_uri: str | None, command: str | None
 
 def write_compare_report(result: CompareResult, out_dir: str | Path, command: str | None = None) -> dict[str, Path]:
     """Write every output file into ``out_dir``; returns ``{kind: path}``."""
-    from ecgfm import __version__
-
     out_dir = Path(out_dir)
     paths = {kind: out_dir / name for kind, name in FILES.items()}
     document = {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
