@@ -26,11 +26,13 @@ import numpy as np
 import torch
 from common import write_result
 
+from ecgfm.datasets import load_labelled
 from ecgfm.evaluation.metrics import roc_auc
+from ecgfm.models import load
 from ecgfm.transfer.compare import CompareConfig, Comparison, cell_path, load_cell
-from ecgfm.transfer.finetune import FinetuneConfig
+from ecgfm.transfer.config import FinetuneConfig
 
-#: Fine-tuning variants (overrides of FinetuneConfig); "default" is the shipped recipe.
+#: Fine-tuning variants (FinetuneConfig.for_strategy changes, "strategy" included); "default" is the shipped recipe.
 VARIANTS = {
     "default": {},  # LP-FT: fitted logistic-regression probe head, then discriminative fine-tuning (the probe alone
     # when the inner validation split has < 5 positives)
@@ -51,11 +53,11 @@ VARIANTS = {
 }
 
 
-def run_arm(model_info, data, labels, sizes, seeds, budget, variant, arms, out_dir, neg_ratio):
-    ft = FinetuneConfig(**{**budget, **VARIANTS.get(variant, {})})
+def run_arm(model, data, labels, sizes, seeds, budget, variant, arms, out_dir, neg_ratio):
+    ft = FinetuneConfig.for_strategy(**{**budget, **VARIANTS.get(variant, {})})
     config = CompareConfig(labels=labels, sizes=sizes, seeds=seeds, arms=arms, finetune=ft, neg_ratio=neg_ratio,
                            n_bootstrap=0)
-    comparison = Comparison(model_info, data, config, out_dir, foundation_name="benchmark")
+    comparison = Comparison(model, data, config, out_dir, foundation_name="benchmark")
     started = time.perf_counter()
     comparison.run(progress=lambda done, total, cell, event: event == "start" and print(
         f"  [{done + 1}/{total}] {variant}: {cell}", flush=True))
@@ -86,17 +88,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--variants", default="default,naive,linear,gradual")
     parser.add_argument("--train-folds", default="1-8")
     parser.add_argument("--test-folds", default="9")
-    parser.add_argument("--epochs", type=int, default=FinetuneConfig().epochs)
-    parser.add_argument("--patience", type=int, default=FinetuneConfig().patience)
+    parser.add_argument("--epochs", type=int, default=FinetuneConfig().train.epochs)
+    parser.add_argument("--patience", type=int, default=FinetuneConfig().train.patience)
     parser.add_argument("--neg-ratio", type=float, default=9.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default="runs/bench-compare", help="Folder for the resumable cells.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: one label, size 10, one seed, 3 epochs.")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "compare_recipe.json"))
     args = parser.parse_args(argv)
-    from ecgfm.cli.finetune_cmd import load_foundation_model, parse_folds, parse_list
-    from ecgfm.transfer.data import load_labelled
-
     torch.set_num_threads(args.threads)
     labels = parse_list(args.labels)[:1] if args.quick else parse_list(args.labels)
     sizes = [10] if args.quick else [int(s) if s != "all" else s for s in parse_list(args.sizes)]
@@ -104,22 +103,22 @@ def main(argv=None) -> dict:
     variants = parse_list(args.variants)
     budget = {"epochs": 3 if args.quick else args.epochs, "patience": args.patience, "num_threads": args.threads,
               "device": "cpu"}
-    model, info = load_foundation_model(args.source)
-    data = load_labelled(labels, info, ptbxl=args.ptbxl, train_folds=parse_folds(args.train_folds), val_folds=[],
-                         test_folds=parse_folds(args.test_folds), progress=False)
+    model = load(args.source)
+    data = load_labelled(ptbxl=args.ptbxl, labels=labels, pipeline=model.info.pipeline(), train_folds=args.train_folds,
+                         val_folds=(), test_folds=args.test_folds, progress=False)
     work = Path(args.work)
     print(f"scratch + embeddings arms on {labels}, sizes {sizes}, seeds {seeds}", flush=True)
-    reference, ref_seconds = run_arm((model, info), data, labels, sizes, seeds, budget, "default",
+    reference, ref_seconds = run_arm(model, data, labels, sizes, seeds, budget, "default",
                                      ["scratch", "embeddings"], work, args.neg_ratio)
     scratch, embeddings = cell_aucs(reference, "scratch"), cell_aucs(reference, "embeddings")
     results = {"scratch": _summarise(scratch, None), "embeddings": _summarise(embeddings, scratch)}
     for variant in variants:
-        comparison, seconds = run_arm((model, info), data, labels, sizes, seeds, budget, variant, ["finetune"],
+        comparison, seconds = run_arm(model, data, labels, sizes, seeds, budget, variant, ["finetune"],
                                       work, args.neg_ratio)
         results[variant] = _summarise(cell_aucs(comparison, "finetune"), scratch)
         results[variant]["overrides"] = VARIANTS.get(variant, {})
     _print(results, labels, sizes)
-    counts = {label: {"pool_positive_patients": int(len(set(data.arrays.patient_ids[
+    counts = {label: {"pool_positive_patients": int(len(set(data.patient_ids[
         (data.split == "train") & (reference.y[label] == 1)]))), "test_positives": int(np.sum(
             reference.y[label][data.split == "test"] == 1))} for label in labels}
     report = {
@@ -171,6 +170,10 @@ def _print(results, labels, sizes) -> None:
         overall = res["overall"]
         print(f"{name:<12}" + "".join(f"{c:>18}" for c in cells)
               + f"{overall.get('median_diff_vs_scratch', float('nan')):>+10.3f}{overall.get('worst_diff', float('nan')):>+9.3f}")
+
+
+def parse_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Write a comparison's results: JSON (everything), CSV (summary and per-seed), a Markdown table, the data-efficiency
-plot (PNG) and one self-contained HTML report holding all of them. Every file is written atomically."""
+"""Write a comparison's results (:class:`~ecgfm.transfer.analysis.CompareResult`): JSON (everything), CSV (summary and
+per-seed), a Markdown table, the data-efficiency plot (PNG) and one self-contained HTML report holding all of them.
+Every file is written atomically."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -12,12 +13,15 @@ from typing import Any
 
 import pandas as pd
 
-from ecgfm.evaluation.report import atomic_write_text, to_jsonable
-from ecgfm.models.checkpoint import atomic_write_bytes
+from ecgfm.evaluation.report import to_jsonable
+from ecgfm.files import atomic_write, atomic_write_text
 from ecgfm.plotting.data_efficiency import plot_data_efficiency
 from ecgfm.plotting.roc import figure_to_data_uri
-from ecgfm.transfer.compare import ARM_TITLES, PAIRS, SCHEMA, CompareResult
+from ecgfm.transfer.analysis import PAIRS, CompareResult
+from ecgfm.version import __version__
 
+SCHEMA = "ecgfm.compare/1"
+ARM_TITLES = {"finetune": "fine-tuned", "scratch": "from scratch", "embeddings": "embeddings + LR"}
 FILES = {"json": "compare.json", "summary_csv": "summary.csv", "per_seed_csv": "per_seed.csv",
          "markdown": "table.md", "plot": "data_efficiency.png", "html": "report.html"}
 
@@ -165,8 +169,6 @@ def render_html(result: CompareResult, plot_uri: str | None, command: str | None
 
 def write_compare_report(result: CompareResult, out_dir: str | Path, command: str | None = None) -> dict[str, Path]:
     """Write every output file into ``out_dir``; returns ``{kind: path}``."""
-    from ecgfm import __version__
-
     out_dir = Path(out_dir)
     paths = {kind: out_dir / name for kind, name in FILES.items()}
     document = {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -181,7 +183,7 @@ def write_compare_report(result: CompareResult, out_dir: str | Path, command: st
     if result.summary:
         descriptions = {r["label"]: r.get("description", r["label"]) for r in result.summary}
         fig = plot_data_efficiency(result.summary, result.config["arms"], descriptions=descriptions)
-        atomic_write_bytes(paths["plot"], lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        atomic_write(paths["plot"], lambda tmp: fig.savefig(tmp, format="png", dpi=110))
         plot_uri = figure_to_data_uri(fig, dpi=90)
     else:
         paths.pop("plot")

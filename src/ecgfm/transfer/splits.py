@@ -205,3 +205,24 @@ def cv_folds(y: np.ndarray, patient_ids: np.ndarray, n_splits: int = 5, repeat: 
                                     random_state=int(np.random.SeedSequence([seed, repeat]).generate_state(1)[0]))
     for k, (pool, test) in enumerate(splitter.split(np.zeros(len(index)), labels, groups)):
         yield Fold(f"r{repeat}f{k}", index[pool], index[test])
+
+
+def inner_validation_split(Y: np.ndarray, patient_ids: np.ndarray, fraction: float,
+                           seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Patient-level split of a training set into (train, validation) record indices, stratified by the rarest label
+    (one fold of :func:`cv_folds` with ``1 / fraction`` folds; a plain patient-level draw when too few positives)."""
+    Y = np.asarray(Y, dtype=float)
+    if fraction <= 0:
+        return np.arange(len(Y)), np.array([], dtype=int)
+    counts = np.nansum(Y == 1, axis=0)
+    usable = np.flatnonzero(counts > 0)
+    rarest = usable[np.argmin(counts[usable])] if len(usable) else 0
+    n_splits = max(2, int(round(1.0 / fraction)))
+    try:
+        fold = next(iter(cv_folds(Y[:, rarest], patient_ids, n_splits=n_splits, seed=seed)))
+    except ValueError:  # fewer positive patients than folds: plain patient-level random split
+        pids = np.asarray(patient_ids).astype(str)
+        patients = np.random.default_rng(seed).permutation(np.unique(pids))
+        val = np.flatnonzero(np.isin(pids, patients[: max(1, int(round(fraction * len(patients))))]))
+        return np.setdiff1d(np.arange(len(Y)), val), val
+    return np.sort(fold.pool), np.sort(fold.test)
