@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from ecgfm.models import create, load_checkpoint
+from ecgfm.datasets import from_arrays
+from ecgfm.models import create, load
 from ecgfm.models.ensemble import combine
 from ecgfm.models.info import ModelInfo
 from ecgfm.models.layout import Conv1dAs2d, set_channels_last
-from ecgfm.training import ArrayDataset, TrainConfig, fit
+from ecgfm.training import TrainConfig, fit
 
 SMALL = {
     "xresnet1d50": {"stem_widths": (8, 8, 16), "widths": (4, 4, 8, 8)},
@@ -75,8 +76,9 @@ def test_an_ensemble_switches_every_member():
     for seed, window in ((0, 200), (1, None)):
         torch.manual_seed(seed)
         net = create("xresnet1d18", 3, **SMALL["xresnet1d18"])
-        members.append((net, ModelInfo.from_model(net, ["A", "B", "C"], fs=100.0, window=window)))
-    ensemble, _ = combine(members)
+        net.info = ModelInfo.from_model(net, ["A", "B", "C"], fs=100.0, window=window)
+        members.append(net)
+    ensemble = combine(members)
     reference = copy.deepcopy(ensemble).eval()
     set_channels_last(ensemble).eval()
     assert all(member.channels_last for member in ensemble.members)
@@ -92,7 +94,8 @@ def _data(n: int = 48, length: int = 300):
     X = 0.3 * torch.randn(n, 12, length, generator=generator)
     for j, freq in enumerate((3.0, 7.0, 13.0)):
         X[:, j] += Y[:, j, None] * torch.sin(2 * torch.pi * freq * t)
-    return ArrayDataset(X[:32].numpy(), Y[:32].numpy()), ArrayDataset(X[32:].numpy(), Y[32:].numpy())
+    labels = ["A", "B", "C"]
+    return from_arrays(X[:32].numpy(), Y[:32].numpy(), labels), from_arrays(X[32:].numpy(), Y[32:].numpy(), labels)
 
 
 class Killed(Exception):
@@ -108,8 +111,8 @@ def test_fit_in_channels_last_mode_trains_alike_resumes_exactly_and_hands_back_a
     assert not fast.model.channels_last and "Conv1dAs2d" not in leaf_types(fast.model)
     # float rounding differs, the training does not
     assert fast.history[0]["train_loss"] == pytest.approx(plain.history[0]["train_loss"], rel=1e-3)
-    _, info = load_checkpoint(tmp_path / "straight" / "best.pt")
-    assert info.training["config"]["channels_last"] is True
+    loaded = load(tmp_path / "straight" / "best.pt")
+    assert loaded.info.training["config"]["channels_last"] is True and not loaded.channels_last
 
     def kill(event, state):
         if event == "step" and state["epoch"] == 1 and state["step"] == 6:  # global step, mid second epoch

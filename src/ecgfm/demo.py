@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -104,24 +103,22 @@ def _evaluate(root: Path, foundation: Path, out: Path, preset: DemoPreset, devic
 
 
 def _compare(root: Path, foundation: Path, out: Path, preset: DemoPreset, held_out, device: str, log):
-    import dataclasses
+    from ecgfm.datasets import load_labelled
+    from ecgfm.models import load
+    from ecgfm.transfer.compare import run_comparison
+    from ecgfm.transfer.config import quick_config
+    from ecgfm.transfer.report import write_compare_report
 
-    from ecgfm.inference.predictor import load_model
-    from ecgfm.transfer.compare import quick_config, run_comparison
-    from ecgfm.transfer.data import load_labelled
-
-    model, info = load_model(foundation)
+    model = load(foundation)
     config = quick_config(list(held_out))
-    config = dataclasses.replace(config, sizes=preset.compare_sizes, seeds=preset.compare_seeds,
-                                 n_bootstrap=preset.n_bootstrap,
-                                 finetune=dataclasses.replace(config.finetune, epochs=preset.compare_epochs,
-                                                              patience=preset.compare_patience,
-                                                              device=device), scratch=None)
-    data = load_labelled(list(held_out), info, ptbxl=root, progress=False)
+    train = replace(config.finetune.train, epochs=preset.compare_epochs, patience=preset.compare_patience,
+                    device=device)
+    config = replace(config, sizes=preset.compare_sizes, seeds=preset.compare_seeds, n_bootstrap=preset.n_bootstrap,
+                     finetune=replace(config.finetune, train=train), scratch=None)
+    data = load_labelled(ptbxl=root, labels=list(held_out), pipeline=model.info.pipeline(), progress=False)
     log(f"fine-tuned vs from scratch on {', '.join(held_out)}: sizes {config.sizes}, seeds {config.seeds}")
-    result, paths = run_comparison((model, info), data, config, out / "compare", log=log,
-                                   command="ecgfm demo (comparison stage)", foundation_name=str(foundation))
-    return result, paths
+    result = run_comparison(model, data, config, out / "compare", log=log, foundation_name=str(foundation))
+    return result, write_compare_report(result, out / "compare", command="ecgfm demo (comparison stage)")
 
 
 def _explain(root: Path, foundation: Path, out: Path, log) -> dict[str, Any] | None:

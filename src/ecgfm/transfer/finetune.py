@@ -162,6 +162,18 @@ def finetune(foundation: Foundation, train: LabelledSet, val: LabelledSet | None
     return _finish(model, history, val, config, run_dir)
 
 
+def finetune_data(data: LabelledSet, config: FinetuneConfig) -> tuple[LabelledSet, LabelledSet | None]:
+    """The records to fine-tune on and to validate on from a labelled set with splits: its train and val records;
+    with ``config.cv_folds`` both together (cross-validation chooses); when the val records hold no positive, no
+    validation set (:func:`finetune` then holds out an inner patient-level split of the training records)."""
+    if config.cv_folds:
+        return data.part("train", "val"), None
+    train, val = data.part("train"), data.part("val")
+    if not (train.Y == 1).any():
+        raise ValueError(f"no positive training records for {', '.join(data.labels)}")
+    return train, (val if len(val) and (val.Y == 1).any() else None)
+
+
 def too_few_validation_positives(val: LabelledSet, config: FinetuneConfig) -> str | None:
     """Why validation cannot choose between the probe and a fine-tuned body (``None`` when it can, or without a probe)."""
     if not config.uses_probe or config.min_val_positives <= 0:
