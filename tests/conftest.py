@@ -2,8 +2,11 @@
 PhysioNet Challenge records and small PTB-XL-shaped folders generated in ``tmp_path``."""
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +33,21 @@ def ptbxl_dir() -> Path:
     if not (path / "ptbxl_database.csv").exists():
         pytest.skip(f"PTB-XL not found at {path}; set ECGFM_PTBXL_DIR")
     return path
+
+
+@contextlib.contextmanager
+def umask(mask: int = 0o022) -> Iterator[None]:
+    """Run a block under ``mask`` (the usual 022 by default), restoring the process umask after."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def file_mode(path: str | os.PathLike) -> int:
+    """A file's permission bits (``0o644`` for a file written normally under umask 022)."""
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 # --- synthetic ECGs ------------------------------------------------------------------------------------------------

@@ -192,6 +192,7 @@ def render_report(root: Path, preset: DemoPreset, held_out, metrics: dict, compa
                   foundation: Path | None = None) -> str:
     """One self-contained HTML page: what ran, the foundation's headline metrics, the comparison table and plot,
     and one explained test ECG."""
+    from ecgfm.plotting.html import page, table
     from ecgfm.transfer.report import markdown_table
 
     esc = html.escape
@@ -203,23 +204,20 @@ def render_report(root: Path, preset: DemoPreset, held_out, metrics: dict, compa
 
         plot_html = (f"<img alt='AUC versus training positives' style='max-width:100%' "
                      f"src='data:image/png;base64,{base64.b64encode(Path(plot).read_bytes()).decode()}'>")
-    rows = "".join(f"<tr><td>{esc(k)}</td><td>{v:.0f} s</td></tr>" for k, v in timings.items())
     explain_html = _explain_html(explained, foundation)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>ecgfm demo</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;line-height:1.45}}
-pre{{background:#f5f5f5;padding:1em;overflow:auto}}td{{padding:2px 10px}}</style></head><body>
-<h1>ecgfm demo: foundation model, clinical evaluation, rare-label transfer</h1>
-<p>Data: PTB-XL at <code>{esc(str(root))}</code> (folds 1-8 train, 9 validation, 10 test). Preset
-<b>{esc(preset.name)}</b>: {esc(preset.model)} at {preset.fs:g} Hz, {preset.pretrain_epochs} pre-training epochs.
-Held out of pre-training: <b>{esc(', '.join(held_out))}</b>.</p>
-<h2>1. Foundation model on fold 10</h2><p>{esc(summary.get('text', ''))}</p>
-<p>Full per-label report: <a href="evaluation/report.html">evaluation/report.html</a></p>
-<h2>2. Fine-tuned versus from scratch on the held-out statements</h2>
-<pre>{esc(markdown_table(comparison))}</pre>{plot_html}
-<p>Full comparison report: <a href="compare/report.html">compare/report.html</a></p>
-{explain_html}
-<h2>Run</h2><table>{rows}</table><p>Command: <code>{esc(command or 'ecgfm demo')}</code></p>
-</body></html>"""
+    return page("ecgfm demo", [
+        "<h1>ecgfm demo: foundation model, clinical evaluation, rare-label transfer</h1>",
+        f"<p>Data: PTB-XL at <code>{esc(str(root))}</code> (folds 1-8 train, 9 validation, 10 test). Preset "
+        f"<b>{esc(preset.name)}</b>: {esc(preset.model)} at {preset.fs:g} Hz, {preset.pretrain_epochs} pre-training "
+        f"epochs. Held out of pre-training: <b>{esc(', '.join(held_out))}</b>.</p>",
+        f"<h2>1. Foundation model on fold 10</h2><p>{esc(summary.get('text', ''))}</p>",
+        '<p>Full per-label report: <a href="evaluation/report.html">evaluation/report.html</a></p>',
+        "<h2>2. Fine-tuned versus from scratch on the held-out statements</h2>",
+        f"<pre>{esc(markdown_table(comparison))}</pre>{plot_html}",
+        '<p>Full comparison report: <a href="compare/report.html">compare/report.html</a></p>',
+        explain_html,
+        "<h2>Run</h2>", table(["stage", "seconds"], [[k, f"{v:.0f} s"] for k, v in timings.items()]),
+        f"<p>Command: <code>{esc(command or 'ecgfm demo')}</code></p>"])
 
 
 def _explain_html(explained: dict[str, Any] | None, foundation: Path | None) -> str:

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 from ecgfm.evaluation.evaluate import (DEFAULT_N_BOOTSTRAP, ComparisonResult, EvaluationResult, ThresholdSpec,
                                        compare_scores, evaluate_scores)
-from ecgfm.plotting.roc import RocPanel, figure_to_data_uri, plot_roc_grid
+from ecgfm.plotting.html import figure_to_data_uri
+from ecgfm.plotting.roc import RocPanel, plot_roc_grid
 
 SCHEMA = "ecgfm.evaluation/1"
 EVALUATION_FILES = {"json": "metrics.json", "csv": "metrics.csv", "html": "report.html"}

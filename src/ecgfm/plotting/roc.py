@@ -60,13 +60,6 @@ def plot_roc_grid(panels: Sequence[RocPanel], ncols: int = 6, panel_inches: floa
     return fig
 
 
-def figure_to_data_uri(fig: Figure, dpi: int = 90) -> str:
-    """Render a figure as a ``data:image/png;base64,...`` URI for an ``<img>`` in self-contained HTML."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def figure_to_svg(fig: Figure) -> str:
     """Render a figure as inline ``<svg>`` markup (vector; larger than PNG for many curves)."""
     buffer = io.StringIO()

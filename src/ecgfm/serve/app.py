@@ -257,7 +257,7 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
     def explain_one(folder: Path, labels: list[str] | None, method: str, figure: bool) -> dict[str, Any]:
         from ecgfm.errors import ECGError
         from ecgfm.explain import explain
-        from ecgfm.plotting.roc import figure_to_data_uri
+        from ecgfm.plotting.html import figure_to_data_uri
 
         files = ecg_files(folder)
         if len(files) > 1:

@@ -16,7 +16,7 @@ import pandas as pd
 from ecgfm.evaluation.report import to_jsonable
 from ecgfm.files import atomic_write, atomic_write_text
 from ecgfm.plotting.data_efficiency import plot_data_efficiency
-from ecgfm.plotting.roc import figure_to_data_uri
+from ecgfm.plotting.html import figure_to_data_uri, page, provenance, table
 from ecgfm.transfer.analysis import PAIRS, CompareResult
 from ecgfm.version import __version__
 
@@ -106,22 +106,6 @@ def checks_text(result: CompareResult) -> str:
     return text
 
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1500px}
-h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
-.abstract{background:#f4f7fb;border-left:4px solid #1f77b4;padding:.8em 1em;line-height:1.5}
-table{border-collapse:collapse;font-size:.82em}th,td{padding:.25em .6em;border-bottom:1px solid #eee;text-align:right}
-th{background:#fafafa}td:first-child,th:first-child{text-align:left}pre{background:#f6f6f6;padding:.8em;overflow-x:auto}
-img{max-width:100%}
-"""
-
-
-def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _per_seed_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
     arms = result.config["arms"]
     pairs = [(a, b) for a, b in PAIRS if a in arms and b in arms]
@@ -152,19 +136,16 @@ def render_html(result: CompareResult, plot_uri: str | None, command: str | None
         f"{config['val_fraction']:.0%} of them held out for early stopping; seeds {config['seeds']}. AUC intervals: "
         f"{config['ci_level']:.0%} percentile intervals of a patient-level bootstrap ({config['n_bootstrap']} resamples) "
         "of the seed-median; DeLong p is the median over seeds of the per-seed paired test.</p>",
-        _html_table(headers, body),
+        table(headers, body),
     ]
     if plot_uri:
         parts += ["<h2>Data efficiency</h2>", f"<img alt='AUC versus training positives' src='{plot_uri}'>"]
     if result.skipped:
         parts += ["<h2>Sizes not run</h2>",
-                  _html_table(["Label", "Size", "Reason"], [[s["label"], s["size"], s["reason"]] for s in result.skipped])]
-    parts += ["<h2>Per seed</h2>", _html_table(seed_headers, seed_rows)]
-    parts += ["<h2>Provenance</h2>", f"<p>Command:</p><pre>{html.escape(command or '(not recorded)')}</pre>",
-              f"<p>Config:</p><pre>{html.escape(json.dumps(to_jsonable(config), indent=2))}</pre>",
-              f"<p>Run:</p><pre>{html.escape(json.dumps(to_jsonable(result.meta), indent=2))}</pre>"]
-    return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>ecgfm compare</title>"
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+                  table(["Label", "Size", "Reason"], [[s["label"], s["size"], s["reason"]] for s in result.skipped])]
+    parts += ["<h2>Per seed</h2>", table(seed_headers, seed_rows)]
+    parts += provenance(command, config=to_jsonable(config), run=to_jsonable(result.meta))
+    return page("ecgfm compare", parts)
 
 
 def write_compare_report(result: CompareResult, out_dir: str | Path, command: str | None = None) -> dict[str, Path]:
