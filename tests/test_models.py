@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import file_mode, umask
 from ecgfm.models import ModelInfo, count_flops, count_params, create, list_models, load, save
 
 # Small settings keep every architecture fast enough for a unit test.
@@ -109,8 +110,12 @@ def test_save_and_load_reproduce_outputs_and_check_the_weights(tmp_path):
     torch.manual_seed(0)
     model = create("resnet1d", 2, **TINY["resnet1d"]).eval()
     model.info = ModelInfo.from_model(model, ["NORM", "AFIB"], fs=100.0, label_descriptions={"NORM": "normal ECG"})
-    save(model, tmp_path / "pretrained")
+    with umask(0o022):
+        save(model, tmp_path / "pretrained")
     assert sorted(p.name for p in (tmp_path / "pretrained").iterdir()) == ["config.json", "model.safetensors"]
+    # the usual permissions (0o666 minus the umask), not mkstemp's private 0o600
+    assert {p.name: file_mode(p) for p in (tmp_path / "pretrained").iterdir()} == {"config.json": 0o644,
+                                                                                  "model.safetensors": 0o644}
     config = json.loads((tmp_path / "pretrained" / "config.json").read_text())
     assert config["arch"] == "resnet1d" and config["arch_kwargs"] == TINY["resnet1d"]
     assert len(config["extra"]["weights_sha256"]) == 64

@@ -1,4 +1,5 @@
-"""The training store: values, the direct shard reader against zarr-python, the torch Dataset and DataLoader workers."""
+"""The training store: values, the direct shard reader against zarr-python, the lazily read LabelledSet, its torch
+Dataset and DataLoader workers."""
 from __future__ import annotations
 
 import pickle
@@ -10,7 +11,7 @@ import zarr
 from torch.utils.data import DataLoader
 
 from ecgfm.datasets.ingest import ingest, quantise
-from ecgfm.datasets.store import ECGStore, ShardReader, StoreDataset, read_spec
+from ecgfm.datasets.store import ECGStore, ShardReader, StoreSignals, read_spec
 from ecgfm.datasets.synthetic import SYNTHETIC_LABELS, SyntheticSource, synthetic_ecg, synthetic_labels
 from ecgfm.signal import Pipeline
 
@@ -59,33 +60,43 @@ def test_reader_keeps_a_bounded_number_of_files_and_indexes(store_path):
     assert not reader._files
 
 
-def test_dataset_items_labels_and_patient_level_splits(store_path):
+def test_load_gives_items_labels_and_patient_level_splits(store_path):
     store = ECGStore(store_path)
-    sets = {split: store.dataset(split) for split in ("train", "val", "test")}
+    data = store.load(list(SYNTHETIC_LABELS))
+    assert isinstance(data.X, StoreSignals) and data.preprocess == store.spec.pipeline and data.fs == 100
+    assert data.source["kind"] == "store" and data.labels == list(SYNTHETIC_LABELS)
+    sets = {split: data.part(split) for split in ("train", "val", "test")}
     assert sum(len(d) for d in sets.values()) == N
     patients = [set(d.patient_ids) for d in sets.values()]
     assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
     train = sets["train"]
-    x, y = train[0]
+    items = train.torch()
+    x, y = items[0]
     assert x.dtype == torch.float32 and x.shape == (12, 1000) and y.shape == (len(SYNTHETIC_LABELS),)
     row = int(train.rows[0])
     assert [SYNTHETIC_LABELS[j] for j in np.flatnonzero(y.numpy())] == synthetic_labels(row)
-    np.testing.assert_array_equal(train.Y, np.stack([train[i][1].numpy() for i in range(len(train))]))
-    subset = StoreDataset(store_path, split="train", labels=["STACH"])
-    assert subset.Y.shape == (len(train), 1)
+    np.testing.assert_array_equal(x.numpy(), store.read_row(row))
+    np.testing.assert_array_equal(train.Y, np.stack([items[i][1].numpy() for i in range(len(items))]))
+    subset = store.load(["STACH"]).part("train")
+    assert subset.Y.shape == (len(train), 1) and subset.labels == ["STACH"]
+    np.testing.assert_array_equal(subset.Y[:, 0], train.Y[:, SYNTHETIC_LABELS.index("STACH")])
+    default = store.load(min_count=1)  # labels with a training positive
+    assert default.labels == store.frequent_labels(1)
+    assert "STACH" not in store.load(min_count=1, exclude=["STACH"]).labels
     with pytest.raises(ValueError, match="not in the store"):
-        StoreDataset(store_path, labels=["NOPE"])
+        store.load(["NOPE"])
     with pytest.raises(ValueError, match="unknown split"):
-        store.dataset("training")
+        data.part("training")
     with pytest.raises(IndexError):
-        train[len(train)]
+        items[len(items)]
 
 
 def test_dataloader_with_workers_matches_in_process_and_pickles(store_path):
-    data = StoreDataset(store_path)
+    data = ECGStore(store_path).load(list(SYNTHETIC_LABELS)).torch()
     data[0]  # open a file in this process: workers must not reuse its descriptor
+    assert data.X.reader._files
     clone = pickle.loads(pickle.dumps(data))
-    assert not clone.reader._files
+    assert not clone.X.reader._files
     torch.testing.assert_close(clone[7][0], data[7][0])
     serial = [batch for batch in DataLoader(data, batch_size=8, num_workers=0)]
     parallel = [batch for batch in DataLoader(data, batch_size=8, num_workers=2)]
@@ -118,17 +129,20 @@ def test_stores_refuse_what_they_cannot_hold(tmp_path):
         ECGStore(tmp_path)
 
 
-def test_label_counts_and_in_memory_arrayset_agree_with_the_dataset(store_path):
+def test_label_counts_and_the_loaded_set_agree_with_the_index(store_path):
     store = ECGStore(store_path)
     counts = store.label_counts()
+    data = store.load(list(SYNTHETIC_LABELS))
     for split in ("train", "val", "test"):
-        data = store.dataset(split)
-        expected = dict(zip(data.label_names, data.Y.sum(axis=0).astype(int)))
+        expected = data.part(split).positives()
         assert {k: int(counts.loc[k, split]) for k in counts.index} == {k: v for k, v in expected.items() if k in counts.index}
     assert store.frequent_labels(min_count=10 ** 6) == [] and set(store.frequent_labels(1)) <= set(SYNTHETIC_LABELS)
-    arrays = store.to_arrayset("val")
-    data = store.dataset("val")
-    assert arrays.X.shape == (len(data), 12, 1000) and arrays.label_names == list(SYNTHETIC_LABELS)
-    np.testing.assert_array_equal(arrays.X[1], data.signal(1))
-    np.testing.assert_array_equal(arrays.Y, data.Y)
-    assert list(arrays.ids) == list(data.record_ids) and list(arrays.patient_ids) == list(data.patient_ids)
+    positions = store.positions("val")
+    val = data.part("val")
+    index = store.index.iloc[positions]
+    assert list(val.ids) == list(index["record_id"]) and list(val.patient_ids) == list(index["patient_id"].astype(str))
+    signals = val.signals()
+    assert signals.shape == (len(val), 12, 1000) and signals.dtype == np.float32
+    for i in range(len(val)):
+        np.testing.assert_array_equal(signals[i], store.signal(int(positions[i])))
+        np.testing.assert_array_equal(val.signal(i), signals[i])

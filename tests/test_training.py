@@ -8,23 +8,40 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ecgfm.models import create, load_checkpoint
-from ecgfm.training import (ArrayDataset, RandomCropDataset, TrainConfig, fit, macro_auc, masked_bce_with_logits,
-                            per_label_auc, predict_logits, sliding_windows, window_starts)
+from ecgfm.datasets import from_arrays
+from ecgfm.evaluation.metrics import macro_auc, per_label_auc
+from ecgfm.models import create, load
+from ecgfm.models.windowing import predict_logits, sliding_windows, window_starts
+from ecgfm.signal import Pipeline
+from ecgfm.training import RandomCropDataset, TrainConfig, fit, masked_bce_with_logits
 from ecgfm.training.trainer import positive_weights
 
 TINY = {"widths": [8, 16], "depths": [1, 1], "stem_width": 8, "kernel_size": 5, "stem_kernel_size": 7}
 
 
-def synthetic(n: int = 96, length: int = 400, seed: int = 0):
-    """Noise ECGs where label j adds a sinusoid of its own frequency to lead j (learnable in a few epochs)."""
+LABELS = ["a", "b", "c"]
+#: What the synthetic signals stand for: 12 standard leads at 100 Hz (4-s records).
+PREPROCESS = Pipeline.default(fs=100.0, seconds=4.0).to_dict()
+
+
+def synthetic_set(n: int = 96, length: int = 400, seed: int = 0):
+    """Noise ECGs where label j adds a sinusoid of its own frequency to lead j (learnable in a few epochs), as one
+    LabelledSet: the first two thirds ``train``, the rest ``val``."""
     rng = np.random.default_rng(seed)
     Y = (rng.random((n, 3)) < 0.4).astype(np.float32)
     t = np.arange(length) / 100.0
     X = rng.normal(0, 0.3, (n, 12, length)).astype(np.float32)
     for j, freq in enumerate((3.0, 7.0, 13.0)):
         X[:, j, :] += Y[:, j, None] * np.sin(2 * np.pi * freq * t).astype(np.float32)
-    return ArrayDataset(X[: n * 2 // 3], Y[: n * 2 // 3]), ArrayDataset(X[n * 2 // 3:], Y[n * 2 // 3:])
+    split = np.where(np.arange(n) < n * 2 // 3, "train", "val")
+    return from_arrays(X, Y, LABELS, preprocess=PREPROCESS, split=split)
+
+
+def synthetic(n: int = 96, length: int = 400, seed: int = 0):
+    """The train and val parts of :func:`synthetic_set`, each with signals of its own (``X`` holds just its records)."""
+    data = synthetic_set(n, length, seed)
+    return tuple(from_arrays(data.signals(0, len(data))[data.split == s], data.Y[data.split == s], LABELS,
+                             preprocess=PREPROCESS, split=s) for s in ("train", "val"))
 
 
 def quick_config(**overrides) -> TrainConfig:
@@ -72,7 +89,7 @@ def test_macro_auc_matches_sklearn_and_skips_single_class_labels():
 
 
 def test_random_crops_are_deterministic_per_seed_epoch_and_index():
-    data = ArrayDataset(np.arange(2 * 12 * 50, dtype=np.float32).reshape(2, 12, 50), np.zeros((2, 1), np.float32))
+    data = from_arrays(np.arange(2 * 12 * 50, dtype=np.float32).reshape(2, 12, 50), np.zeros((2, 1)), ["x"]).torch()
     crops = RandomCropDataset(data, window=20, seed=3)
     first = [crops[i][0] for i in (0, 1)]
     assert all(x.shape == (12, 20) for x in first)
@@ -82,7 +99,7 @@ def test_random_crops_are_deterministic_per_seed_epoch_and_index():
         crops.set_epoch(epoch)
         starts.add(int(crops[0][0][0, 0]))
     assert len(starts) > 1  # crops move between epochs
-    short = RandomCropDataset(ArrayDataset(np.ones((1, 12, 5), np.float32), np.zeros((1, 1), np.float32)), window=8)
+    short = RandomCropDataset(from_arrays(np.ones((1, 12, 5), np.float32), np.zeros((1, 1)), ["x"]).torch(), window=8)
     assert short[0][0].shape == (12, 8) and short[0][0][:, 5:].abs().sum() == 0  # zero-padded at the end
 
 
@@ -103,9 +120,17 @@ def test_predict_logits_aggregates_window_logits_by_max_or_mean():
     windows = sliding_windows(x, 200, 100)  # (2, 3, 12, 200)
     with torch.no_grad():
         per_window = model(windows.flatten(0, 1)).reshape(2, 3, -1)
-    subset = ArrayDataset(x.numpy(), train.Y[:2])
+    subset = train.subset([0, 1]).torch()
     np.testing.assert_allclose(predict_logits(model, subset, 200, 100, "max"), per_window.amax(1).numpy(), atol=1e-5)
     np.testing.assert_allclose(predict_logits(model, subset, 200, 100, "mean"), per_window.mean(1).numpy(), atol=1e-5)
+    # without window arguments the model's own info decides; a model without info is run on whole records
+    from ecgfm.models import ModelInfo
+
+    with torch.no_grad():
+        whole = model(x).numpy()
+    np.testing.assert_allclose(predict_logits(model, subset), whole, atol=1e-5)
+    model.info = ModelInfo.from_model(model, LABELS, window=200, stride=100, aggregate="mean")
+    np.testing.assert_allclose(predict_logits(model, subset), per_window.mean(1).numpy(), atol=1e-5)
 
 
 def test_config_validation():
@@ -130,10 +155,13 @@ def test_fit_learns_and_writes_a_self_describing_run(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {"train_loss", "val_macro_auc", "lr", "train_ecgs_per_s", "elapsed_s"} <= set(rows[0])
-    model, info = load_checkpoint(tmp_path / "best.pt")
+    model = load(tmp_path / "best.pt")
+    info = model.info
     assert info.arch == "resnet1d" and info.arch_kwargs == TINY and info.window == 200 and info.stride == 100
     assert info.training["config"]["epochs"] == 6 and info.training["best_epoch"] == result.best_epoch
-    np.testing.assert_allclose(predict_logits(model, val, 200), predict_logits(result.model, val, 200), atol=1e-6)
+    assert result.info is result.model.info
+    np.testing.assert_allclose(predict_logits(model, val.torch()), predict_logits(result.model, val.torch(), 200),
+                               atol=1e-6)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["metrics"]["best_val_macro_auc"] == pytest.approx(result.best_score)
 
@@ -144,6 +172,8 @@ def test_fit_without_run_dir_or_validation_and_with_options():
                        schedule="constant")
     result = fit(new_model(), train, None, cfg)  # bf16 autocast on CPU, whole records, no validation
     assert len(result.history) == 2 and result.best_epoch == 2 and result.run_dir is None
+    torch_data = fit(new_model(), train.torch(), None, quick_config(epochs=1, window=None))  # a plain torch Dataset
+    assert len(torch_data.history) == 1
 
 
 class Killed(Exception):
@@ -222,7 +252,7 @@ def test_weight_average_is_what_validation_scores():
     train, val = synthetic(n=64)
     result = fit(new_model(), train, val, quick_config(epochs=2, ema_decay=0.5))
     best_row = result.history[result.best_epoch - 1]
-    logits = predict_logits(result.model, val, 200, 100, "max")
+    logits = predict_logits(result.model, val.torch(), 200, 100, "max")
     assert macro_auc(val.Y, logits) == pytest.approx(best_row["val_macro_auc"], abs=1e-12)
 
 
@@ -259,7 +289,7 @@ def test_resume_guards(tmp_path):
 def test_early_stopping_on_noise_labels():
     train, val = synthetic(n=60)
     rng = np.random.default_rng(0)
-    noise = ArrayDataset(val.X, (rng.random(val.Y.shape) < 0.5).astype(np.float32))
+    noise = from_arrays(val.X, (rng.random(val.Y.shape) < 0.5).astype(np.float32), LABELS)
     result = fit(new_model(), train, noise, quick_config(epochs=12, patience=2))
     assert result.stopped_early and result.stop_reason == "early_stopping" and len(result.history) < 12
     assert len(result.history) - result.best_epoch == 2  # stopped exactly `patience` epochs after the best one
@@ -299,81 +329,125 @@ def test_head_bias_starts_at_the_label_log_odds():
 def test_labels_of_a_subset_are_the_subset_rows():
     from torch.utils.data import Subset
 
-    from ecgfm.training.data import ArrayDataset, RandomCropDataset, labels_of
+    from ecgfm.training.data import RandomCropDataset, labels_of
 
     Y = np.eye(5, dtype=np.float32)
-    full = ArrayDataset(np.zeros((5, 12, 100), np.float32), Y)
+    data = from_arrays(np.zeros((5, 12, 100), np.float32), Y, list("vwxyz"))
+    full = data.torch()
     np.testing.assert_array_equal(labels_of(Subset(full, [3, 1])), Y[[3, 1]])
     np.testing.assert_array_equal(labels_of(RandomCropDataset(Subset(full, [4]), 50, seed=0)), Y[[4]])
+    np.testing.assert_array_equal(labels_of(data.torch(np.array([2, 2, 0]))), Y[[2, 2, 0]])  # repeated records
+    np.testing.assert_array_equal(labels_of(data.subset([4, 0]).torch()), Y[[4, 0]])
 
 
 def test_pretrain_recipe_trains_members_and_combines_them(tmp_path):
-    from ecgfm.training.pretrain import TrainingData, pretrain_recipe
+    from ecgfm.training.pretrain import pretrain
     from ecgfm.training.recipes import Member, Recipe
 
-    train, val = synthetic()
-    data = TrainingData(train=train, val=val, labels=["a", "b", "c"], fs=100.0, preprocess={"steps": []})
+    data = synthetic_set()
+    val = data.part("val").torch()
     recipe = Recipe(name="tiny-ensemble", model="ensemble", members=(
         Member("crops", "resnet1d", quick_config(epochs=2, window=200), TINY),
         Member("whole", "resnet1d", quick_config(epochs=2, window=None), TINY)))
-    result = pretrain_recipe(data, recipe, run_dir=tmp_path, seed=0)
+    result = pretrain(data, recipe, run_dir=tmp_path, seed=0)
     assert all((tmp_path / m / "best.pt").exists() for m in ("crops", "whole"))
-    model, info = load_checkpoint(tmp_path / "best.pt")
+    model = load(tmp_path / "best.pt")
+    info = model.info
     assert info.arch == "ensemble" and info.window is None and info.extra["recipe"] == "tiny-ensemble"
     assert info.metrics["val_macro_auc"] == pytest.approx(result.best_score)
-    crops, crops_info = load_checkpoint(tmp_path / "crops" / "best.pt")
-    whole, _ = load_checkpoint(tmp_path / "whole" / "best.pt")
-    assert crops_info.training["config"]["seed"] == 0 and load_checkpoint(tmp_path / "whole" / "best.pt")[1].training["config"]["seed"] == 1
+    assert info.labels == LABELS and info.fs == 100.0 and info.preprocess == PREPROCESS
+    assert info.data["records"] == {"train": 64, "val": 32, "test": 0}
+    crops, whole = load(tmp_path / "crops" / "best.pt"), load(tmp_path / "whole" / "best.pt")
+    assert crops.info.training["config"]["seed"] == 0 and whole.info.training["config"]["seed"] == 1
     member_mean = (torch.from_numpy(predict_logits(crops, val, 200, 100, "max"))
                    + torch.from_numpy(predict_logits(whole, val, None))) / 2  # members' logits averaged
-    torch.testing.assert_close(torch.from_numpy(predict_logits(model, val, None)), member_mean, atol=1e-5, rtol=1e-4)
-    again = pretrain_recipe(data, recipe, run_dir=tmp_path, resume=True, seed=0)  # finished: nothing retrained
+    torch.testing.assert_close(torch.from_numpy(predict_logits(model, val)), member_mean, atol=1e-5, rtol=1e-4)
+    saved = load(tmp_path / "pretrained")  # the saved model folder: the same ensemble
+    torch.testing.assert_close(torch.from_numpy(predict_logits(saved, val)), member_mean, atol=1e-5, rtol=1e-4)
+    again = pretrain(data, recipe, run_dir=tmp_path, resume=True, seed=0)  # finished: nothing retrained
     for key, value in result.model.state_dict().items():
         assert torch.equal(value, again.model.state_dict()[key]), key
+
+
+def test_pretrain_a_single_network_recipe(tmp_path):
+    from ecgfm.training.pretrain import pretrain
+    from ecgfm.training.recipes import custom_recipe
+
+    data = synthetic_set(n=48)
+    recipe = custom_recipe("resnet1d", TINY, **{**quick_config(epochs=2).to_dict()})
+    result = pretrain(data, recipe, run_dir=tmp_path, seed=0)
+    assert result.best_epoch is not None and result.best_score == result.model.info.metrics["best_val_macro_auc"]
+    saved = load(tmp_path / "pretrained")
+    assert saved.info.arch == "resnet1d" and saved.info.arch_kwargs == TINY and saved.info.window == 200
+    val = data.part("val").torch()
+    np.testing.assert_allclose(predict_logits(saved, val), predict_logits(result.model, val), atol=1e-6)
 
 
 def test_members_trained_side_by_side_equal_members_trained_one_after_another(tmp_path):
     """jobs=2 on 2 threads gives each member 1 thread: the same runs as training them in turn on 1 thread."""
     from ecgfm.training.members import TrainingClock
-    from ecgfm.training.pretrain import TrainingData, pretrain_recipe
+    from ecgfm.training.pretrain import pretrain
     from ecgfm.training.recipes import Member, Recipe
 
-    train, val = synthetic()
-    data = TrainingData(train=train, val=val, labels=["a", "b", "c"], fs=100.0, preprocess={"steps": []})
+    data = synthetic_set()
     recipe = Recipe(name="tiny-pair", model="ensemble", members=(
         Member("crops", "resnet1d", quick_config(epochs=2, window=200), TINY),
         Member("whole", "resnet1d", quick_config(epochs=2, window=None), TINY)))
-    in_turn = pretrain_recipe(data, recipe, run_dir=tmp_path / "in-turn", seed=0, num_threads=1)
+    in_turn = pretrain(data, recipe, run_dir=tmp_path / "in-turn", seed=0, num_threads=1)
     lines = []
-    together = pretrain_recipe(data, recipe, run_dir=tmp_path / "together", seed=0, num_threads=2, jobs=2,
-                               report=lines.append)
+    together = pretrain(data, recipe, run_dir=tmp_path / "together", seed=0, num_threads=2, jobs=2,
+                        report=lines.append)
     assert sorted(line.split()[1] for line in lines) == ["crops", "whole"]
     for key, value in in_turn.model.state_dict().items():
         assert torch.equal(value, together.model.state_dict()[key]), key
-    member_config = load_checkpoint(tmp_path / "together" / "whole" / "best.pt")[1].training["config"]
+    member_config = load(tmp_path / "together" / "whole" / "best.pt").info.training["config"]
     assert member_config["num_threads"] == 1 and member_config["seed"] == 1
+    assert [m["config"]["num_threads"] for m in together.info.training["members"]] == [1, 1]
     clock = TrainingClock.read(tmp_path / "together")
     assert clock["invocations"][0]["jobs"] == 2 and clock["wall_s"] > 0
-    assert together.info.training["members"][0]["worker_peak_rss_mb"] > 0  # each worker reports its own memory
-    resumed = pretrain_recipe(data, recipe, run_dir=tmp_path / "together", seed=0, num_threads=2, jobs=2, resume=True)
+    resumed = pretrain(data, recipe, run_dir=tmp_path / "together", seed=0, num_threads=2, jobs=2, resume=True)
     assert len(TrainingClock.read(tmp_path / "together")["invocations"]) == 2  # a resumed invocation adds its time
     for key, value in together.model.state_dict().items():  # finished members are reloaded, not trained again
         assert torch.equal(value, resumed.model.state_dict()[key]), key
-    assert resumed.info.training["members"][1]["worker_peak_rss_mb"] > 0
+    assert len(resumed.info.training["members"]) == 2
 
 
 def test_a_failing_member_does_not_stop_the_others(tmp_path, monkeypatch):
-    from ecgfm.training.pretrain import TrainingData, pretrain_recipe
+    from ecgfm.training.pretrain import pretrain
     from ecgfm.training.recipes import Member, Recipe
 
-    train, val = synthetic()
-    data = TrainingData(train=train, val=val, labels=["a", "b", "c"], fs=100.0, preprocess={"steps": []})
+    data = synthetic_set()
     recipe = Recipe(name="tiny-broken", model="ensemble", jobs=2, members=(
         Member("fine", "resnet1d", quick_config(epochs=1), TINY),
         Member("broken", "resnet1d", quick_config(epochs=1, channels_last=True), TINY)))  # resnet1d refuses it
     with pytest.raises(RuntimeError, match="1 of 2 members failed.*broken: ValueError.*channels"):
-        pretrain_recipe(data, recipe, run_dir=tmp_path, seed=0, num_threads=2)
+        pretrain(data, recipe, run_dir=tmp_path, seed=0, num_threads=2)
     assert (tmp_path / "fine" / "pretrained" / "model.safetensors").exists()
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="torchrun"):
-        pretrain_recipe(data, recipe, run_dir=tmp_path / "ddp", seed=0, num_threads=2)
+        pretrain(data, recipe, run_dir=tmp_path / "ddp", seed=0, num_threads=2)
+
+
+@pytest.mark.xfail(strict=True, reason="src bug: ecgfm.models.hub.load takes a folder with config.json for a model "
+                   "folder, but a run folder (fit/pretrain run_dir) has its own config.json beside pretrained/")
+def test_load_reads_the_model_of_a_pretrain_run_folder(tmp_path):
+    from ecgfm.training.pretrain import pretrain
+    from ecgfm.training.recipes import custom_recipe
+
+    data = synthetic_set(n=48)
+    result = pretrain(data, custom_recipe("resnet1d", TINY, **quick_config(epochs=1).to_dict()), run_dir=tmp_path)
+    val = data.part("val").torch()
+    np.testing.assert_allclose(predict_logits(load(tmp_path), val), predict_logits(result.model, val), atol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="src bug: fit(resume=True) on a finished run returns (and rewrites into "
+                   "config.json) an info without epochs_run, best_epoch and best_val_macro_auc")
+def test_resuming_a_finished_run_keeps_its_record(tmp_path):
+    train, val = synthetic(n=48)
+    first = fit(new_model(), train, val, quick_config(epochs=1), run_dir=tmp_path)
+    again = fit(new_model(), train, val, quick_config(epochs=1), run_dir=tmp_path, resume=True)
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[key]), key
+    assert again.info.training["epochs_run"] == 1 and again.info.training["best_epoch"] == 1
+    assert again.info.metrics == first.info.metrics
+    assert json.loads((tmp_path / "config.json").read_text())["training"]["epochs_run"] == 1
