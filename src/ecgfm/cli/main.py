@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "info": "ecgfm.cli.info_cmd",
     "predict": "ecgfm.cli.predict_cmd",
     "explain": "ecgfm.cli.explain_cmd",
+    "plot": "ecgfm.cli.plot_cmd",
     "pretrain": "ecgfm.cli.pretrain_cmd",
     "models": "ecgfm.cli.pretrain_cmd",
     "evaluate": "ecgfm.cli.evaluate_cmd",
