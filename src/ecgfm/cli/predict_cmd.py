@@ -57,6 +57,11 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", help="torch device (torch backend only)."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads for the model."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (stderr)."),
+        report_html: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML page listing every "
+                                                   "record with its top findings and a thumbnail, sortable by "
+                                                   "finding, linking to PDF printouts written beside it "
+                                                   "(<name>_files/; the first 200 records get thumbnails and "
+                                                   "printouts)."),
     ) -> None:
         """Predict findings for ECGs: one row per ECG with every label's probability and the positive findings.
 
@@ -89,6 +94,10 @@ def register(app: typer.Typer) -> None:
                               f"({report.seconds:.1f} s)", highlight=False)
         else:
             print_predictions(report)
+        if report_html is not None:
+            from ecgfm.viewer.batch_report import write_report
+
+            err_console.print(f"wrote {write_report(report, report_html)}", highlight=False)
         if failures_file is not None:  # written even when empty, so scripts can rely on it
             failures_file.parent.mkdir(parents=True, exist_ok=True)
             report.failures_frame().to_csv(failures_file, index=False)

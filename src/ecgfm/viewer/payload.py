@@ -39,7 +39,7 @@ def ecg_payload(ecg: Any, file: str | None = None, start_s: float = 0.0, seconds
     span = min(duration - start_s, DEFAULT_WINDOW_S if seconds is None else seconds)
     first = int(round(start_s * ecg.fs))
     window = np.asarray(ecg.signal[:, first:first + max(int(round(span * ecg.fs)), 1)], dtype=np.float64)
-    samples, rate, offset = _decimate(window, ecg.fs, display_rate)
+    samples, rate, offset = decimate_minmax(window, ecg.fs, display_rate)
     rate_bpm = heart_rate(ecg.signal, ecg.fs)
     return {
         "record_id": _text(ecg.meta.get("record_id")), "file": file, "fs": ecg.fs, "duration": duration,
@@ -70,8 +70,9 @@ def _text(value: Any) -> str | None:
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 3] + "..."
 
 
-def _decimate(window: np.ndarray, fs: float, rate: float) -> tuple[np.ndarray, float, float]:
-    """Keep each bucket's minimum and maximum, in time order: the envelope a screen draws at that resolution.
+def decimate_minmax(window: np.ndarray, fs: float, rate: float) -> tuple[np.ndarray, float, float]:
+    """Keep each bucket's minimum and maximum, in time order, for about ``rate`` points per second: the envelope a
+    screen draws at that resolution.
 
     Returns the points, their rate and the time of the first point from the window start. Hand-written because
     scipy's decimation low-passes first, which lowers QRS peaks; min/max decimation is the usual waveform-display
