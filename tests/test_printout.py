@@ -15,7 +15,7 @@ from ecgfm import ECG
 from ecgfm.cli.main import app
 from ecgfm.errors import ECGValueError
 from ecgfm.leads import STANDARD_LEADS
-from ecgfm.printout import heart_rate, printout
+from ecgfm.printout import format_probability, heart_rate, printout
 from predict_fixtures import make_tiny_model, write_wfdb
 
 MM_PER_PT = 25.4 / 72  # PDF user space: 1 unit = 1/72 inch
@@ -131,6 +131,12 @@ def test_header_has_record_date_rate_and_findings():
         assert expected in texts
     assert "no finding above its threshold" in _texts(printout(ecg, findings=[]))
     assert "Model findings" not in _texts(printout(ecg))  # no model, no findings section
+
+
+@pytest.mark.parametrize("value,text", [(0.934, "0.93"), (0.1, "0.10"), (0.05, "0.050"), (0.0021, "0.0021"),
+                                        (0.001, "0.0010"), (0.0004, "< 0.001"), (0.0, "< 0.001")])
+def test_small_probabilities_keep_two_significant_digits(value, text):
+    assert format_probability(value) == text
 
 
 def test_findings_as_objects_like_predictor_findings():

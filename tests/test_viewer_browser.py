@@ -21,6 +21,7 @@ import pytest
 
 from conftest import make_synthetic_ecg
 from ecgfm.io.writers import write
+from ecgfm.printout import format_probability
 from predict_fixtures import make_tiny_model, write_wfdb
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
@@ -140,7 +141,7 @@ def predicted_findings(url: str, paths: list[Path]) -> list[tuple[str, str, str]
     files = [("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
     response = httpx.post(f"{url}/predict", files=files, timeout=60)
     assert response.status_code == 200, response.text
-    return [(f["label"], f"{f['probability']:.2f}", "yes") for f in response.json()["findings"]]
+    return [(f["label"], format_probability(f["probability"]), "yes") for f in response.json()["findings"]]
 
 
 def drawn_traces(driver) -> list[dict]:
@@ -201,7 +202,7 @@ def test_page_draws_predicts_explains_and_prints(server, browser, downloads, tmp
     label = browser.find_element(By.CSS_SELECTOR, "#findings tbody tr").get_attribute("data-label")
     browser.find_element(By.CSS_SELECTOR, f"#findings tbody tr[data-label='{label}']").click()
     shaded = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#ecg rect.attribution"), "the attribution overlay")
-    assert len(shaded) > 50
+    assert len(shaded) >= 10  # 40-ms bins with at least 5% of the largest attribution
     note = browser.find_element(By.ID, "overlay-note").text
     assert label in note and ("Shading" in note or "shading" in note)
 
@@ -291,7 +292,7 @@ def test_batch_report_sorts_by_a_findings_probability(browser, tmp_path):
     expected = sorted(report.predictions, key=lambda p: -p.probabilities["NORM"])
     assert order == [p.record_id for p in expected]
     shown = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#records tbody td.sortp")]
-    assert shown == [f"{p.probabilities['NORM']:.2f}" for p in expected]
+    assert shown == [f"{p.probabilities['NORM']:.2f}" for p in expected]  # the report shows two decimals
     browser.find_element(By.CSS_SELECTOR, "th[data-sort='record']").click()
     assert [row.get_attribute("data-record") for row in
             browser.find_elements(By.CSS_SELECTOR, "#records tbody tr")] == ["r0", "r1", "r2", "r3"]

@@ -336,10 +336,19 @@ def _finding_line(finding: Any) -> str:
     label, description = str(get("label", "?")), str(get("description", "") or "")
     probability, threshold = get("probability"), get("threshold")
     rule = get("rule")
-    scores = f"{float(probability):.2f}" if probability is not None else "?"
+    scores = format_probability(probability) if probability is not None else "?"
     if threshold is not None:
-        scores += f" / {float(threshold):.2f}" + (f" ({rule})" if rule else "")
+        scores += f" / {format_probability(threshold)}" + (f" ({rule})" if rule else "")
     return f"{label} {description}: {scores}" if description and description != label else f"{label}: {scores}"
+
+
+def format_probability(value: float) -> str:
+    """Two decimals from 0.1, two significant digits below (0.0021, so small thresholds do not all read 0.00), and
+    "< 0.001" below that; the viewer page writes probabilities the same way."""
+    value = float(value)
+    if value >= 0.1:
+        return f"{value:.2f}"
+    return f"{value:#.2g}" if value >= 0.001 else "< 0.001"
 
 
 def quality_text(quality: Any) -> str | None:

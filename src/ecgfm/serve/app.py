@@ -332,7 +332,7 @@ def _add_viewer_routes(app: FastAPI, predictor: Predictor, run_job, ecg_files) -
 
     from ecgfm.errors import ECGError
     from ecgfm.viewer import ASSETS, CONTENT_SECURITY_POLICY, asset
-    from ecgfm.viewer.payload import MAX_WINDOW_S, attribution_payload, ecg_payload
+    from ecgfm.viewer.payload import MAX_WINDOW_S, VIEWER_IG_STEPS, attribution_payload, ecg_payload
 
     info = predictor.info
 
@@ -414,7 +414,8 @@ def _add_viewer_routes(app: FastAPI, predictor: Predictor, run_job, ecg_files) -
     async def explain_attribution(
             files: list[UploadFile] = File(..., description="The ECG, as for POST /predict."),
             label: str = Query(..., description="The label code to explain."),
-            method: str = Query("integrated-gradients", description="integrated-gradients or lead-occlusion.")):
+            method: str = Query("integrated-gradients", description="integrated-gradients or lead-occlusion."),
+            steps: int = Query(VIEWER_IG_STEPS, ge=2, le=256, description="Integrated-gradients steps.")):
         """``ecgfm.explain`` for one label, summed into 40-ms bins per lead on the record's own time axis, scaled to
         [-1, 1], with the stretches that carry attribution and a sentence saying what the shading covers."""
         if getattr(predictor.backend, "module", None) is None:
@@ -425,7 +426,7 @@ def _add_viewer_routes(app: FastAPI, predictor: Predictor, run_job, ecg_files) -
 
             ecg, source = read_one(folder)
             try:
-                explanation = explain(ecg, predictor, labels=[label], method=method)
+                explanation = explain(ecg, predictor, labels=[label], method=method, steps=steps)
             except ECGError as exc:
                 raise BadInput(f"{source}: {getattr(exc, 'reason', None) or exc}") from None
             except ValueError as exc:

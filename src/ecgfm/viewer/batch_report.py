@@ -19,6 +19,7 @@ from urllib.parse import quote
 import numpy as np
 
 from ecgfm.errors import ECGError
+from ecgfm.printout import format_probability
 from ecgfm.viewer.payload import decimate_minmax
 
 #: Records that get a thumbnail and a PDF printout (a printout costs ~0.4 s: 200 add about a minute and a half).
@@ -88,10 +89,11 @@ def _row(index: int, prediction: Any, findings: list[dict], thumb: str, link: st
     name = f'<a href="{e(quote(link))}">{record}</a>' if link else record
     source = e(str(prediction.source or ""))
     chips = "".join(f'<button type="button" class="chip" data-label="{e(f["label"])}" title="{e(f["description"])}">'
-                    f'{e(f["label"])} <b>{float(f["probability"]):.2f}</b></button>'
+                    f'{e(f["label"])} <b>{format_probability(f["probability"])}</b></button>'
                     for f in findings[:TOP_FINDINGS])
     more = f' <span class="muted">+{len(findings) - TOP_FINDINGS} more</span>' if len(findings) > TOP_FINDINGS else ""
-    described = "; ".join(f'{e(f["description"])} ({float(f["probability"]):.2f})' for f in findings[:TOP_FINDINGS])
+    described = "; ".join(f'{e(f["description"])} ({format_probability(f["probability"])})'
+                          for f in findings[:TOP_FINDINGS])
     return (f'<tr data-index="{index}" data-record="{record}" data-n="{len(findings)}"><td class="num">{index + 1}</td>'
             f'<td>{name}<div class="muted small">{source}</div>{f"<div class=muted>{e(note)}</div>" if note else ""}'
             f'</td><td>{thumb}</td><td>{chips or "<span class=muted>none</span>"}{more}'

@@ -25,6 +25,10 @@ MAX_TEXT = 300
 MAX_STATEMENTS = 20
 #: Attribution bins sent to the page: 40 ms, the smoothing width of ``ecgfm.plotting.ecg`` (a QRS is ~100 ms wide).
 ATTRIBUTION_BIN_S = 0.04
+#: Integrated-gradients steps for the page's shading: half ecgfm.explain's default, so twice as fast; the completeness
+#: gap is then 1.1% of the logit change (median; 2.7% at the 90th percentile, benchmarks/results/explain.json), which
+#: 40-ms shading cannot show.
+VIEWER_IG_STEPS = 32
 
 
 def ecg_payload(ecg: Any, file: str | None = None, start_s: float = 0.0, seconds: float | None = None,

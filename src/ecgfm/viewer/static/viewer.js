@@ -38,6 +38,9 @@
     list.append(el("dt", name), el("dd", Array.isArray(value) ? value.join("; ") : value));
   }
   const fmt = (x, digits = 2) => (typeof x === "number" && isFinite(x) ? x.toFixed(digits) : "?");
+  // As ecgfm.printout.format_probability: 0.93, 0.050, 0.0021, "< 0.001" (small thresholds do not all read 0.00)
+  const fmtP = (x) => (typeof x !== "number" || !isFinite(x) ? "?" : x >= 0.1 ? x.toFixed(2)
+    : x >= 0.001 ? x.toPrecision(2) : "< 0.001");
 
   // -- talking to the server ------------------------------------------------------------------------------------------
   function upload() {
@@ -147,7 +150,7 @@
     const name = el("td");
     name.append(el("span", description || label), document.createTextNode(" "), el("span", label, "code"));
     if (rule) name.append(el("span", "rule: " + rule, "rule"));
-    row.append(name, el("td", fmt(probability), "num prob"), el("td", fmt(threshold), "num"),
+    row.append(name, el("td", fmtP(probability), "num prob"), el("td", fmtP(threshold), "num"),
                el("td", above ? "yes" : "no", "flag"));
     row.addEventListener("click", () => explainLabel(label));
     row.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); explainLabel(label); } });
@@ -199,7 +202,7 @@
     if (!state.files.length) return;
     state.selected = label;
     highlightSelected();
-    setStatus(`Explaining ${label}\u2026 (integrated gradients; a few seconds)`);
+    setStatus(`Explaining ${label}\u2026 (integrated gradients: several seconds)`);
     const t0 = performance.now();
     try {
       const attribution = await post("explain/attribution", { label });
@@ -209,7 +212,7 @@
       const note = $("overlay-note");
       note.hidden = false;
       const leads = attribution.top_leads.join(", ");
-      note.textContent = `${attribution.description} (${attribution.label}, p = ${fmt(attribution.probability)}): ` +
+      note.textContent = `${attribution.description} (${attribution.label}, p = ${fmtP(attribution.probability)}): ` +
         `${attribution.note} Leads pushing most towards it: ${leads}.`;
       draw();
       setStatus("");
@@ -265,13 +268,13 @@
     const values = a.values[index];
     for (let k = 0; k < values.length; k++) {
       const v = values[k];
-      if (Math.abs(v) < 0.03) continue;
+      if (Math.abs(v) < 0.05) continue;
       const t0 = a.start_s + k * a.bin_s - ecg.start_s, t1 = t0 + a.bin_s;  // window time
       const from = Math.max(t0, cell.t0), to = Math.min(t1, cell.t1);
       if (to <= from) continue;
       group.append(svgEl("rect", { x: (cell.x0 + (from - cell.t0) * state.speed).toFixed(2), y: (baseline - pitch / 2).toFixed(2),
         width: ((to - from) * state.speed).toFixed(2), height: pitch.toFixed(2), fill: v > 0 ? "#d7301f" : "#2b6cd8",
-        "fill-opacity": (0.12 + 0.5 * Math.abs(v)).toFixed(2), class: "attribution" }));
+        "fill-opacity": (0.6 * Math.abs(v)).toFixed(2), class: "attribution" }));
     }
   }
 
