@@ -59,7 +59,7 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
     raise SystemExit("server did not start in 120 s")
 
 
-def start_browser(profile: Path, downloads: Path, width: int = 1280, height: int = 860):
+def start_browser(profile: Path, downloads: Path, width: int = 1280, height: int = 1000):
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

@@ -146,6 +146,15 @@ def test_findings_as_objects_like_predictor_findings():
     assert "NORM normal ECG: 0.93 / 0.51" in texts
 
 
+def test_any_object_with_signal_fs_leads_and_meta_plots():
+    from types import SimpleNamespace
+
+    record = SimpleNamespace(signal=make_synthetic_ecg(leads=("I", "II")).signal, fs=500.0, leads=["lead I", "ii"],
+                             meta={"record_id": "duck"})
+    texts = _texts(printout(record))
+    assert "duck" in texts and "not recorded: III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6" in texts
+
+
 def test_short_record_and_missing_leads_still_plot_and_say_so():
     leads = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
     ecg = make_synthetic_ecg(seconds=4.0, leads=leads)

@@ -253,6 +253,27 @@ def test_crafted_muse_xml_text_shows_literally_and_never_runs(server, browser, t
     assert browser.execute_script("return document.querySelectorAll('script').length") == 1
 
 
+def test_dropping_a_file_on_the_page(server, browser, tmp_path):
+    """A file dropped on the drop zone (a synthetic drag-and-drop event carrying the file's bytes) loads like a chosen
+    one."""
+    import base64
+
+    path = _synthetic_muse(tmp_path)[0]
+    browser.get(server + "/")
+    browser.execute_script("""
+        const [name, data] = arguments;
+        const file = new File([Uint8Array.from(atob(data), c => c.charCodeAt(0))], name);
+        const transfer = new DataTransfer();
+        transfer.items.add(file);
+        const zone = document.getElementById('drop');
+        for (const type of ['dragover', 'drop'])
+            zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        """, path.name, base64.b64encode(path.read_bytes()).decode("ascii"))
+    _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "ready", "the drop")
+    assert len(drawn_traces(browser)) == 13
+    assert listed_findings(browser) == predicted_findings(server, [path])
+
+
 def test_unreadable_file_shows_the_reason(server, browser, tmp_path):
     broken = tmp_path / "broken.hea"
     broken.write_text("nonsense\n")

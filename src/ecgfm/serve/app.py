@@ -334,7 +334,10 @@ def _add_viewer_routes(app: FastAPI, predictor: Predictor, run_job, ecg_files) -
     from ecgfm.viewer import ASSETS, CONTENT_SECURITY_POLICY, asset
     from ecgfm.viewer.payload import MAX_WINDOW_S, VIEWER_IG_STEPS, attribution_payload, ecg_payload
 
+    from ecgfm.io import available_readers
+
     info = predictor.info
+    available_readers()  # import every reader now, not during the first upload (which the page times)
 
     def read_one(folder: Path):
         from ecgfm.io import read

@@ -80,6 +80,7 @@
     window.ecgfmTimings = { files: state.files.map((f) => f.name) };
     setStatus(`Reading ${state.files.map((f) => f.name).join(", ")}\u2026`);
     $("content").hidden = false;
+    $("drop").classList.add("compact");  // the ECG gets the room once a file is open
     $("findings").tBodies[0].replaceChildren();
     $("findings-status").textContent = "Waiting for the model\u2026";
     $("overlay-note").hidden = true;
