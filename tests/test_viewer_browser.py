@@ -78,9 +78,13 @@ def serving(model: Path | None, log: Path):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    with serving(make_tiny_model(folder / "model"), folder / "server.log") as url:
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tmp_path_factory):
+    with serving(tiny_model, tmp_path_factory.mktemp("log") / "server.log") as url:
         yield url
 
 
@@ -232,6 +236,20 @@ def test_layout_speed_gain_and_zoom_redraw(server, browser, tmp_path):
     assert max(t["height"] for t in drawn_traces(browser)) == pytest.approx(tall / 4, rel=0.01)
 
 
+def test_long_record_is_shown_in_windows(server, browser, tmp_path):
+    header = write_wfdb(tmp_path, "long", fs=100, seconds=150.0, seed=8)
+    open_files(browser, server, [header, header.with_suffix(".dat")])
+    assert browser.find_element(By.ID, "window-note").text == "Showing 0.0\u201360.0 s of 150.0 s."
+    browser.find_element(By.CSS_SELECTOR, "#layout option[value='rows']").click()
+    assert max(t["width"] for t in drawn_traces(browser)) > 60 * 25 - 5  # 60 s at 25 mm/s
+    browser.find_element(By.ID, "later").click()
+    _wait(lambda: browser.find_element(By.ID, "window-note").text == "Showing 60.0\u2013120.0 s of 150.0 s.",
+          "the next minute")
+    browser.find_element(By.CSS_SELECTOR, "#findings tbody tr").click()  # the model reads the centre 10 s
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#ecg rect.attribution"), "the attribution overlay")
+    assert "The model reads 70.0-80.0 s of this 150.0-s record." in browser.find_element(By.ID, "overlay-note").text
+
+
 HOSTILE = {  # each would set window.__pwned if the page ever treated file text as HTML
     "patient_id": "<script>window.__pwned = 1</script>",
     "device": '<img src=x onerror="window.__pwned = 2">',
@@ -298,12 +316,12 @@ def test_shipped_model_through_the_page(browser, tmp_path):
           "after the files were chosen")
 
 
-def test_batch_report_sorts_by_a_findings_probability(browser, tmp_path):
+def test_batch_report_sorts_by_a_findings_probability(browser, tiny_model, tmp_path):
     """The page of ``ecgfm predict --report``, opened from disk: clicking a finding orders records by it."""
     from ecgfm.inference.predictor import Predictor
     from ecgfm.viewer.batch_report import write_report
 
-    predictor = Predictor.from_pretrained(make_tiny_model(tmp_path / "model"))
+    predictor = Predictor.from_pretrained(tiny_model)
     headers = [write_wfdb(tmp_path, f"r{seed}", fs=100, seed=seed) for seed in range(4)]
     report = predictor.predict_many(headers, num_workers=0)
     page = write_report(report, tmp_path / "report.html")
