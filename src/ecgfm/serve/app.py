@@ -331,10 +331,9 @@ def _add_viewer_routes(app: FastAPI, predictor: Predictor, run_job, ecg_files) -
     from fastapi.responses import Response
 
     from ecgfm.errors import ECGError
+    from ecgfm.io import available_readers
     from ecgfm.viewer import ASSETS, CONTENT_SECURITY_POLICY, asset
     from ecgfm.viewer.payload import MAX_WINDOW_S, VIEWER_IG_STEPS, attribution_payload, ecg_payload
-
-    from ecgfm.io import available_readers
 
     info = predictor.info
     available_readers()  # import every reader now, not during the first upload (which the page times)
