@@ -71,7 +71,7 @@ SCRIPT = textwrap.dedent('''
     import torch, torch.nn.functional as F
     from torch import nn
     from torch.utils.data import DataLoader
-    from ecgfm.datasets.store import StoreDataset
+    from ecgfm.datasets.store import ECGStore
     from ecgfm.training.distributed import (ShardedEvalSampler, all_reduce_sums, cleanup, gather_rows,
         init_distributed, is_main_process, train_sampler, unwrap_model, wrap_model)
 
@@ -83,7 +83,8 @@ SCRIPT = textwrap.dedent('''
                           nn.Linear(6, 4))
     ddp = wrap_model(model, env)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
-    data = StoreDataset(store)
+    found = ECGStore(store)
+    data = found.load(found.label_names).torch()  # every record, signals read lazily by each worker
     sampler = train_sampler(data, env, seed=5)
     loader = DataLoader(data, batch_size=batch, sampler=sampler, num_workers=1)
     losses = []
@@ -145,7 +146,7 @@ FIT_SCRIPT = textwrap.dedent('''
     import json, sys
     import torch
     from torch import nn
-    from ecgfm.datasets.store import StoreDataset
+    from ecgfm.datasets.store import ECGStore
     from ecgfm.training import TrainConfig, fit
     from ecgfm.training.distributed import cleanup, get_rank, is_main_process
 
@@ -157,7 +158,8 @@ FIT_SCRIPT = textwrap.dedent('''
     model.arch_name, model.arch_kwargs, model.num_labels = "tiny", {}, 4
     config = TrainConfig(epochs=2, batch_size=batch, lr=0.02, schedule="constant", window=250, workers=1, seed=3,
                          device="cpu", progress=False, tensorboard=False)
-    result = fit(model, StoreDataset(store), StoreDataset(val_store), config, run_dir=run_dir)
+    labels = ECGStore(store).label_names
+    result = fit(model, ECGStore(store).load(labels), ECGStore(val_store).load(labels), config, run_dir=run_dir)
     out = {"history": [{k: v for k, v in row.items() if k.startswith(("train_loss", "val_loss", "val_macro"))}
                        for row in result.history],
            "weights": [p.detach().double().sum().item() for p in result.model.parameters()]}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 import time
 import zipfile
@@ -12,6 +13,9 @@ import torch
 from fastapi.testclient import TestClient
 
 from ecgfm.inference import Predictor
+from ecgfm.io import read
+from ecgfm.io.writers import write
+from ecgfm.leads import STANDARD_LEADS
 from ecgfm.serve import create_app
 from predict_fixtures import LABELS, make_tiny_model, synthetic_signal, write_wfdb
 
@@ -190,3 +194,75 @@ def test_explain_endpoint_refuses_with_reasons(client, predictor, record, tmp_pa
     with TestClient(create_app(no_gradients)) as other:
         response = other.post("/explain", files=_files(*record))
     assert response.status_code == 501 and "PyTorch backend" in response.json()["detail"]
+
+
+# -- the viewer page and the data it draws (ecgfm.viewer) ----------------------------------------------------------------
+
+def test_viewer_page_and_assets_are_served_offline_with_a_strict_policy(client):
+    from ecgfm.viewer import ASSETS, page_weight
+
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "default-src 'none'" in policy and "unsafe-inline" not in policy
+    for name, media_type in ASSETS.items():
+        response = client.get(f"/viewer/{name}")
+        assert response.status_code == 200 and response.headers["content-type"] == media_type
+        text = response.text
+        # nothing is fetched from elsewhere: no remote src/href/url()/import (the SVG namespace URI is not a fetch)
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import|fetch\(\s*["']https?:""",
+                             text), name
+    assert client.get("/viewer/..%2Fapp.py").status_code == 404
+    assert client.get("/viewer/secret.txt").status_code == 404
+    assert page_weight() < 1_000_000  # the page and its assets weigh under 1 MB
+
+
+def test_ecg_endpoint_returns_decimated_samples_and_safe_metadata(client, record):
+    response = client.post("/ecg", files=_files(*record))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["record_id"] == "00042_hr" and body["file"] == "00042_hr.hea" and body["fs"] == 500.0
+    assert body["leads"] == list(STANDARD_LEADS) and body["missing_leads"] == [] and body["duration"] == 10.0
+    assert "source" not in body["meta"] and "/tmp" not in response.text  # no server paths
+    samples = np.array(body["samples"]) / 1000.0  # microvolts -> mV
+    assert body["display_fs"] == 250.0 and samples.shape == (12, 2500)
+    original = read(record[0]).signal
+    # min/max decimation keeps every extreme: R peaks keep their height to the microvolt
+    np.testing.assert_allclose(samples.max(axis=1), original.max(axis=1), atol=6e-4)
+    np.testing.assert_allclose(samples.min(axis=1), original.min(axis=1), atol=6e-4)
+    assert 60 < body["heart_rate_bpm"] < 90
+    window = client.post("/ecg", files=_files(*record), params={"start_s": 2.5, "seconds": 5}).json()
+    assert window["start_s"] == 2.5 and window["seconds"] == 5.0 and len(window["samples"][0]) == 1250
+    bad = client.post("/ecg", files=_files(*record), params={"start_s": 12})
+    assert bad.status_code == 422 and "outside the record" in bad.json()["detail"]
+
+
+def test_printout_endpoint_returns_a_pdf_named_after_the_record(client, record):
+    response = client.post("/printout", files=_files(*record))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/pdf" and response.content.startswith(b"%PDF")
+    assert response.headers["content-disposition"] == 'attachment; filename="00042_hr.pdf"'
+    bad = client.post("/printout", files=_files(*record), params={"speed": 30})
+    assert bad.status_code == 422 and "paper speed" in bad.json()["detail"]
+
+
+def test_printout_file_name_cannot_inject_headers(client, tmp_path):
+    path = write(read(write_wfdb(tmp_path, "plain", fs=100, seed=1)), tmp_path / "plain.xml", format="muse")
+    for name in ('x"; filename=evil.exe; a=.xml', "électro\u2028cardio.xml"):  # a MUSE record id is its file name
+        response = client.post("/printout", files=_files(path, names=[name]))
+        assert response.status_code == 200, response.text
+        assert re.fullmatch(r'attachment; filename="[A-Za-z0-9_.-]+\.pdf"', response.headers["content-disposition"])
+
+
+def test_attribution_endpoint_maps_one_label_onto_the_record(client, predictor, record):
+    response = client.post("/explain/attribution", files=_files(*record), params={"label": "IMI"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["label"] == "IMI" and body["leads"] == list(STANDARD_LEADS) and body["bin_s"] == pytest.approx(0.04)
+    values = np.array(body["values"])
+    assert values.shape == (12, 250) and np.abs(values).max() == pytest.approx(1.0)  # one scale for all leads
+    assert body["model_window"] == [0.0, 10.0] and body["covered"] and body["note"]
+    assert body["probability"] == pytest.approx(predictor.predict(record[0]).probabilities["IMI"], abs=1e-5)
+    unknown = client.post("/explain/attribution", files=_files(*record), params={"label": "XYZ"})
+    assert unknown.status_code == 422 and "does not predict 'XYZ'" in unknown.json()["detail"]
+    assert client.post("/explain/attribution", files=_files(*record)).status_code == 422  # label is required

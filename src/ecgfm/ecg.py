@@ -90,6 +90,33 @@ class ECG:
                    leads=self.leads if leads is None else tuple(leads),
                    meta={**self.meta, **meta})
 
+    def plot(self, **kwargs: Any):
+        """The standard 12-lead printout (3 x 4 + lead II rhythm strip, 25 mm/s, 10 mm/mV) as a matplotlib Figure.
+
+        Keywords go to :func:`ecgfm.printout.printout` (``findings=predictor.predict(ecg).findings``, ``speed=50``,
+        ``gain=5``, ``layout="rows"``...). ``fig.savefig("ecg.pdf")`` prints at true scale.
+        """
+        from ecgfm.printout import printout
+
+        return printout(self, **kwargs)
+
+    def _repr_png_(self) -> bytes:
+        """Jupyter: the printout as a PNG (80 dpi: the A4 page at 935 x 661 pixels)."""
+        import io
+
+        buffer = io.BytesIO()
+        self.plot().savefig(buffer, format="png", dpi=80)
+        return buffer.getvalue()
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the printout with a one-line summary; text from the file is HTML-escaped."""
+        import base64
+        import html
+
+        png = base64.b64encode(self._repr_png_()).decode("ascii")
+        return (f"<div><div>{html.escape(repr(self))}</div>"
+                f'<img alt="ECG printout" style="max-width:100%" src="data:image/png;base64,{png}"/></div>')
+
     def __repr__(self) -> str:
         rid = f" {self.record_id!r}" if self.record_id else ""
         return f"ECG({rid.strip() or 'unnamed'}, {self.n_leads} leads, {self.fs:g} Hz, {self.duration:.2f} s)"

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("ecgfm.cli.info_cmd", "Show what ECG files hold: format, leads, rate, amplitudes, statements."),
     "predict": ("ecgfm.cli.predict_cmd", "Predict findings for ECG files of any supported format."),
     "explain": ("ecgfm.cli.explain_cmd", "Show which leads and moments drive each finding (figures + JSON)."),
+    "plot": ("ecgfm.cli.plot_cmd", "Draw the standard 12-lead printout (25 mm/s, 10 mm/mV) as PNG, PDF or SVG."),
     "pretrain": ("ecgfm.cli.pretrain_cmd", "Pre-train a foundation model (a recipe) on labelled ECGs."),
     "models": ("ecgfm.cli.models_cmd", "List the shipped weights and the registered architectures."),
     "evaluate": ("ecgfm.cli.evaluate_cmd", "Evaluate a model like a clinical paper: AUC, sensitivity, "

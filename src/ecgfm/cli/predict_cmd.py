@@ -61,6 +61,11 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
         threads: Threads = None,
         progress: Progress = True,
+        report_html: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML page listing every "
+                                                   "record with its top findings and a thumbnail, sortable by "
+                                                   "finding, linking to PDF printouts written beside it "
+                                                   "(<name>_files/; the first 200 records get thumbnails and "
+                                                   "printouts)."),
     ) -> None:
         """Predict findings for ECGs: one row per ECG with every label's probability and the positive findings.
 
@@ -77,7 +82,7 @@ def register(app: typer.Typer) -> None:
         from ecgfm.inference.predictor import expand_items
 
         with user_errors():
-            for path in (out, failures_file):
+            for path in (out, failures_file, report_html):
                 if path is not None:
                     check_writable(path)
             if out is not None:
@@ -106,14 +111,21 @@ def register(app: typer.Typer) -> None:
         for result in results:
             if hasattr(result, "reason"):
                 failures.append(result)
-            elif writer is not None:
-                writer.write(result)
             else:
-                shown.append(result)
+                if writer is not None:
+                    writer.write(result)
+                if writer is None or report_html is not None:  # kept only when shown or reported
+                    shown.append(result)
         if writer is not None:
             err_console.print(f"wrote {writer.close()}", highlight=False)
         else:
             print_predictions(shown)
+        if report_html is not None:
+            from ecgfm.inference.outputs import PredictionReport
+            from ecgfm.viewer.batch_report import write_report
+
+            written = write_report(PredictionReport(predictions=shown, failures=failures), report_html)
+            err_console.print(f"wrote {written}", highlight=False)
         if failures_file is not None:  # written even when empty, so scripts can rely on it
             from ecgfm.inference.outputs import PredictionReport
 

@@ -5,6 +5,7 @@ New formats register themselves with :func:`register_reader`; callers never chan
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -133,17 +134,25 @@ def read(path: str | os.PathLike, format: str | None = None, **kwargs) -> ECG:
 
 
 _BUILTINS_LOADED = False
+_BUILTINS_LOCK = threading.RLock()  # re-entrant: a reader module may call back into the registry while it loads
 
 
 def _load_builtin_readers() -> None:
-    """Import the modules whose import registers the built-in readers (lazily, to keep ``import ecgfm`` fast)."""
+    """Import the modules whose import registers the built-in readers (lazily, to keep ``import ecgfm`` fast).
+
+    Thread-safe: the flag is set only once every module is imported, so a concurrent first caller (two requests to a
+    fresh server, two loader threads) waits instead of seeing a half-filled registry ("unknown file type .hea").
+    """
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
-    _BUILTINS_LOADED = True
     import importlib
 
     from ecgfm.io import BUILTIN_READER_MODULES
 
-    for module in BUILTIN_READER_MODULES:
-        importlib.import_module(module)
+    with _BUILTINS_LOCK:
+        if _BUILTINS_LOADED:
+            return
+        for module in BUILTIN_READER_MODULES:
+            importlib.import_module(module)
+        _BUILTINS_LOADED = True

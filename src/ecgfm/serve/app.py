@@ -4,7 +4,8 @@
 once). Endpoints: ``POST /predict`` (one ECG: a file, the ``.hea`` + ``.dat`` of a WFDB record, or a ``.zip``),
 ``POST /predict/batch`` (several ECGs in one upload), ``POST /explain`` (per-lead and per-moment attributions of
 one ECG's findings, optionally with figures; ``ecgfm.explain``), ``GET /labels``, ``GET /model`` (model card),
-``GET /health``, and the OpenAPI docs at ``/docs``.
+``GET /health``, and the OpenAPI docs at ``/docs``. The viewer page (``ecgfm.viewer``) is served at ``/`` with the
+data it draws: ``POST /ecg``, ``POST /printout`` (PDF) and ``POST /explain/attribution``.
 
 Requests are bounded: bodies over ``max_upload_bytes`` get 413 (FastAPI's own body limit, enforced while streaming),
 requests running longer than ``timeout_s`` get 504, unreadable ECGs get 422 with the reason, never 500. Reading and
@@ -321,7 +322,124 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         return {"status": "ok", "model": info.arch, "labels": len(predictor.labels),
                 "backend": getattr(predictor.backend, "name", type(predictor.backend).__name__)}
 
+    _add_viewer_routes(app, predictor, run_job, ecg_files)
     return app
+
+
+# -- the viewer page (ecgfm.viewer) and the data it draws ----------------------------------------------------------------
+
+def _add_viewer_routes(app: FastAPI, predictor: Predictor, run_job, ecg_files) -> None:
+    """``GET /`` (the page), ``GET /viewer/<asset>``, ``POST /ecg`` (samples to draw), ``POST /printout`` (PDF) and
+    ``POST /explain/attribution`` (one label's attribution on the record's time axis)."""
+    from fastapi.responses import Response
+
+    from ecgfm.errors import ECGError
+    from ecgfm.io import available_readers
+    from ecgfm.viewer import ASSETS, CONTENT_SECURITY_POLICY, asset
+    from ecgfm.viewer.payload import MAX_WINDOW_S, VIEWER_IG_STEPS, attribution_payload, ecg_payload
+
+    info = predictor.info
+    available_readers()  # import every reader now, not during the first upload (which the page times)
+
+    def read_one(folder: Path):
+        from ecgfm.io import read
+
+        files = ecg_files(folder)
+        if len(files) > 1:
+            raise BadInput(f"the upload holds {len(files)} ECG records; send one per request")
+        source = os.path.relpath(files[0], folder)
+        try:
+            return read(files[0]), source
+        except ECGError as exc:
+            raise BadInput(f"{source}: {getattr(exc, 'reason', None) or exc}") from None
+
+    def asset_response(name: str) -> Response:
+        if name not in ASSETS:
+            raise HTTPException(404, "not found")
+        return Response(asset(name), media_type=ASSETS[name], headers={
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    async def viewer_page():
+        return asset_response("index.html")
+
+    @app.get("/viewer/{name}", include_in_schema=False)
+    async def viewer_asset(name: str):
+        return asset_response(name)
+
+    @app.post("/ecg", responses={413: {}, 422: {}, 504: {}}, summary="The samples of one ECG, for drawing")
+    async def ecg_samples(files: list[UploadFile] = File(..., description="The ECG, as for POST /predict."),
+                          start_s: float = Query(0.0, ge=0, description="First second to return."),
+                          seconds: float | None = Query(None, gt=0, le=MAX_WINDOW_S, description="Seconds to "
+                                                        "return (default: up to 60).")):
+        """Leads, sampling rate, duration, heart rate, display-safe metadata and the samples (integer microvolts,
+        min/max-decimated to about 250 points per second) of the uploaded ECG."""
+        def job(folder: Path):
+            ecg, source = read_one(folder)
+            try:
+                return ecg_payload(ecg, file=source, start_s=start_s, seconds=seconds)
+            except ECGError as exc:
+                raise BadInput(f"{source}: {exc}") from None
+
+        return await run_job(files, job)
+
+    @app.post("/printout", response_class=Response, responses={200: {"content": {"application/pdf": {}}},
+                                                              413: {}, 422: {}, 504: {}},
+              summary="The standard 12-lead printout of one ECG as a PDF (true scale)")
+    async def printout_pdf(files: list[UploadFile] = File(..., description="The ECG, as for POST /predict."),
+                           speed: float = Query(25.0, description="Paper speed, mm/s: 25 or 50."),
+                           gain: float = Query(10.0, description="mm/mV: 5, 10 or 20."),
+                           layout: str = Query("standard", description="standard (3 x 4 + rhythm strip) or rows."),
+                           findings: bool = Query(True, description="Print the model's findings in the header.")):
+        """3 x 4 leads and a lead II rhythm strip (``ecgfm.printout``), with the findings of ``POST /predict``."""
+        def job(folder: Path):
+            import io
+
+            from ecgfm.printout import printout
+
+            ecg, source = read_one(folder)
+            try:
+                result = predictor.predict(ecg).to_dict() if findings else {}
+                figure = printout(ecg, findings=result.get("findings"), quality=result.get("quality"), speed=speed,
+                                  gain=gain, layout=layout, model=info.arch if findings else None)
+            except ECGError as exc:
+                raise BadInput(f"{source}: {exc}") from None
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="pdf", metadata={"Creator": "ecgfm"})
+            return buffer.getvalue(), ecg.record_id
+
+        pdf, record_id = await run_job(files, job)
+        name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in str(record_id or "ecg"))
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{name.strip(".-") or "ecg"}.pdf"'})
+
+    @app.post("/explain/attribution", responses={413: {}, 422: {}, 501: {}, 504: {}},
+              summary="One label's attribution over the record, for shading the traces")
+    async def explain_attribution(
+            files: list[UploadFile] = File(..., description="The ECG, as for POST /predict."),
+            label: str = Query(..., description="The label code to explain."),
+            method: str = Query("integrated-gradients", description="integrated-gradients or lead-occlusion."),
+            steps: int = Query(VIEWER_IG_STEPS, ge=2, le=256, description="Integrated-gradients steps.")):
+        """``ecgfm.explain`` for one label, summed into 40-ms bins per lead on the record's own time axis, scaled to
+        [-1, 1], with the stretches that carry attribution and a sentence saying what the shading covers."""
+        if getattr(predictor.backend, "module", None) is None:
+            raise HTTPException(501, "explanations need gradients: serve the model with the PyTorch backend")
+
+        def job(folder: Path):
+            from ecgfm.explain import explain
+
+            ecg, source = read_one(folder)
+            try:
+                explanation = explain(ecg, predictor, labels=[label], method=method, steps=steps)
+            except ECGError as exc:
+                raise BadInput(f"{source}: {getattr(exc, 'reason', None) or exc}") from None
+            except ValueError as exc:
+                raise BadInput(str(exc)) from None
+            return {"record_id": ecg.record_id, "file": source,
+                    **attribution_payload(explanation, label, ecg.duration, info.preprocess, getattr(info, "aggregate", None))}
+
+        return await run_job(files, job)
 
 
 def _version() -> str:
