@@ -59,12 +59,13 @@ def test_partial_attribution_is_named_on_the_figure():
     assert np.all(values[:, :160] == 0)
 
 
-def test_whole_record_attribution_and_long_record_window():
-    body = attribution_payload(_explained(0, 10), "IMI", duration=30.0, preprocess=CENTER_10S, aggregate="max")
-    assert body["start_s"] == 10.0 and body["model_window"] == [10.0, 20.0]  # the centre 10 s of 30 s
-    assert body["covered"] == [[10.0, 20.0]]
-    assert body["note"].startswith("The model reads 10.0-20.0 s of this 30.0-s record.")
-    assert "whole stretch the model reads" in body["note"]
+def test_a_long_record_is_attributed_over_its_whole_length():
+    """The model reads every 10-s segment of a 30-s record, so the attribution covers all 30 s."""
+    body = attribution_payload(_explained(0, 30, seconds=30.0), "IMI", duration=30.0, preprocess=CENTER_10S,
+                               aggregate="max")
+    assert body["start_s"] == 0.0 and body["model_window"] == [0.0, 30.0]
+    assert body["covered"] == [[0.0, 30.0]]
+    assert body["note"] == "Shading: attribution over the whole stretch the model reads (0.0-30.0 s)."
 
 
 def test_padding_of_a_short_record_is_not_shaded():
@@ -81,9 +82,8 @@ def test_lead_occlusion_says_it_has_no_time_resolution():
 
 
 def test_model_window_from_the_preprocessing_spec():
-    assert model_window(CENTER_10S, 30.0) == (10.0, 10.0)
-    start_crop = {"steps": [{"name": "crop_or_pad", "seconds": 10.0, "mode": "start"}]}
-    assert model_window(start_crop, 30.0) == (0.0, 10.0)
+    assert model_window(CENTER_10S, 30.0) == (0.0, 30.0)  # every segment of a long record is read
+    assert model_window(CENTER_10S, 4.0) == (0.0, 10.0)  # a short one is padded to the input
     assert model_window(None, 12.0) == (0.0, 12.0)
 
 

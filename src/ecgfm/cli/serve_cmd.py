@@ -37,6 +37,6 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
             predictor = Predictor.from_pretrained(model, backend=backend, num_threads=threads)
         console.print(f"serving {predictor.info.arch} ({len(predictor.labels)} labels, {backend}, {workers} workers x "
-                      f"{threads} threads) on http://{host}:{port}  (docs: /docs)", highlight=False)
+                      f"{threads} threads) on http://{host}:{port}  (viewer: /, API docs: /docs)", highlight=False)
         run_server(predictor, host=host, port=port, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                    timeout_s=timeout, workers=workers)

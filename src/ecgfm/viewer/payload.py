@@ -98,17 +98,12 @@ def decimate_minmax(window: np.ndarray, fs: float, rate: float) -> tuple[np.ndar
 
 
 def model_window(preprocess: Mapping[str, Any] | None, duration: float) -> tuple[float, float]:
-    """The stretch of the record (start, seconds) the model reads, from its preprocessing spec: the crop of
-    ``crop_or_pad`` (centre or start) when the record is longer, the whole record otherwise (then zero-padded)."""
+    """The stretch of the record (start, seconds) the model reads: all of it, in input-sized segments (a record
+    shorter than the input length of ``crop_or_pad`` is zero-padded to it)."""
     steps = (preprocess or {}).get("steps") or []
     crop = next((step for step in steps if step.get("name") == "crop_or_pad"), None)
-    if not crop or not crop.get("seconds"):
-        return 0.0, duration
-    seconds = float(crop["seconds"])
-    if duration <= seconds:
-        return 0.0, seconds
-    start = (duration - seconds) / 2 if crop.get("mode", "center") == "center" else 0.0
-    return start, seconds
+    seconds = float(crop["seconds"]) if crop and crop.get("seconds") else duration
+    return 0.0, max(duration, seconds)
 
 
 def attribution_payload(explanation: Any, label: str, duration: float, preprocess: Mapping[str, Any] | None,
