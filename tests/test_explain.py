@@ -128,6 +128,25 @@ def test_completeness_through_windows_and_max_aggregation(model_dir, tmp_path):
         assert item.attribution.shape == (12, SAMPLES) and np.isfinite(item.attribution).all()
 
 
+def test_a_long_record_is_explained_over_its_whole_length(model_dir, tmp_path):
+    """A 25-s record: the attribution covers every sample, and the explained logit is the one ``predict`` reports for
+    the whole record (segments combined per label), not that of a 10-s crop."""
+    record = write_wfdb(tmp_path, "long", fs=500, seconds=25, seed=6)
+    predictor = Predictor.from_pretrained(model_dir)
+    loaded = predictor.preprocess(record)
+    logits = predictor.record_logits([loaded.array])[0]
+    assert loaded.array.shape == (12, 2500)
+    items = {}
+    for method in ("integrated-gradients", "lead-occlusion"):
+        result = explain(record, predictor, labels=["IMI"], method=method, steps=4)
+        items[method] = item = result["IMI"]
+        assert item.attribution.shape == (12, 2500) and result.signal.shape == (12, 2500)
+        assert item.logit == pytest.approx(float(logits[LABELS.index("IMI")]), abs=1e-5)
+        assert item.probability == pytest.approx(predictor.predict(record).probabilities["IMI"], abs=1e-6)
+    gradients = np.abs(items["integrated-gradients"].attribution)
+    assert gradients[:, 2000:].sum() > 0.05 * gradients.sum()  # the last 5 s, beyond any 10-s crop, count too
+
+
 def test_plot_has_a_row_per_lead_and_checks_shapes(ecg):
     fig = plot_ecg(np.asarray(ecg.signal), FS, STANDARD_LEADS, attribution=np.ones((12, SAMPLES)), title="t")
     assert isinstance(fig, Figure) and len(fig.axes) == 12 + 1  # leads + colour bar

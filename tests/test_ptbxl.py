@@ -1,4 +1,4 @@
-"""PTB-XL dataset: metadata, rate fallback, label tasks (any likelihood counts), summary, load_arrays and its cache.
+"""PTB-XL dataset: metadata, rate fallback, label tasks (any likelihood counts), summary, ``load`` and its cache.
 
 Most tests run on a small PTB-XL-shaped folder the fixtures generate; ``ptbxl``-marked ones check the shared subset.
 """
@@ -106,55 +106,63 @@ def test_label_counts_and_names(fake_ptbxl):
         data.label_names("superdiagnostic", exclude=["IMI"])
 
 
-def test_load_arrays_shapes_labels_and_rate_fallback(fake_ptbxl, cache):
+def test_load_shapes_labels_and_rate_fallback(fake_ptbxl, cache):
     data = PTBXL(fake_ptbxl)
-    arrays = data.load_arrays(fs=100, task="superdiagnostic", progress=False)
-    assert arrays.X.shape == (9, 12, 1000) and arrays.X.dtype == np.float32
-    assert list(arrays.ids) == list(range(1, 10))  # record 10 has no file
-    assert arrays.label_names == ["CD", "HYP", "MI", "NORM", "STTC"]
-    row = list(arrays.ids).index(5)
-    assert arrays.Y[row].tolist() == [0, 0, 1, 0, 1]
-    assert arrays.patient_ids[list(arrays.ids).index(3)] == "102" and arrays.folds.tolist()[:3] == [1, 2, 2]
-    assert arrays.preprocess == Pipeline.default(fs=100).to_dict()
+    loaded = data.load(task="superdiagnostic", pipeline=Pipeline.default(fs=100), progress=False)
+    assert loaded.X.shape == (9, 12, 1000) and loaded.X.dtype == np.float32 and len(loaded) == 9
+    assert list(loaded.ids) == [str(i) for i in range(1, 10)]  # record 10 has no file
+    assert loaded.labels == ["CD", "HYP", "MI", "NORM", "STTC"]
+    assert loaded.label_descriptions["MI"] == "myocardial infarction" and loaded.source["kind"] == "ptbxl"
+    row = list(loaded.ids).index("5")
+    assert loaded.Y[row].tolist() == [0, 0, 1, 0, 1]
+    assert loaded.patient_ids[list(loaded.ids).index("3")] == "102" and loaded.folds.tolist()[:3] == [1, 2, 2]
+    assert loaded.preprocess == Pipeline.default(fs=100).to_dict() and loaded.fs == 100
     # record 1 exists only at 500 Hz: it is read there and resampled by the pipeline
     expected = Pipeline.default(fs=100).to_array(ecgfm.read(fake_ptbxl / "records500/00000/00001_hr.hea"))
-    np.testing.assert_array_equal(arrays.X[0], expected)
-    train, val, test = arrays.split()
-    assert len(train) + len(val) + len(test) == 9 and set(test.ids) == {9}
+    np.testing.assert_array_equal(loaded.signal(0), expected)
+    train, val, test = (loaded.part(s) for s in ("train", "val", "test"))
+    assert len(train) + len(val) + len(test) == 9 and set(test.ids) == {"9"} and set(val.ids) == {"7", "8"}
     assert not set(train.patient_ids) & (set(val.patient_ids) | set(test.patient_ids))
+    # other folds give other splits; folds given by no split leave records unassigned
+    refolded = data.load(["NORM"], Pipeline.default(fs=100), train_folds=(1, 2), val_folds=(3,), test_folds=(9, 10),
+                         progress=False)
+    assert set(refolded.part("test").ids) == {"7", "8", "9"} and set(refolded.part("val").ids) == {"4"}
+    assert set(refolded.ids[refolded.split == ""]) == {"5", "6"}
+    # the default labels: every statement of the task present in the training folds
+    assert data.load(task="rhythm", progress=False).labels == data.label_names("rhythm")
 
 
-def test_load_arrays_cache_and_process_pool_give_identical_arrays(fake_ptbxl, cache, monkeypatch):
+def test_load_cache_and_process_pool_give_identical_arrays(fake_ptbxl, cache, monkeypatch):
     data = PTBXL(fake_ptbxl)
-    first = data.load_arrays(fs=100, progress=False, workers=1)
+    first = data.load(["NORM", "IMI"], progress=False, workers=1)
     assert len(list((cache / "ptbxl").glob("signals-*.npy"))) == 2  # signals + readable-record mask
-    cached = data.load_arrays(fs=100, progress=False)
+    cached = data.load(["NORM", "IMI"], progress=False)
     assert isinstance(cached.X, np.memmap)
     np.testing.assert_array_equal(cached.X, first.X)
     monkeypatch.setattr(ptbxl_module, "MIN_RECORDS_FOR_POOL", 0)
     monkeypatch.setattr(ptbxl_module, "_CHUNK", 2)
-    pooled = data.load_arrays(fs=100, progress=False, workers=2, cache=False)
+    pooled = data.load(["NORM", "IMI"], progress=False, workers=2, cache=False)
     np.testing.assert_array_equal(pooled.X, first.X)
     np.testing.assert_array_equal(pooled.Y, first.Y)
 
 
-def test_load_arrays_skips_unreadable_records_with_a_warning(fake_ptbxl, tmp_path, cache):
+def test_load_skips_unreadable_records_with_a_warning(fake_ptbxl, tmp_path, cache):
     root = tmp_path / "copy"
     shutil.copytree(fake_ptbxl, root)
     broken = root / "records100/00000/00004_lr.dat"
     broken.write_bytes(broken.read_bytes()[:1000])
     with pytest.warns(UserWarning, match=r"skipped 1 unreadable PTB-XL records: .*00004_lr\.hea.*truncated"):
-        arrays = PTBXL(root).load_arrays(fs=100, progress=False)
-    assert 4 not in arrays.ids and len(arrays) == 8
+        loaded = PTBXL(root).load(["NORM"], progress=False)
+    assert "4" not in loaded.ids and len(loaded) == 8
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the cached result remembers which records were skipped, silently
-        again = PTBXL(root).load_arrays(fs=100, progress=False)
-    assert list(again.ids) == list(arrays.ids)
+        again = PTBXL(root).load(["NORM"], progress=False)
+    assert list(again.ids) == list(loaded.ids)
 
 
-def test_load_arrays_refuses_labels_outside_the_task(fake_ptbxl, cache):
+def test_load_refuses_labels_outside_the_task(fake_ptbxl, cache):
     with pytest.raises(ValueError, match=r"\['IMI'\] are not superdiagnostic labels"):
-        PTBXL(fake_ptbxl).load_arrays(fs=100, task="superdiagnostic", labels=["MI", "IMI"], progress=False)
+        PTBXL(fake_ptbxl).load(["MI", "IMI"], task="superdiagnostic", progress=False)
 
 
 def test_split_of_fold():
@@ -205,36 +213,6 @@ def test_real_rate_fallback_reads_the_rate_present(ptbxl_dir):
     assert data.read_record(only_100, fs=500).fs == 100
     assert data.read_record(only_500, fs=100).fs == 500
     assert os.fspath(data.record_path(only_500, 100)[0]).endswith("_hr.hea")
-
-
-def _arrayset(n=6):
-    from ecgfm.datasets.arrays import ArraySet
-
-    rng = np.random.default_rng(0)
-    return ArraySet(X=rng.normal(size=(n, 12, 100)).astype(np.float32),
-                    Y=(rng.random((n, 3)) > 0.5).astype(np.float32), label_names=["A", "B", "C"],
-                    ids=np.arange(n), patient_ids=np.array([str(i // 2) for i in range(n)]),
-                    folds=np.array([1, 1, 9, 9, 10, 10][:n]), label_descriptions={"A": "alpha"})
-
-
-def test_arrayset_subset_select_and_validation():
-    from ecgfm.datasets.arrays import ArraySet
-
-    data = _arrayset()
-    sub = data.subset(data.folds == 9)
-    assert list(sub.ids) == [2, 3] and sub.X.shape == (2, 12, 100)
-    np.testing.assert_array_equal(sub.Y, data.Y[[2, 3]])
-    picked = data.select_labels(["C", "A"])
-    np.testing.assert_array_equal(picked.Y, data.Y[:, [2, 0]])
-    assert picked.label_descriptions == {"C": "C", "A": "alpha"}
-    with pytest.raises(ValueError, match=r"labels \['Z'\] not in this dataset"):
-        data.select_labels(["Z"])
-    with pytest.raises(ValueError, match="Y has 5 rows, X has 6"):
-        ArraySet(X=data.X, Y=data.Y[:5], label_names=data.label_names, ids=data.ids, patient_ids=data.patient_ids)
-    with pytest.raises(ValueError, match="does not match 2 label names"):
-        ArraySet(X=data.X, Y=data.Y, label_names=["A", "B"], ids=data.ids, patient_ids=data.patient_ids)
-    train, val, test = data.split()
-    assert (list(train.ids), list(val.ids), list(test.ids)) == ([0, 1], [2, 3], [4, 5])
 
 
 def test_default_workers_counts_idle_cpus(monkeypatch):

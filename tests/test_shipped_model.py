@@ -1,16 +1,25 @@
 """The shipped foundation model: loads offline, and its predictions on PTB-XL fold 10 reproduce its stored metrics."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import torch
 
 import ecgfm
-from ecgfm.models import default_weights_dir
+from ecgfm.models import default_weights_dir, get_weights, list_pretrained, load
 
 
-def test_shipped_model_loads_offline_and_describes_itself():
-    model, info = ecgfm.load_pretrained()
-    assert info.arch in ecgfm.list_models()
+@pytest.fixture(scope="module")
+def shipped():
+    return load()
+
+
+def test_shipped_model_loads_offline_and_describes_itself(shipped):
+    model, info = shipped, shipped.info
+    assert list_pretrained()[0] == "default8" and default_weights_dir() == get_weights("default8").path
+    assert info.arch in ecgfm.list_models() and get_weights().info.to_dict() == info.to_dict()
     assert len(info.labels) == model.num_labels >= 40
     assert set(info.thresholds) == set(info.labels)
     assert info.preprocess["steps"], "the model must carry its preprocessing"
@@ -20,16 +29,44 @@ def test_shipped_model_loads_offline_and_describes_itself():
     assert 0.5 < summary["macro_auc"]["value"] <= 1.0
 
 
-def test_shipped_model_reproduces_its_fold10_metrics(ptbxl_dir, tmp_path, monkeypatch):
-    from ecgfm.evaluation.model_eval import score_model
-    from ecgfm.evaluation.metrics import roc_auc
+def test_the_shipped_name_and_the_default_are_the_same_weights(shipped):
+    named = load("default8")
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.3, (2, 12, 1000)).astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(named(x), shipped(x))
+    with pytest.raises(ValueError, match="no shipped weights named 'default9'"):
+        get_weights("default9")
 
-    _, info = ecgfm.load_pretrained()
+
+def test_a_model_folder_written_without_a_checksum_still_loads(tmp_path):
+    """Folders from before checksums (the shipped default8 folder of 3d3b983 is one) load as they are."""
+    from ecgfm.models import ModelInfo, create, save
+
+    model = create("resnet1d_small", 2).eval()
+    model.info = ModelInfo.from_model(model, ["A", "B"], fs=100.0)
+    save(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.pop("extra")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    x = torch.randn(1, 12, 1000)
+    with torch.no_grad():
+        torch.testing.assert_close(load(tmp_path)(x), model(x))
+
+
+def test_shipped_model_reproduces_its_fold10_metrics(ptbxl_dir, shipped):
+    from ecgfm.datasets import load_labelled
+    from ecgfm.evaluation.metrics import roc_auc
+    from ecgfm.evaluation.model_eval import score
+
+    info = shipped.info
     stored = info.metrics["test"]["per_label"]
-    scored, _, _ = score_model(None, ptbxl=ptbxl_dir, labels=list(stored), progress=False)
-    test = scored["test"]
-    for j, label in enumerate(test.arrays.label_names):
-        auc = roc_auc(test.arrays.Y[:, j], test.scores[:, j])
+    data = load_labelled(ptbxl=ptbxl_dir, labels=info.labels, pipeline=info.pipeline(), train_folds=(),
+                         progress=False)
+    test = data.part("test")
+    probs = score(shipped, test)
+    for label in stored:
+        j = info.labels.index(label)
+        auc = roc_auc(test.Y[:, j], probs[:, j])
         assert auc == pytest.approx(stored[label]["auc"], abs=1e-4), label
     macro = np.mean([stored[label]["auc"] for label in stored])
     assert macro == pytest.approx(info.metrics["test"]["summary"]["macro_auc"]["value"], abs=1e-9)
@@ -37,10 +74,9 @@ def test_shipped_model_reproduces_its_fold10_metrics(ptbxl_dir, tmp_path, monkey
 
 def test_model_card_tables_are_the_shipped_metrics():
     """MODEL_CARD.md's metric tables are exactly what ``card_tables`` renders from the shipped config.json."""
-    import json
     from pathlib import Path
 
-    from ecgfm.models.release import CARD_END, CARD_START, card_tables
+    from ecgfm.evaluation.release import CARD_END, CARD_START, card_tables
 
     card = (Path(__file__).resolve().parents[1] / "MODEL_CARD.md").read_text()
     config = json.loads((default_weights_dir() / "config.json").read_text())
@@ -50,9 +86,7 @@ def test_model_card_tables_are_the_shipped_metrics():
 
 
 def test_update_card_rewrites_only_the_generated_block(tmp_path):
-    import json
-
-    from ecgfm.models.release import CARD_END, CARD_START, card_tables, update_card
+    from ecgfm.evaluation.release import CARD_END, CARD_START, card_tables, update_card
 
     config = json.loads((default_weights_dir() / "config.json").read_text())
     card = tmp_path / "CARD.md"
@@ -67,9 +101,7 @@ def test_update_card_rewrites_only_the_generated_block(tmp_path):
 
 
 def test_card_tables_leave_out_intervals_the_bootstrap_could_not_give():
-    import json
-
-    from ecgfm.models.release import card_tables
+    from ecgfm.evaluation.release import card_tables
 
     config = json.loads((default_weights_dir() / "config.json").read_text())
     label = next(iter(config["metrics"]["test"]["per_label"]))

@@ -153,18 +153,25 @@ def test_cli_ingests_a_ptbxl_folder_and_a_challenge_folder(tmp_path, fake_ptbxl)
 
 
 def test_pretrain_trains_from_a_store(tmp_path):
-    from ecgfm.datasets.store import store_training_data
+    from ecgfm.training.pretrain import training_data
 
     store = tmp_path / "store"
     ingest(SyntheticSource(48, fs=100), store, shard_size=16, workers=1, progress=False)
-    data = store_training_data(store, min_count=1, exclude_labels=["LVOLT"])
+    data = training_data("xresnet1d50", store=store, min_count=1, exclude=["LVOLT"], progress=False)
     assert "LVOLT" not in data.labels and data.fs == 100 and data.preprocess == ECGStore(store).spec.pipeline
+    assert data.source["kind"] == "store" and data.describe()["excluded_labels"] == ["LVOLT"]
     with pytest.raises(ValueError, match="cannot exclude"):
-        store_training_data(store, exclude_labels=["NOPE"])
+        training_data("xresnet1d50", store=store, exclude=["NOPE"], progress=False)
     result = CliRunner().invoke(app, ["pretrain", "--store", str(store), "--out", str(tmp_path / "run"),
-                                      "--model", "resnet1d_small", "--epochs", "1", "--batch-size", "8",
+                                      "--arch", "resnet1d_small", "--set", "epochs=1", "--set", "batch_size=8",
                                       "--min-count", "1", "--threads", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
     config = (tmp_path / "run" / "config.json").read_text()
     assert '"ecgfm store"' in config and '"SR"' in config
     assert (tmp_path / "run" / "pretrained" / "model.safetensors").exists()
+    # --data recognises a store too
+    again = CliRunner().invoke(app, ["pretrain", "--data", str(store), "--out", str(tmp_path / "run2"),
+                                     "--arch", "resnet1d_small", "--set", "epochs=1", "--set", "batch_size=8",
+                                     "--min-count", "1", "--threads", "1", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert '"ecgfm store"' in (tmp_path / "run2" / "config.json").read_text()

@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
                                    "ensemble), 'xresnet1d50', 'xresnet1d101', 'inception1d' (ecgfm.training.recipes)."),
         arch: Optional[str] = typer.Option(None, "--arch", help="Instead of a recipe: one network of this "
                                            "architecture (see `ecgfm models`) with the Strodthoff settings."),
+        arch_kw: Optional[list[str]] = typer.Option(None, "--arch-kw", help="With --arch: an architecture option "
+                                                    "KEY=VALUE (JSON value; repeatable), e.g. --arch-kw "
+                                                    "'widths=[32,64,96,128]'."),
         data: Data = None,
         ptbxl: Ptbxl = None,
         manifest: Manifest = None,
@@ -61,7 +64,12 @@ def register(app: typer.Typer) -> None:
 
         with user_errors():
             changes = settings(config_file, set_)
-            chosen = custom_recipe(arch) if arch else get_recipe(recipe)
+            if arch_kw and not arch:
+                raise ValueError("--arch-kw sets options of the architecture given by --arch")
+            chosen = custom_recipe(arch, settings(None, arch_kw)) if arch else get_recipe(recipe)
+            if jobs is not None and not chosen.members:
+                raise ValueError(f"--jobs trains the members of an ensemble recipe side by side; {chosen.name} is one "
+                                 "network")
             if changes:
                 apply_settings(TrainConfig(), changes)  # an unknown key fails here, naming the known ones
                 chosen = chosen.with_config(**changes)

@@ -44,7 +44,12 @@ class LabelledSet:
 
     def __post_init__(self) -> None:
         self.rows = np.arange(len(self.Y)) if self.rows is None else np.asarray(self.rows, dtype=np.int64)
-        self.Y = np.asarray(self.Y, dtype=np.float32).reshape(len(self.rows), len(self.labels))
+        self.Y = np.asarray(self.Y, dtype=np.float32)
+        if self.Y.size == 0:
+            self.Y = self.Y.reshape(len(self.rows), len(self.labels))
+        if self.Y.shape != (len(self.rows), len(self.labels)):
+            raise ValueError(f"LabelledSet.Y has shape {self.Y.shape}; expected ({len(self.rows)} records, "
+                             f"{len(self.labels)} labels)")
         self.ids, self.patient_ids = np.asarray(self.ids).astype(str), np.asarray(self.patient_ids).astype(str)
         self.split = np.asarray(self.split).astype(str)
         for name in ("ids", "patient_ids", "split"):
@@ -170,7 +175,7 @@ def from_arrays(X: np.ndarray, Y: np.ndarray, labels: Sequence[str], preprocess:
     X = np.asarray(X, dtype=np.float32)
     ids = np.arange(len(X)).astype(str) if ids is None else np.asarray(ids)
     split = np.broadcast_to(np.asarray(split, dtype=str), (len(X),)).copy()
-    return LabelledSet(X=X, Y=np.asarray(Y, dtype=np.float32).reshape(len(X), -1), labels=list(labels), ids=ids,
+    return LabelledSet(X=X, Y=np.asarray(Y, dtype=np.float32).reshape(len(X), len(labels)), labels=list(labels), ids=ids,
                        patient_ids=ids if patient_ids is None else np.asarray(patient_ids), split=split,
                        preprocess=dict(preprocess or {}), source={"kind": "arrays"}, **kw)
 

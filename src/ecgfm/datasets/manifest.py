@@ -159,16 +159,14 @@ class Manifest:
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write as Parquet (lists kept) or CSV (labels joined with ``;``); paths are written absolute."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from ecgfm.files import atomic_write
+
         table = self.records.copy()
-        if path.suffix.lower() == ".parquet":
-            table.to_parquet(path, index=False)
-        else:
-            for column in ("labels", "unknown_labels"):
-                table[column] = [LABEL_SEPARATOR.join(v) for v in table[column]]
-            table.to_csv(path, index=False)
-        return path
+        if Path(path).suffix.lower() == ".parquet":
+            return atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+        for column in ("labels", "unknown_labels"):
+            table[column] = [LABEL_SEPARATOR.join(v) for v in table[column]]
+        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 
     @classmethod
     def from_ptbxl(cls, root=None, fs: float = 500, task: str = "all") -> "Manifest":

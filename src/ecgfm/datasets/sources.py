@@ -47,6 +47,10 @@ def load_labelled(*, ptbxl: str | os.PathLike | None = None, manifest: str | os.
         kind = detect_source(path)
     folds = {"train_folds": parse_folds(train_folds), "val_folds": parse_folds(val_folds),
              "test_folds": parse_folds(test_folds)}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        shared = set(folds[f"{a}_folds"]) & set(folds[f"{b}_folds"])
+        if shared:  # a record must be in one split: thresholds and model choices never see the test records
+            raise ValueError(f"{a} and {b} folds overlap ({sorted(shared)}); give each fold to one split")
     if kind == "store":
         from ecgfm.datasets.store import ECGStore
 
@@ -59,9 +63,11 @@ def load_labelled(*, ptbxl: str | os.PathLike | None = None, manifest: str | os.
     if kind == "ptbxl":
         root = PTBXL(path)
         names = labels if labels is not None else root.label_names(task, min_count, folds["train_folds"], exclude)
-        if not names:
+        if labels is None and not names:
             raise ValueError(f"no {task} labels with >= {min_count} training positives in {root.root}")
-        return root.load(list(names), pipeline, task=task, progress=progress, **folds)
+        data = root.load(list(names), pipeline, task=task, progress=progress, **folds)
+        data.source.update(min_count=min_count, excluded_labels=sorted(exclude))
+        return data
     table = Manifest.from_challenge(path) if kind == "challenge" else Manifest.read(path)
     return from_manifest(table, labels, pipeline, min_count=min_count, exclude=exclude, progress=progress,
                          lazy=lazy, **folds)
@@ -74,7 +80,7 @@ def detect_source(path: str | os.PathLike) -> str:
         if path.suffix.lower() in (".csv", ".tsv", ".parquet"):
             return "manifest"
         raise ValueError(f"{path}: --data takes a folder (PTB-XL, a store, Challenge records) or a manifest "
-                         ".csv/.tsv/.parquet, not a {path.suffix or 'file without extension'}")
+                         f".csv/.tsv/.parquet, not a {path.suffix or 'file without extension'}")
     if not path.is_dir():
         raise FileNotFoundError(f"data not found: {path}")
     if (path / "ptbxl_database.csv").exists():

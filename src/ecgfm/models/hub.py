@@ -96,8 +96,8 @@ def load(name_or_path: str | os.PathLike | None = None, device: str | torch.devi
         return _load_folder(get_weights(str(name_or_path or DEFAULT_MODEL)).path, device)
     path = Path(name_or_path)
     if path.is_dir():
-        if not (path / CONFIG_NAME).exists():
-            inner = next((path / sub for sub in RUN_MODEL_FOLDERS if (path / sub / CONFIG_NAME).exists()), None)
+        if not (path / WEIGHTS_NAME).exists():  # a run folder (its own config.json describes the run)
+            inner = next((path / sub for sub in RUN_MODEL_FOLDERS if (path / sub / WEIGHTS_NAME).exists()), None)
             if inner is None:
                 raise FileNotFoundError(f"{path}: no model here (expected {WEIGHTS_NAME} + {CONFIG_NAME}, or a run "
                                         f"folder with {' or '.join(RUN_MODEL_FOLDERS)}/)")

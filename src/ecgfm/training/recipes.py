@@ -60,7 +60,10 @@ class Recipe:
         return {"whole_record_labels": list(data.label_groups.get(self.whole_record_group, []))}
 
     def with_config(self, **changes: Any) -> "Recipe":
-        """The recipe with training options changed (for an ensemble: in every member)."""
+        """The recipe with training options changed (for an ensemble: in every member). A new epoch budget drops the
+        members' recorded stops (they belong to the original schedules) unless ``stop_epoch`` is given too."""
+        if "epochs" in changes:
+            changes = {"stop_epoch": None, **changes}
         members = tuple(replace(m, config=replace(m.config, **changes)) for m in self.members)
         return replace(self, config=replace(self.config, **changes), members=members)
 

@@ -192,6 +192,7 @@ def fit(model: nn.Module, train_set: LabelledSet | Dataset, val_set: LabelledSet
     """
     config = config or TrainConfig()
     run_dir = Path(run_dir) if run_dir is not None else None
+    names = list(train_set.labels) if isinstance(train_set, LabelledSet) else None  # for a model without an info
     train_set = train_set.torch() if isinstance(train_set, LabelledSet) else train_set
     val_set = val_set.torch() if isinstance(val_set, LabelledSet) else val_set
     device = resolve_device(config.device)
@@ -209,7 +210,8 @@ def fit(model: nn.Module, train_set: LabelledSet | Dataset, val_set: LabelledSet
 
     # --- the self-description saved with every checkpoint
     train_Y = labels_of(train_set)
-    info = getattr(model, "info", None) or ModelInfo.from_model(model, [f"label_{i}" for i in range(model.num_labels)])
+    info = getattr(model, "info", None) or ModelInfo.from_model(
+        model, names or [f"label_{i}" for i in range(model.num_labels)])
     if info.num_labels != train_Y.shape[1]:
         raise ValueError(f"the training labels have {train_Y.shape[1]} columns but the model info has {info.num_labels}")
     info = info.replace(window=config.window, stride=config.test_stride, aggregate=config.aggregate,
@@ -271,6 +273,9 @@ def fit(model: nn.Module, train_set: LabelledSet | Dataset, val_set: LabelledSet
             start_epoch, global_step = ckpt["epoch"], ckpt["global_step"]
             best_score, best_epoch, bad_epochs = ckpt["best_score"], ckpt["best_epoch"], ckpt["bad_epochs"]
             history, elapsed_before = list(ckpt["history"]), ckpt["elapsed"]
+            stored_info = ModelInfo.from_dict(ckpt["info"])  # what the run knew so far (epochs run, best epoch...)
+            info = info.replace(training={**stored_info.training, **info.training}, metrics=stored_info.metrics)
+            model.info = info
         if env.is_main:  # only rank 0 writes
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run_dir / "config.json", json.dumps(info.to_dict(), indent=2))
