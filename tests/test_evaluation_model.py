@@ -35,9 +35,6 @@ def test_evaluate_model_on_ptbxl_folds(tmp_path, fake_ptbxl, monkeypatch):
     np.testing.assert_allclose([got[k] for k in got], [expected[k] for k in got], atol=2e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="src regression: load_labelled/PTBXL.load assign a fold given as both "
-                   "validation and test to the test split silently (the records are dropped from validation) "
-                   "instead of refusing overlapping folds")
 def test_evaluate_refuses_overlapping_folds(tmp_path, fake_ptbxl):
     model_dir = make_tiny_model(tmp_path / "model")
     result = CliRunner().invoke(app, ["evaluate", "--model", str(model_dir), "--ptbxl", str(fake_ptbxl),

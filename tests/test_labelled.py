@@ -182,8 +182,6 @@ def test_detect_source_explains_what_it_cannot_use(tmp_path):
         detect_source(tmp_path / "empty")
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: datasets/sources.py detect_source: the message's second part lacks "
-                   "its f prefix, so it prints '{path.suffix or ...}' literally")
 def test_detect_source_names_the_extension_it_refuses(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match=r"notes.txt: --data takes a folder.*not a \.txt$"):

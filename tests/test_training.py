@@ -428,8 +428,6 @@ def test_a_failing_member_does_not_stop_the_others(tmp_path, monkeypatch):
         pretrain(data, recipe, run_dir=tmp_path / "ddp", seed=0, num_threads=2)
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: ecgfm.models.hub.load takes a folder with config.json for a model "
-                   "folder, but a run folder (fit/pretrain run_dir) has its own config.json beside pretrained/")
 def test_load_reads_the_model_of_a_pretrain_run_folder(tmp_path):
     from ecgfm.training.pretrain import pretrain
     from ecgfm.training.recipes import custom_recipe
@@ -440,8 +438,6 @@ def test_load_reads_the_model_of_a_pretrain_run_folder(tmp_path):
     np.testing.assert_allclose(predict_logits(load(tmp_path), val), predict_logits(result.model, val), atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: fit(resume=True) on a finished run returns (and rewrites into "
-                   "config.json) an info without epochs_run, best_epoch and best_val_macro_auc")
 def test_resuming_a_finished_run_keeps_its_record(tmp_path):
     train, val = synthetic(n=48)
     first = fit(new_model(), train, val, quick_config(epochs=1), run_dir=tmp_path)

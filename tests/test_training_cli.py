@@ -54,8 +54,6 @@ def test_training_data_uses_folds_and_exclusions(fake_ptbxl, cache):
     assert chosen.labels == ["IMI", "NORM"]
 
 
-@pytest.mark.xfail(strict=True, reason="src regression: training_data/load_labelled no longer record the labels held "
-                   "out of pre-training (data.source 'excluded_labels', read by transfer/compare.py) for PTB-XL")
 def test_pretraining_records_the_held_out_labels(fake_ptbxl, cache):
     data = training_data("xresnet1d50", ptbxl=fake_ptbxl, min_count=1, exclude=["PVC"], progress=False)
     assert data.describe()["excluded_labels"] == ["PVC"]
@@ -111,8 +109,6 @@ def test_pretrain_resume_and_embed(fake_ptbxl, tmp_path, cache):
     assert (tmp_path / "emb.ids.txt").read_text().strip() == "00002_lr"
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: `ecgfm embed --data PTBXL` asks load_labelled for labels=[] and "
-                   "load_labelled refuses an empty label list ('no all labels with >= 1 training positives')")
 def test_embed_a_labelled_folder_writes_one_row_per_record(fake_ptbxl, tmp_path, cache):
     from predict_fixtures import make_tiny_model
 

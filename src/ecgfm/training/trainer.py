@@ -210,8 +210,9 @@ def fit(model: nn.Module, train_set: LabelledSet | Dataset, val_set: LabelledSet
 
     # --- the self-description saved with every checkpoint
     train_Y = labels_of(train_set)
-    info = getattr(model, "info", None) or ModelInfo.from_model(
-        model, names or [f"label_{i}" for i in range(model.num_labels)])
+    if names is None or len(names) != model.num_labels:  # a mismatch is refused just below, naming both sizes
+        names = [f"label_{i}" for i in range(model.num_labels)]
+    info = getattr(model, "info", None) or ModelInfo.from_model(model, names)
     if info.num_labels != train_Y.shape[1]:
         raise ValueError(f"the training labels have {train_Y.shape[1]} columns but the model info has {info.num_labels}")
     info = info.replace(window=config.window, stride=config.test_stride, aggregate=config.aggregate,
