@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ecgfm.cli.main import app
 from ecgfm.datasets.synthetic import write_synthetic_wfdb
-from ecgfm.models import ModelInfo, create, load_pretrained, save_pretrained
+from ecgfm.models import ModelInfo, create, load, save
 from ecgfm.signal import Pipeline
 
 runner = CliRunner()
@@ -34,37 +34,37 @@ def workspace(tmp_path_factory):
     table.to_csv(root / "manifest.csv", index=False)
     torch.manual_seed(0)
     model = create("resnet1d", num_labels=2, widths=(8, 8), depths=(1, 1), stem_width=8, head_hidden=16)
-    info = ModelInfo.from_model(model, ["SR", "LVOLT"], fs=100.0, window=250, stride=125,
-                                preprocess=Pipeline.default(fs=100.0).to_dict())
-    save_pretrained(model, info, root / "foundation")
+    model.info = ModelInfo.from_model(model, ["SR", "LVOLT"], fs=100.0, window=250, stride=125,
+                                      preprocess=Pipeline.default(fs=100.0).to_dict())
+    save(model, root / "foundation")
     return root
 
 
 def test_help_has_examples():
     for command in ("finetune", "compare"):
         result = runner.invoke(app, [command, "--help"])
-        assert result.exit_code == 0 and f"Example: ecgfm {command} --from" in flat(result)
+        assert result.exit_code == 0 and f"Example: ecgfm {command} --model" in flat(result)
 
 
 def test_finetune_then_predict(workspace, tmp_path):
     run = tmp_path / "ft"
-    args = ["finetune", "--from", str(workspace / "foundation"), "--labels", "STACH,SBRAD", "--manifest",
-            str(workspace / "manifest.csv"), "--out", str(run), "--epochs", "2", "--warmup-epochs", "1",
-            "--batch-size", "8", "--threads", "1", "--device", "cpu", "--no-progress"]
+    args = ["finetune", "--model", str(workspace / "foundation"), "--labels", "STACH,SBRAD", "--manifest",
+            str(workspace / "manifest.csv"), "--out", str(run), "--set", "epochs=2", "--set", "warmup_epochs=1",
+            "--set", "batch_size=8", "--threads", "1", "--device", "cpu", "--no-progress"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    model, info = load_pretrained(run / "model")
+    info = load(run).info  # a run folder: its model/
     assert info.labels == ["STACH", "SBRAD"] and info.preprocess == Pipeline.default(fs=100.0).to_dict()
     assert info.data["train"]["records"] == 36 and info.data["val"]["records"] == 12
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["val_auc"]) == {"STACH", "SBRAD"}
     assert runner.invoke(app, args).exit_code == 0  # re-running a finished run returns it
     out = tmp_path / "pred.csv"
-    predicted = runner.invoke(app, ["predict", str(workspace / "ecgs"), "--model", str(run / "model"),
-                                    "--output", str(out), "--no-progress"])
+    predicted = runner.invoke(app, ["predict", str(workspace / "ecgs"), "--model", str(run),
+                                    "--out", str(out), "--no-progress"])
     assert predicted.exit_code == 0, predicted.output
     assert {"STACH", "SBRAD"} <= set(" ".join(pd.read_csv(out).columns).replace("_", " ").split())
-    evaluated = runner.invoke(app, ["evaluate", "--model", str(run / "model"), "--manifest",
+    evaluated = runner.invoke(app, ["evaluate", "--model", str(run), "--manifest",
                                     str(workspace / "manifest.csv"), "--out", str(tmp_path / "eval"),
                                     "--bootstrap", "20"])
     assert evaluated.exit_code == 0, evaluated.output
@@ -74,9 +74,10 @@ def test_finetune_then_predict(workspace, tmp_path):
 
 def test_compare_writes_report_and_resumes(workspace, tmp_path):
     out = tmp_path / "cmp"
-    args = ["compare", "--from", str(workspace / "foundation"), "--labels", "STACH", "--manifest",
-            str(workspace / "manifest.csv"), "--out", str(out), "--sizes", "3,all", "--seeds", "1", "--epochs", "1",
-            "--neg-ratio", "2", "--bootstrap", "50", "--threads", "1", "--device", "cpu", "--no-progress"]
+    args = ["compare", "--model", str(workspace / "foundation"), "--labels", "STACH", "--manifest",
+            str(workspace / "manifest.csv"), "--out", str(out), "--sizes", "3,all", "--seeds", "1",
+            "--set", "finetune.train.epochs=1", "--set", "neg_ratio=2", "--set", "n_bootstrap=50", "--threads", "1",
+            "--device", "cpu", "--no-progress"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     for name in ("report.html", "table.md", "data_efficiency.png", "compare.json", "summary.csv", "per_seed.csv"):
@@ -91,7 +92,7 @@ def test_compare_writes_report_and_resumes(workspace, tmp_path):
 
 
 def test_compare_refuses_labels_the_foundation_knows(workspace, tmp_path):
-    result = runner.invoke(app, ["compare", "--from", str(workspace / "foundation"), "--labels", "SR",
+    result = runner.invoke(app, ["compare", "--model", str(workspace / "foundation"), "--labels", "SR",
                                  "--manifest", str(workspace / "manifest.csv"), "--out", str(tmp_path / "x"),
                                  "--no-progress"])
     assert result.exit_code == 2 and "not novel labels" in flat(result)
