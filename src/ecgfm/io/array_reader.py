@@ -21,10 +21,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ecgfm.config import read_limits
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
+from ecgfm.io.limits import check_extent, check_file_size, check_rate, load_npy, npz_headers, npz_members
 from ecgfm.io.registry import register_reader
-from ecgfm.io.units import check_plausible_millivolts, unit_factor
+from ecgfm.signal.units import check_plausible_millivolts, unit_factor
 from ecgfm.leads import STANDARD_LEADS, canonical_lead_name
 
 #: Keys an ``.npz`` archive may use for the samples, in order of preference.
@@ -95,14 +97,7 @@ def _default_leads(path: Path, data: np.ndarray) -> tuple[str, ...]:
 def build_ecg(path: Path, data: np.ndarray, *, fs: float | None, leads: Sequence[str] | None, unit: str | None,
               layout: str = "auto", check_units: bool = True, format: str, meta: dict | None = None) -> ECG:
     """Validate a raw sample array and its declarations and build the canonical ECG (shared by the array readers)."""
-    if fs is None:
-        raise ECGReadError(path, "sampling rate unknown: the file declares none, pass fs=... (Hz)")
-    try:
-        fs = float(fs)
-    except (TypeError, ValueError):
-        raise ECGReadError(path, f"sampling rate must be a number, got {fs!r}") from None
-    if not np.isfinite(fs) or fs <= 0:
-        raise ECGReadError(path, f"sampling rate must be positive, got {fs!r}")
+    fs = _rate(path, fs)
     if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
         raise ECGReadError(path, f"samples must be real numbers, got dtype {data.dtype}")
     if data.size == 0:
@@ -115,6 +110,7 @@ def build_ecg(path: Path, data: np.ndarray, *, fs: float | None, leads: Sequence
     except ValueError as exc:
         raise ECGReadError(path, str(exc)) from None
     signal = _orient(path, data, len(leads), layout)
+    check_extent(path, fs, signal.shape[1], signal.shape[0])
     try:
         factor = unit_factor(unit or "mV")
     except ValueError as exc:
@@ -127,19 +123,28 @@ def build_ecg(path: Path, data: np.ndarray, *, fs: float | None, leads: Sequence
     signal = signal.astype(np.float32)
     if check_units:
         try:
-            check_plausible_millivolts(signal)
+            check_plausible_millivolts(signal, fs=fs, leads=leads)
         except ValueError as exc:
             raise ECGReadError(path, f"{exc} (declared unit: {unit or 'mV (default)'})") from None
     return ECG(signal=signal, fs=fs, leads=leads,
                meta={"record_id": path.stem, "source": str(path), "format": format, **(meta or {})})
 
 
-def _npz_scalar(archive, key: str) -> Any:
-    if key not in archive.files:
-        return None
-    value = archive[key]
+def _rate(path: Path, fs: Any) -> float:
+    """The sampling rate given or declared, refusing a missing, non-finite or implausible one."""
+    if fs is None:
+        raise ECGReadError(path, "sampling rate unknown: the file declares none, pass fs=... (Hz)")
+    return check_rate(path, fs)
+
+
+#: Most values a metadata entry (``fs``, ``leads``, ``unit``) of an ``.npz`` may hold: a few lead names.
+NPZ_META_VALUES = 4096
+
+
+def _npz_value(value: np.ndarray, key: str) -> Any:
     if value.ndim == 0:
-        return value.item()
+        value = value.item()
+        return value.decode() if isinstance(value, bytes) else value
     if key == "leads":
         return [str(v) for v in value.tolist()]
     if value.size == 1:
@@ -148,18 +153,20 @@ def _npz_scalar(archive, key: str) -> Any:
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    with np.load(path, allow_pickle=False) as archive:
-        key = next((k for k in NPZ_SIGNAL_KEYS if k in archive.files), None)
-        if key is None:
-            arrays = [k for k in archive.files if k not in ("fs", "leads", "unit") and archive[k].ndim == 2]
-            if len(arrays) != 1:
-                raise ECGReadError(path, f"cannot tell which array holds the samples (entries: {archive.files}); "
-                                         f"name it one of {', '.join(NPZ_SIGNAL_KEYS)}")
-            key = arrays[0]
-        declared = {name: _npz_scalar(archive, name) for name in ("fs", "leads", "unit")}
-        if isinstance(declared["unit"], bytes):
-            declared["unit"] = declared["unit"].decode()
-        return archive[key], declared
+    """The samples and ``fs``/``leads``/``unit`` declarations of an ``.npz``, every entry's header checked before it
+    is inflated (a 4.6 MB archive can hold a deflated (12, 10^8) array)."""
+    headers = npz_headers(path)
+    key = next((k for k in NPZ_SIGNAL_KEYS if k in headers), None)
+    if key is None:
+        arrays = [k for k, (shape, _) in headers.items() if k not in ("fs", "leads", "unit") and len(shape) == 2]
+        if len(arrays) != 1:
+            raise ECGReadError(path, f"cannot tell which array holds the samples (entries: {list(headers)}); "
+                                     f"name it one of {', '.join(NPZ_SIGNAL_KEYS)}")
+        key = arrays[0]
+    arrays = npz_members(path, {key: read_limits().max_values,
+                                **{name: NPZ_META_VALUES for name in ("fs", "leads", "unit")}})
+    declared = {name: _npz_value(arrays[name], name) if name in arrays else None for name in ("fs", "leads", "unit")}
+    return arrays[key], declared
 
 
 @register_reader("numpy", (".npy", ".npz"),
@@ -168,15 +175,10 @@ def read_numpy(path: Path, *, fs: float | None = None, leads: Sequence[str] | No
                layout: str = "auto", check_units: bool = True) -> ECG:
     """Read a ``.npy`` array or ``.npz`` archive; ``fs``/``leads``/``unit`` come from the archive or the caller."""
     path = Path(path)
-    try:
-        if path.suffix.lower() == ".npz":
-            data, declared = _load_npz(path)
-        else:
-            data, declared = np.load(path, allow_pickle=False), {}
-    except ECGReadError:
-        raise
-    except (ValueError, OSError, EOFError) as exc:  # numpy's message for a corrupt/pickled/truncated file
-        raise ECGReadError(path, f"not a readable NumPy file: {exc}") from None
+    if path.suffix.lower() == ".npz":
+        data, declared = _load_npz(path)
+    else:
+        data, declared = load_npy(path), {}
     return build_ecg(path, np.asarray(data), fs=_resolve(path, "fs", fs, declared.get("fs")),
                      leads=_resolve(path, "leads", _lead_list(leads), declared.get("leads")),
                      unit=_resolve(path, "unit", unit, declared.get("unit")), layout=layout,
@@ -242,6 +244,9 @@ def read_csv(path: Path, *, fs: float | None = None, leads: Sequence[str] | None
              layout: str = "auto", check_units: bool = True) -> ECG:
     """Read a CSV/TSV of samples; a header row names the leads and ``# fs=...`` / ``# unit=...`` lines declare rate/unit."""
     path = Path(path)
+    check_file_size(path, read_limits().max_text_bytes, "text file", "ReadLimits.max_text_bytes")
+    if fs is not None:
+        check_rate(path, fs)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ecgfm.ecg import ECG
-from ecgfm.io.units import check_plausible_millivolts
+from ecgfm.signal.units import check_plausible_millivolts
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.signal import filters
 from ecgfm.signal.leads import reorder_leads
