@@ -16,6 +16,8 @@ from ecgfm.errors import ECGReadError
 from ecgfm.io.writers import write
 from ecgfm.leads import STANDARD_LEADS
 
+from conftest import make_synthetic_ecg
+
 
 @pytest.fixture
 def ecg(synthetic_ecg) -> ECG:
@@ -421,9 +423,8 @@ def test_contec_invalid_samples_inside_refused(tmp_path):
     # case name, 2 unknown bytes, timestamp, 2 unknown bytes, patient name, sex (1 = M), age, weight
     header = (b"0000001\x00" + b"\x00\x00" + b"2021-01-02 03:04:05\x00" + b"\x00\x00" + b"NAME\x00\x00\x00\x00"
               + bytes([1, 40, 70]))
-    t = np.arange(1600) / 800
-    rows = np.zeros((1600, 8), dtype=np.uint16)
-    rows[:] = (2048 + 100 * np.sin(2 * np.pi * t))[:, None].astype(np.uint16) + np.arange(8, dtype=np.uint16)
+    ecg = make_synthetic_ecg(fs=800, seconds=3, leads=("II", "III", "V1", "V2", "V3", "V4", "V5", "V6"))
+    rows = np.round(2048 + ecg.signal.T * 200).astype(np.uint16)  # 5 uV per count around 2048
     path = tmp_path / "c.ECG"
     path.write_bytes(header + rows.astype("<u2").tobytes() + b"\x00" * 37)
     ecg = ecgfm.read(path)

@@ -101,7 +101,7 @@ def _npy_header(stream: IO[bytes], path: Path, what: str) -> tuple[tuple[int, ..
         else:
             raise ValueError(f"unsupported .npy format version {version}")
     except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
-        raise ECGReadError(path, f"{what}: not a readable NumPy array ({exc})") from None
+        raise ECGReadError(path, f"{what}: not a readable NumPy file ({exc})") from None
     if dtype.hasobject:
         raise ECGReadError(path, f"{what} holds Python objects (a pickle); ecgfm never loads pickles, which can run "
                                  "code: save the samples as a numeric array")

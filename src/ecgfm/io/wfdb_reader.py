@@ -180,7 +180,8 @@ def _declared_record(record_line: str, header_path: Path) -> tuple[float, int | 
     """(rate, samples per signal or None, signal count) as the record line writes them, the rate checked."""
     tokens = record_line.split()
     if not tokens[1].isdigit() or int(tokens[1]) == 0:
-        raise ECGReadError(header_path, f"WFDB header declares {tokens[1]!r} signals; expected a positive count")
+        raise ECGReadError(header_path, f"malformed WFDB header: {tokens[1]!r} signals declared on the record "
+                                        "line; expected a positive count")
     if len(tokens) < 3:
         raise ECGReadError(header_path, "WFDB header declares no sampling rate (wfdb would assume 250 Hz); "
                                         "add it to the record line")
@@ -188,7 +189,8 @@ def _declared_record(record_line: str, header_path: Path) -> tuple[float, int | 
     if len(tokens) < 4:
         return fs, None, int(tokens[1])
     if not tokens[3].isdigit():
-        raise ECGReadError(header_path, f"WFDB header declares {tokens[3]!r} samples per signal; expected a count")
+        raise ECGReadError(header_path, f"malformed WFDB header: {tokens[3]!r} samples per signal declared; "
+                                        "expected a count")
     return fs, int(tokens[3]), int(tokens[1])
 
 
