@@ -21,18 +21,28 @@ def _record_base(path: Path) -> Path:
     return path.with_suffix("") if path.suffix.lower() in {".hea", ".dat", ".mat"} else path
 
 
+#: Metadata keys a header comment never overwrites (a ``# source: ...`` comment is kept as ``header_source``).
+_RESERVED_META = {"record_id", "source", "format", "comments", "header_quirks", "snomed", "scp", "statements",
+                  "patient_id", "waveform", "labels"}
+
+
 def parse_challenge_comments(comments: list[str]) -> dict:
     """Metadata from PhysioNet Challenge 2020/21 header comments (``# Age: 74``, ``# Sex: Male``, ``# Dx: 164889003,...``).
 
     ``snomed`` holds the Dx SNOMED-CT codes as strings; ``scp`` their SCP-ECG equivalents where a mapping exists.
+    Every other ``Key: value`` comment is kept as text under its key in snake case (``# Dx_original_text: RBBB`` ->
+    ``dx_original_text``, ``# Rx: Unknown`` -> ``rx``, unknown keys alike).
     """
     meta: dict = {}
     for line in comments:
-        match = re.match(r"\s*([A-Za-z_ ]+?)\s*:\s*(.*)$", line)
+        match = re.match(r"\s*([A-Za-z][\w ]*?)\s*:\s*(.*)$", line)
         if not match:
             continue
         key, value = match.group(1).strip().lower(), match.group(2).strip()
-        if key == "age":
+        if key not in ("age", "sex", "dx"):
+            name = re.sub(r"\W+", "_", key)
+            meta["header_" + name if name in _RESERVED_META else name] = value
+        elif key == "age":
             meta["age"] = float(value) if re.fullmatch(r"\d+(\.\d+)?", value) else None
         elif key == "sex":
             meta["sex"] = {"male": "M", "m": "M", "female": "F", "f": "F"}.get(value.lower())
