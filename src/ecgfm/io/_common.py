@@ -129,6 +129,15 @@ def window(fs: float, n_total: int, start: float, duration: float | None, path: 
     return first, last
 
 
+def to_float32(signal: np.ndarray, path: Path) -> np.ndarray:
+    """The samples as float32 (the ECG's dtype), refusing values float32 cannot hold instead of making them inf."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(signal).astype(np.float32)
+    if not np.isfinite(out).all() and np.isfinite(signal).all():
+        raise ECGReadError(path, "sample values beyond the float32 range (|x| > 3.4e38 mV): not an ECG")
+    return out
+
+
 def make_ecg(path: Path, signal_mv: np.ndarray, fs: float, leads: Sequence[str], meta: Mapping[str, Any],
              check_units: bool = True) -> ECG:
     """Build the canonical :class:`ECG` (leads in standard order), checking amplitudes are plausible millivolts."""
@@ -138,14 +147,15 @@ def make_ecg(path: Path, signal_mv: np.ndarray, fs: float, leads: Sequence[str],
     if not np.isfinite(signal).all():
         raise ECGReadError(path, "signal contains non-finite samples")
     names, signal = standard_order(tuple(leads), signal)
+    signal = to_float32(signal, path)
     if check_units:
         try:
-            check_plausible_millivolts(signal.astype(np.float32), str(path), fs=fs, leads=names)
+            check_plausible_millivolts(signal, str(path), fs=fs, leads=names)
         except ECGValueError as exc:
             raise ECGReadError(path, str(exc)) from None
     clean = {key: value for key, value in meta.items() if value not in (None, "", [], {})}
     try:
-        return ECG(signal=signal.astype(np.float32), fs=fs, leads=names, meta={"source": str(path), **clean})
+        return ECG(signal=signal, fs=fs, leads=names, meta={"source": str(path), **clean})
     except ECGValueError as exc:
         raise ECGReadError(path, str(exc)) from None
 

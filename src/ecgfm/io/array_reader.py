@@ -24,6 +24,7 @@ import pandas as pd
 from ecgfm.config import read_limits
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
+from ecgfm.io._common import to_float32
 from ecgfm.io.limits import check_extent, check_file_size, check_rate, load_npy, npz_headers, npz_members
 from ecgfm.io.registry import register_reader
 from ecgfm.signal.units import check_plausible_millivolts, unit_factor
@@ -115,12 +116,13 @@ def build_ecg(path: Path, data: np.ndarray, *, fs: float | None, leads: Sequence
         factor = unit_factor(unit or "mV")
     except ValueError as exc:
         raise ECGReadError(path, str(exc)) from None
-    signal = signal.astype(np.float64) * factor
+    with np.errstate(over="ignore"):  # an overflow becomes inf, refused just below
+        signal = signal.astype(np.float64) * factor
     if not np.isfinite(signal).all():
         lead, sample = np.argwhere(~np.isfinite(signal))[0]
         raise ECGReadError(path, f"signal contains NaN or infinite samples (first at lead {leads[lead]}, "
                                  f"sample {sample})")
-    signal = signal.astype(np.float32)
+    signal = to_float32(signal, path)
     if check_units:
         try:
             check_plausible_millivolts(signal, fs=fs, leads=leads)

@@ -7,6 +7,7 @@ Each multiplex group of the Waveform Sequence holds interleaved channels; a chan
 from __future__ import annotations
 
 import datetime as dt
+import io
 import struct
 from pathlib import Path
 
@@ -47,8 +48,8 @@ CORRUPT_DICOM = (InvalidDicomError, BytesLengthException, struct.error, EOFError
 def read_dicom(path: Path, *, waveform: str = "rhythm", check_units: bool = True) -> ECG:
     """Read the ECG leads of a DICOM waveform object; ``waveform="median"`` picks the median-beat group."""
     check_file_size(path, read_limits().max_file_bytes, "DICOM file", "ReadLimits.max_file_bytes")
-    try:
-        ds = pydicom.dcmread(path)
+    try:  # from memory: pydicom reads an element by its declared length, and a file read of a corrupt 4 GB length
+        ds = pydicom.dcmread(io.BytesIO(path.read_bytes()))  # would allocate 4 GB; a BytesIO returns what there is
     except CORRUPT_DICOM as exc:
         raise ECGReadError(path, f"not a readable DICOM file: {type(exc).__name__}: {exc}") from None
     try:  # pydicom decodes elements lazily, so a corrupt element surfaces on first access

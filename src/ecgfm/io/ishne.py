@@ -7,6 +7,7 @@ read just a window from disk.
 """
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import Mapping
@@ -40,7 +41,10 @@ def read_ishne(path: Path, *, start: float = 0.0, duration: float | None = None,
     with open(path, "rb") as fh:
         head = fh.read(HEADER_END)
         header = _header(head, path)
-        variable = fh.read(max(header["var_length"], 0))
+        if not 0 <= header["var_length"] <= os.fstat(fh.fileno()).st_size - HEADER_END:
+            raise ECGReadError(path, f"implausible ISHNE header: a variable block of {header['var_length']} bytes "
+                                     "does not fit in the file")
+        variable = fh.read(header["var_length"])
         if check_crc and crc_ccitt(head[10:] + variable) != struct.unpack_from("<H", head, 8)[0]:
             raise ECGReadError(path, "ISHNE header fails its CRC check (corrupted file)")
         names = [_lead(code, i + 1, path, lead_map) for i, code in enumerate(header["codes"])]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import tokenize
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -81,6 +82,9 @@ def read_npy(stream: IO[bytes], path: Path, what: str, max_values: int | None = 
         raise ECGReadError(path, f"{what}: the array declares shape {shape} = {count} values, over the limit of "
                                  f"{limit} (ReadLimits.max_values); refusing to load it")
     nbytes = count * dtype.itemsize
+    if nbytes > limit * 8:  # a wide dtype (long strings, sub-arrays) makes few values many bytes
+        raise ECGReadError(path, f"{what}: shape {shape} of {dtype} declares {nbytes} bytes, over the limit of "
+                                 f"{limit * 8} (8 bytes x ReadLimits.max_values); refusing to load it")
     held = nbytes if file_size is None else file_size - stream.tell()
     raw = stream.read(nbytes) if held >= nbytes else b""
     if len(raw) < nbytes:
@@ -100,8 +104,9 @@ def _npy_header(stream: IO[bytes], path: Path, what: str) -> tuple[tuple[int, ..
             shape, fortran, dtype = fmt.read_array_header_2_0(stream, max_header_size=MAX_NPY_HEADER_BYTES)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
-        raise ECGReadError(path, f"{what}: not a readable NumPy file ({exc})") from None
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError, tokenize.TokenError, RecursionError) as exc:
+        # NumPy parses the header dict with ast/tokenize: a mangled header raises any of these
+        raise ECGReadError(path, f"{what}: not a readable NumPy file ({type(exc).__name__}: {exc})") from None
     if dtype.hasobject:
         raise ECGReadError(path, f"{what} holds Python objects (a pickle); ecgfm never loads pickles, which can run "
                                  "code: save the samples as a numeric array")

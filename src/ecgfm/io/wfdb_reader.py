@@ -11,6 +11,7 @@ from wfdb.io import _header, _signal
 
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
+from ecgfm.io._common import to_float32
 from ecgfm.io.limits import check_extent, check_file_size, check_rate
 from ecgfm.io.registry import register_reader
 from ecgfm.signal.units import check_plausible_millivolts, unit_factor
@@ -235,7 +236,7 @@ def read_wfdb(path: Path, *, sampfrom: int = 0, sampto: int | None = None, check
         factors = np.array([unit_factor(u or "mV") for u in record.units], dtype=np.float64)
     except ValueError as exc:
         raise ECGReadError(header_path, str(exc)) from None
-    signal = (signal * factors).T.astype(np.float32)
+    signal = to_float32((signal * factors).T, header_path)
     if not np.isfinite(signal).all():
         lead, sample = np.argwhere(~np.isfinite(signal))[0]
         raise ECGReadError(header_path, f"signal contains NaN or infinite samples (missing-value markers), first in "
