@@ -1,6 +1,5 @@
 """discover_inputs: folders, globs, WFDB records listed once by their header, symbolic-link loops that must end."""
 import os
-import time
 
 import numpy as np
 import pytest
@@ -52,16 +51,10 @@ def test_globs_record_names_and_recursive(folder):
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links on this platform")
-def test_symlink_loops_end_and_list_each_file_once(folder):
-    # two links back to the top: glob.glob("**") follows them and never ends (the number of paths doubles per level)
-    (folder / "sub" / "deeper" / "loop").symlink_to(folder, target_is_directory=True)
-    (folder / "sub" / "loop2").symlink_to(folder, target_is_directory=True)
+def test_each_file_listed_once_through_links(folder):
+    """A link to a file lists the file once; a link to itself is skipped. Loops: tests/test_io_hostile.py."""
     (folder / "alias.hea").symlink_to(folder / "rec_a.hea")
-    (folder / "self.hea").symlink_to(folder / "self.hea")  # a link to itself (ELOOP)
-    started = time.perf_counter()
-    walked, _ = discover_inputs([folder])
-    globbed, _ = discover_inputs([str(folder / "**" / "*.hea"), str(folder / "sub" / "deeper" / "loop" / "**" / "*.hea")])
-    assert time.perf_counter() - started < 5
+    (folder / "self.hea").symlink_to(folder / "self.hea")  # ELOOP
+    walked, _ = discover_inputs([folder, folder / "rec_a.hea", str(folder / "*.hea")])
     real = {folder / "rec_a.hea", folder / "sub" / "rec_b.hea", folder / "sub" / "deeper" / "rec_c.hea"}
-    assert len(walked) == 4 and {p.resolve() for p in walked} == real | {folder / "sub" / "x.npy"}  # alias = rec_a
-    assert len(globbed) == 3 and {p.resolve() for p in globbed} == real
+    assert len(walked) == 4 and {p.resolve() for p in walked} == real | {folder / "sub" / "x.npy"}
