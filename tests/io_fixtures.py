@@ -9,6 +9,7 @@ import base64
 import re
 import struct
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -244,28 +245,29 @@ def _replace_number(data: bytes, rng: np.random.Generator) -> bytes:
     return data[:match.start()] + value + data[match.end():]
 
 
-def mutated_copies(source: Path, folder: Path, count: int, seed: int) -> list[Path]:
-    """``count`` mutated copies of ``source`` in ``folder``, each the file to read (a WFDB record: its header).
-
-    WFDB records mutate their header (as text) or their signal file, alternately; the other file is copied as is.
-    """
+def iter_mutated(source: Path, folder: Path, count: int, seed: int) -> Iterator[Path]:
+    """``count`` mutated copies of ``source`` written one at a time in ``folder``, each the file to read (a WFDB
+    record: its header). WFDB records mutate their header (as text) or their signal file, alternately."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     companions = [p for p in source.parent.glob(source.stem + ".*") if p != source] if source.suffix == ".hea" else []
     text = source.suffix.lower() in (".hea", ".csv", ".xml")
-    out = []
+    original = source.read_bytes()
     for i in range(count):
         name = f"m{seed}_{i}"
         target = folder / f"{name}{source.suffix}"
-        header = source.read_bytes()
         if companions:
-            header = header.replace(source.stem.encode(), name.encode())
+            header = original.replace(source.stem.encode(), name.encode())
             mutate_data = i % 2 == 1
             for companion in companions:
                 body = companion.read_bytes()
                 (folder / f"{name}{companion.suffix}").write_bytes(mutate(body, rng) if mutate_data else body)
             target.write_bytes(header if mutate_data else mutate(header, rng, text=True))
         else:
-            target.write_bytes(mutate(header, rng, text=text))
-        out.append(target)
-    return out
+            target.write_bytes(mutate(original, rng, text=text))
+        yield target
+
+
+def mutated_copies(source: Path, folder: Path, count: int, seed: int) -> list[Path]:
+    """The files of :func:`iter_mutated`, all written."""
+    return list(iter_mutated(source, folder, count, seed))

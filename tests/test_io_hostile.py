@@ -204,7 +204,7 @@ def test_zip_holding_a_150_mb_csv(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 16 * 2**20 and csv_path.stat().st_size > 150 * 10**6  # streamed in 1 MiB chunks
-    refused(csv_path, r"text file is 14\d\.\d MiB, over the 64 MiB limit \(ReadLimits.max_text_bytes\)")
+    refused(csv_path, r"text file is 14\d\.\d MiB, over the 32 MiB limit \(ReadLimits.max_text_bytes\)")
 
 
 @pytest.mark.parametrize("name, reason", [("../../etc/x.csv", None), ("a/" + "n" * 300 + ".csv", "255-byte"),

@@ -45,8 +45,9 @@ class ReadLimits:
     max_duration_s: float = 86_400.0
     #: Most samples (leads x samples) one read may decode: 12 leads x 500 Hz x ~55 min; 80 MB as float32.
     max_values: int = 20_000_000
-    #: Largest text file (CSV/TSV, XML) parsed in memory; parsing costs ~10x the file size.
-    max_text_bytes: int = 64 * 1024 * 1024
+    #: Largest text file (CSV/TSV, XML) parsed in memory: a 10-s 12-lead export is < 1 MB, 32 MiB holds ~13 min of
+    #: 12-lead CSV at 500 Hz. Parsing costs up to ~10x the file size (a 32 MiB CSV peaks at ~0.3 GB).
+    max_text_bytes: int = 32 * 1024 * 1024
     #: Largest binary file read whole into memory (SCP-ECG, Contec, DICOM); WFDB/EDF/ISHNE/NumPy read what they declare.
     max_file_bytes: int = 256 * 1024 * 1024
     #: Most bytes an archive (``.zip`` upload, ``.npz``) may inflate to, measured while it streams.

@@ -116,7 +116,7 @@ def build_ecg(path: Path, data: np.ndarray, *, fs: float | None, leads: Sequence
         factor = unit_factor(unit or "mV")
     except ValueError as exc:
         raise ECGReadError(path, str(exc)) from None
-    with np.errstate(over="ignore"):  # an overflow becomes inf, refused just below
+    with np.errstate(all="ignore"):  # an overflow becomes inf, refused just below
         signal = signal.astype(np.float64) * factor
     if not np.isfinite(signal).all():
         lead, sample = np.argwhere(~np.isfinite(signal))[0]
@@ -261,11 +261,8 @@ def read_csv(path: Path, *, fs: float | None = None, leads: Sequence[str] | None
     delimiter = _delimiter(path, body)
     first = [cell.strip().strip('"') for cell in body[0].split(delimiter)]
     header = None if all(_is_number(cell) for cell in first if cell) else first
-    try:
-        frame = pd.read_csv(io.StringIO("\n".join(body)), sep=delimiter, header=0 if header else None,
-                            skipinitialspace=True, dtype=str, keep_default_na=False)
-    except pd.errors.ParserError as exc:  # e.g. a row with more values than the header has columns
-        raise ECGReadError(path, f"malformed table (wrong lead count on some row?): {exc}") from None
+    frame = _read_table(path, "\n".join(body), delimiter, header is not None)
+    del text, body
     names = None
     if header is not None:
         keep = [c for c in frame.columns if str(c).strip().lower() not in INDEX_COLUMNS]
@@ -281,8 +278,32 @@ def read_csv(path: Path, *, fs: float | None = None, leads: Sequence[str] | None
                      format="csv")
 
 
+def _read_table(path: Path, table: str, delimiter: str, has_header: bool) -> pd.DataFrame:
+    """The table parsed straight to float64, or as text when some cell is not a number (so the error can name it).
+
+    Parsing to numbers first keeps memory near 10x the file instead of ~20x (as text, every cell is a Python string:
+    1.2 GB for a 63 MiB file) and is 4x faster; the values equal ``float(cell)``, as the text path gives
+    (tests/test_io_arrays.py checks it).
+    """
+    options = {"sep": delimiter, "header": 0 if has_header else None, "skipinitialspace": True}
+    try:
+        frame = pd.read_csv(io.StringIO(table), dtype=np.float64, na_filter=False, **options)
+        if not frame.isna().to_numpy().any():  # a short row leaves NaN: the text path names the missing cell
+            return frame
+    except pd.errors.ParserError as exc:  # e.g. a row with more values than the header has columns
+        raise ECGReadError(path, f"malformed table (wrong lead count on some row?): {exc}") from None
+    except (ValueError, TypeError):  # a text cell: a time stamp column, 'n/a', an empty cell
+        pass
+    try:
+        return pd.read_csv(io.StringIO(table), dtype=str, keep_default_na=False, **options)
+    except pd.errors.ParserError as exc:
+        raise ECGReadError(path, f"malformed table (wrong lead count on some row?): {exc}") from None
+
+
 def _numeric(path: Path, frame: pd.DataFrame, has_header: bool) -> np.ndarray:
     """The table as float64, naming the first cell that is not a number."""
+    if all(dtype == np.float64 for dtype in frame.dtypes):
+        return frame.to_numpy(dtype=np.float64)
     values = frame.to_numpy(dtype=str)
     try:
         return values.astype(np.float64)
