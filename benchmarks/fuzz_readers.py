@@ -53,7 +53,7 @@ def run_job(job: tuple[str, list[str], int]) -> dict:
     from ecgfm.io import available_readers
 
     from conftest import make_synthetic_ecg
-    from io_fixtures import READ_OPTIONS, iter_mutated, source_file
+    from io_fixtures import READ_OPTIONS, iter_mutated, read_variants, source_file
 
     name, sources, cases = job
     available_readers()
@@ -69,19 +69,21 @@ def run_job(job: tuple[str, list[str], int]) -> dict:
         per_source = -(-cases // len(sources))
         for index, source in enumerate(sources):
             folder, seed = Path(tmp) / f"m{index}", 1000 * index + zlib.crc32(name.encode()) % 1000
+            variants = read_variants(Path(source), options)
             for path in iter_mutated(Path(source), folder, per_source, seed=seed):
-                began = time.perf_counter()
-                try:
-                    ecgfm.read(path, **options)
-                    outcomes["read"] += 1
-                except ECGReadError:
-                    outcomes["ECGReadError"] += 1
-                except Exception as exc:  # noqa: BLE001 - what this benchmark counts
-                    kind = type(exc).__name__
-                    outcomes[kind] += 1
-                    others.setdefault(kind, f"{path.name}: {traceback.format_exc(limit=-3)}")
-                took = time.perf_counter() - began
-                slowest = max(slowest, (took, f"{Path(source).name} -> {path.name}"))
+                for variant in variants:
+                    began = time.perf_counter()
+                    try:
+                        ecgfm.read(path, **variant)
+                        outcomes["read"] += 1
+                    except ECGReadError:
+                        outcomes["ECGReadError"] += 1
+                    except Exception as exc:  # noqa: BLE001 - what this benchmark counts
+                        kind = type(exc).__name__
+                        outcomes[kind] += 1
+                        others.setdefault(kind, f"{path.name} {variant}: {traceback.format_exc(limit=-3)}")
+                    took = time.perf_counter() - began
+                    slowest = max(slowest, (took, f"{Path(source).name} -> {path.name} {variant}"))
                 for leftover in folder.glob(path.stem + ".*"):
                     leftover.unlink()
     return {"job": name, "cases": sum(outcomes.values()), "outcomes": dict(outcomes),

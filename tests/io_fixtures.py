@@ -173,6 +173,15 @@ FORMATS = {"wfdb": ".hea", "challenge": ".hea", "numpy": ".npy", "npz": ".npz", 
 READ_OPTIONS = {"numpy": {"fs": 500.0}}
 
 
+def read_variants(source: Path, options: dict | None = None) -> list[dict]:
+    """The option sets to read mutations of ``source`` with: CRC-protected formats (SCP-ECG, ISHNE) are also read
+    with their CRC check off, so the mutations reach the decoder behind it."""
+    from ecgfm.io import find_reader
+
+    base = dict(options or {})
+    return [base, {**base, "check_crc": False}] if find_reader(source).name in ("scp", "ishne") else [base]
+
+
 def source_file(fmt: str, folder: Path, ecg: ECG, name: str = "src") -> Path:
     """One file of format ``fmt`` holding ``ecg`` (500 Hz, 12 leads) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def cache_dir() -> Path:
 
 
 # --- limits on the work one input file may cause (see docs/security.md, "Reading untrusted files") ----------------
-#: Environment variable overriding :class:`ReadLimits` fields, e.g. ``ECGFM_READ_LIMITS="max_fs_hz=40000,max_values=5e7"``.
+#: Environment variable overriding :class:`ReadLimits` fields, e.g. ``"max_fs_hz=40000, max_values=5e7"``.
 LIMITS_ENV = "ECGFM_READ_LIMITS"
 
 
@@ -41,7 +41,7 @@ class ReadLimits:
     #: Plausible ECG sampling rates (Hz). Diagnostic ECGs use 100-1000 Hz, pacemaker-spike capture up to ~16 kHz.
     min_fs_hz: float = 50.0
     max_fs_hz: float = 20_000.0
-    #: Longest recording (s) one read may return: 24 h. Longer Holter files are read by ``start=``/``duration=`` windows.
+    #: Longest recording (s) one read may return: 24 h; longer Holter files are read by ``start=``/``duration=``.
     max_duration_s: float = 86_400.0
     #: Most samples (leads x samples) one read may decode: 12 leads x 500 Hz x ~55 min; 80 MB as float32.
     max_values: int = 20_000_000

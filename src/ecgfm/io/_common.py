@@ -120,7 +120,8 @@ def with_derived_limb_leads(ecg: ECG) -> ECG:
 
 def window(fs: float, n_total: int, start: float, duration: float | None, path: Path) -> tuple[int, int]:
     """Sample range ``[first, last)`` for a window of ``duration`` seconds from ``start`` seconds."""
-    if not (np.isfinite(start) and start >= 0) or (duration is not None and not (np.isfinite(duration) and duration > 0)):
+    bad_duration = duration is not None and not (np.isfinite(duration) and duration > 0)
+    if not (np.isfinite(start) and start >= 0) or bad_duration:
         raise ECGReadError(path, f"invalid window start={start} s, duration={duration} s")
     first = int(round(start * fs))
     if first >= n_total:
