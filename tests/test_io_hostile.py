@@ -198,7 +198,6 @@ def test_zip_holding_a_150_mb_csv(tmp_path):
     try:
         with pytest.raises(ECGReadError, match="zip declares .* bytes unpacked, over the 104857600 byte limit"):
             extract_zip(archive, tmp_path / "strict", ReadLimits(max_unzipped_bytes=100 * 2**20))
-        (tmp_path / "out").mkdir()
         [csv_path] = extract_zip(archive, tmp_path / "out")  # default: 256 MiB allowed
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -221,6 +220,21 @@ def test_zip_member_names(tmp_path, name, reason):
         with pytest.raises(ECGReadError, match=reason):
             extract_zip(archive, tmp_path / "out")
         assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_corrupt_or_encrypted_zip(tmp_path):
+    data = bytearray(write_zipped_csv(tmp_path / "good.zip", 2).read_bytes())
+    corrupt = bytearray(data)
+    corrupt[300:340] = b"\xff" * 40  # inside the deflate stream
+    encrypted = bytearray(data)
+    central = data.rindex(b"PK\x01\x02")
+    encrypted[6] |= 1  # general-purpose flag bit 0 (encrypted), local header and central directory
+    encrypted[central + 8] |= 1
+    for name, blob in (("corrupt.zip", corrupt), ("encrypted.zip", encrypted), ("cut.zip", data[:len(data) // 2])):
+        (tmp_path / name).write_bytes(bytes(blob))
+        with pytest.raises(ECGReadError, match=f"{name}: "):
+            extract_zip(tmp_path / name, tmp_path / name.replace(".zip", ""))
+        assert list((tmp_path / name.replace(".zip", "")).iterdir()) == []  # nothing half-written is left
 
 
 # --- truncated DICOM -------------------------------------------------------------------------------------------------

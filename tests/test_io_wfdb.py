@@ -185,3 +185,23 @@ def test_every_cpsc_record_reads():
         assert 10 <= ecg.duration <= 75, header
     with_original = [h for h in headers if "Dx_original_text" in h.read_text()]
     assert with_original and all("dx_original_text" in ecgfm.read(h).meta for h in with_original[:5])
+
+
+
+SIGNAL_LINES = ["rec.dat 16 1000.0(0)/mV 16 0 -120 49488 0 I", "rec.dat 212 200 11 1024 995 -22131 0 MLII", "rec.dat 16",
+                "rec.dat 16x2:3+24 4880/uV 12 5 7 8 9 V1 lead", "rec.dat 80 1e3(-5)/mV", "~ 16 500",
+                "A0001.mat 16+24 1000/mV 16 0 28 -1716 0 aVR"]
+
+
+def test_signal_line_parser_matches_wfdb():
+    """Our signal-line parser (fast) returns exactly wfdb's fields: every form of line, and real headers (every 25th
+    PTB-XL and CPSC header when the shared data is there)."""
+    from wfdb.io import _header
+
+    from ecgfm.io.wfdb_reader import parse_signal_lines
+
+    assert parse_signal_lines(SIGNAL_LINES) == _header._parse_signal_lines(SIGNAL_LINES)
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    for path in [p for root in (data / "ptbxl", data / "external") for p in sorted(root.rglob("*.hea"))[::25]]:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        assert parse_signal_lines(lines[1:]) == _header._parse_signal_lines(lines[1:]), path

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +26,10 @@ MAX_NPY_HEADER_BYTES = 10_000
 #: Most bytes a file-system name may have (ext4, APFS, NTFS): longer zip member names are refused, not truncated.
 MAX_NAME_BYTES = 255
 _CHUNK = 1 << 20
+#: What ``zipfile`` raises on a corrupt archive: bad structure, a corrupt deflate stream (zlib.error), an encrypted or
+#: unsupported member (RuntimeError, NotImplementedError), a CRC mismatch (BadZipFile).
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, EOFError, OSError, ValueError, struct.error,
+              zlib.error)
 
 
 def check_rate(path: Path, fs: Any, what: str = "sampling rate") -> float:
@@ -140,7 +146,7 @@ def npz_members(path: Path, wanted: dict[str, int]) -> dict[str, np.ndarray]:
                 with archive.open(info) as member:
                     out[name] = read_npy(member, path, f"entry {name!r}", max_values=max_values)
             return out
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
+    except ZIP_ERRORS as exc:
         raise ECGReadError(path, f"not a readable NumPy archive (.npz): {type(exc).__name__}: {exc}") from None
 
 
@@ -158,7 +164,7 @@ def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                         shape, _, dtype = _npy_header(member, path, f"entry {info.filename[:-4]!r}")
                     headers[info.filename[:-4]] = (shape, dtype)
             return headers
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
+    except ZIP_ERRORS as exc:
         raise ECGReadError(path, f"not a readable NumPy archive (.npz): {type(exc).__name__}: {exc}") from None
 
 
@@ -172,6 +178,7 @@ def extract_zip(archive: str | os.PathLike, folder: str | os.PathLike,
     """
     archive, folder = Path(archive), Path(folder)
     limits = limits or read_limits()
+    folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -181,15 +188,15 @@ def extract_zip(archive: str | os.PathLike, folder: str | os.PathLike,
             for info in members:
                 target = folder / _member_name(archive, info.filename)
                 if target.exists():
-                    raise ECGReadError(archive, f"two members are named {target.name!r}")
+                    raise ECGReadError(archive, f"{target.name!r} is already in {folder} (two members with one name?)")
                 written.append(target)
                 budget = _inflate(zf, info, target, budget, archive, limits)
-    except (ECGReadError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
+    except (ECGReadError, *ZIP_ERRORS) as exc:
         for path in written:
             path.unlink(missing_ok=True)
         if isinstance(exc, ECGReadError):
             raise
-        raise ECGReadError(archive, f"not a valid zip file: {type(exc).__name__}: {exc}") from None
+        raise ECGReadError(archive, f"cannot unpack the zip file: {type(exc).__name__}: {exc}") from None
     return written
 
 

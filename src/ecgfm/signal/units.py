@@ -119,6 +119,8 @@ def _check_qrs_amplitude(amplitudes: np.ndarray, leads: Sequence[str] | None, wh
 
 
 def _canonical(leads: Sequence[str]) -> list[str]:
+    if set(PRECORDIAL_LEADS) <= set(leads):  # already canonical (an ECG's leads): skip the name parsing
+        return list(leads)
     names = []
     for name in leads:
         try:
