@@ -16,6 +16,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from common import command_line, write_result
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     headers = sorted(str(p) for p in Path(args.ptbxl).glob("records*/*/*.hea"))
     step = max(1, len(headers) // args.limit)
     paths = headers[::step][:args.limit]
-    paths_file = Path(args.out).with_suffix(".paths.tmp")
+    paths_file = Path(tempfile.mkstemp(suffix=".json")[1])  # the record list the worker processes read
     paths_file.write_text(json.dumps(paths))
     rows: dict[str, list[float]] = {"before": [], "after": []}
     digests = set()
