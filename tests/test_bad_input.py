@@ -218,7 +218,7 @@ def npy_corrupt(tmp):
 
 def npy_object_array(tmp):
     np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    return tmp / "obj.npy", {"fs": 500}, "not a readable NumPy file"  # never unpickle: arbitrary code execution
+    return tmp / "obj.npy", {"fs": 500}, "holds Python objects"  # never unpickle: arbitrary code execution
 
 
 def npy_strings(tmp):
@@ -264,7 +264,7 @@ def unknown_unit(tmp):
 
 def negative_rate(tmp):
     np.save(tmp / "x.npy", _ecg().signal)
-    return tmp / "x.npy", {"fs": -500}, "sampling rate must be positive"
+    return tmp / "x.npy", {"fs": -500}, "sampling rate must be a positive number"
 
 
 # --- wrong amplitude unit ------------------------------------------------------------------------------------------

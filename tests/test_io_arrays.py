@@ -142,3 +142,21 @@ def test_npz_declared_leads_agree_with_a_lead_string(tmp_path, ecg):
     assert ecgfm.read(tmp_path / "x.npz", leads="i, ii").leads == ("I", "II")
     with pytest.raises(ECGReadError, match="declares leads"):
         ecgfm.read(tmp_path / "x.npz", leads="I, III")
+
+
+def test_csv_values_parse_exactly_as_float(tmp_path, ecg):
+    """The numeric fast path gives the values Python's float() gives, for short and 17-19 digit cells alike."""
+    rng = np.random.default_rng(3)
+    values = ecg.signal[:, :2000].T.astype(np.float64) + rng.normal(0, 1e-7, (2000, 12))
+    cells = [[f"{v:.{digits}f}" for v, digits in zip(row, rng.integers(1, 20, 12))] for row in values]
+    (tmp_path / "exact.csv").write_text("# fs=500\n" + ",".join(ecg.leads) + "\n"
+                                        + "\n".join(",".join(row) for row in cells) + "\n")
+    expected = np.array([[float(cell) for cell in row] for row in cells]).T.astype(np.float32)
+    np.testing.assert_array_equal(ecgfm.read(tmp_path / "exact.csv").signal, expected)
+
+
+def test_csv_with_a_text_column_falls_back_to_naming_the_cell(tmp_path, ecg):
+    lines = ["# fs=500", "time," + ",".join(ecg.leads)]
+    lines += [f"00:00:{i / 500:06.3f}," + ",".join(f"{v:.4f}" for v in row) for i, row in enumerate(ecg.signal.T)]
+    (tmp_path / "clock.csv").write_text("\n".join(lines) + "\n")
+    np.testing.assert_allclose(ecgfm.read(tmp_path / "clock.csv").signal, ecg.signal, atol=5e-5)  # time dropped

@@ -1,5 +1,5 @@
-"""Readers on files the tests generate: exact round trips through independent encoders (Philips XLI, DICOM, ISHNE)
-and every malformed-input path raising :class:`ECGReadError` that names the file and the problem."""
+"""Readers on files the tests generate: exact round trips through independent encoders (Philips XLI, DICOM, ISHNE; in
+io_fixtures.py) and every malformed-input path raising :class:`ECGReadError` that names the file and the problem."""
 from __future__ import annotations
 
 import base64
@@ -16,6 +16,9 @@ from ecgfm.errors import ECGReadError
 from ecgfm.io.writers import write
 from ecgfm.leads import STANDARD_LEADS
 
+from conftest import make_synthetic_ecg
+from io_fixtures import adc_counts, philips_xml, write_dicom, write_ishne
+
 
 @pytest.fixture
 def ecg(synthetic_ecg) -> ECG:
@@ -23,81 +26,12 @@ def ecg(synthetic_ecg) -> ECG:
                          acquisition_time="2021-06-07T08:09:10", statements=["Sinus rhythm"])
 
 
-def _counts(ecg: ECG, uv: float) -> np.ndarray:
-    return np.rint(ecg.signal.astype(np.float64) * 1000 / uv).astype(np.int64)
-
-
-# --- Philips XLI: an independent encoder (LZW + second-order delta codes) ------------------------------------------
-def _lzw_encode(data: bytes) -> bytes:
-    """10-bit MSB-first LZW codes ending with 1023, table capped at code 1022 (as the decoder expects)."""
-    table, word, codes = {bytes([i]): i for i in range(256)}, b"", []
-    for byte in data:
-        grown = word + bytes([byte])
-        if grown in table:
-            word = grown
-            continue
-        codes.append(table[word])
-        if len(table) <= 1022:
-            table[grown] = len(table)
-        word = bytes([byte])
-    codes += [table[word], 1023] if word else [1023]
-    bits = "".join(format(code, "010b") for code in codes)
-    bits += "0" * (-len(bits) % 8)
-    return int(bits, 2).to_bytes(len(bits) // 8, "big")
-
-
-def _xli_chunk(samples: np.ndarray) -> bytes:
-    """Delta codes: x0, x1 kept; e[n] = 2x[n-1] - x[n-2] - x[n]; header carries e[2], codes[n-1] = e[n] + 64."""
-    x = samples.astype(np.int64)
-    e = 2 * x[1:-1] - x[:-2] - x[2:]  # e[2..N-1]
-    codes = np.zeros_like(x)
-    codes[:2] = x[:2]
-    codes[2:-1] = e[1:] + 64
-    u16 = codes.astype(np.int16).view(np.uint16)
-    packed = (u16 >> 8).astype(np.uint8).tobytes() + (u16 & 0xFF).astype(np.uint8).tobytes()
-    body = _lzw_encode(packed)
-    return struct.pack("<ihh", len(body), 1, int(e[0])) + body
-
-
-def _philips_residuals(counts: np.ndarray) -> np.ndarray:
-    """Store III/aVR/aVL/aVF as Philips does: residuals from the limb-lead laws (floor division)."""
-    i, ii, iii, avr, avl, avf = counts[:6]
-    stored = counts.copy()
-    stored[2] = ii - i - iii
-    stored[3] = -avr - np.floor_divide(i + ii, 2)
-    stored[4] = np.floor_divide(i - iii, 2) - avl
-    stored[5] = np.floor_divide(ii + iii, 2) - avf
-    return stored
-
-
-def _philips_xml(counts: np.ndarray, fs: int, uv: float, version: str = "1.04") -> str:
-    payload = base64.b64encode(b"".join(_xli_chunk(row) for row in _philips_residuals(counts))).decode()
-    ms = int(counts.shape[1] * 1000 / fs)
-    if version == "1.03":
-        waves = (f'<parsedwaveforms compressflag="True" compressmethod="XLI" dataencoding="Base64" '
-                 f'durationperchannel="{ms}">{payload}</parsedwaveforms>')
-        signal = (f"<samplingrate>{fs}</samplingrate><signalresolution>{uv:g}</signalresolution>"
-                  "<acquisitiontype>STD-12</acquisitiontype><numberchannelsvalid>12</numberchannelsvalid>")
-    else:
-        waves = (f'<parsedwaveforms dataencoding="Base64" compression="XLI" numberofleads="12" '
-                 f'leadlabels="{" ".join(STANDARD_LEADS)}" durationperchannel="{ms}" samplespersecond="{fs}" '
-                 f'resolution="{uv:g}">{payload}</parsedwaveforms>')
-        signal = f"<samplingrate>{fs}</samplingrate><resolution>{uv:g}</resolution>"
-    return ('<?xml version="1.0" encoding="utf-16"?>\n<restingecgdata xmlns="http://www3.medical.philips.com">'
-            f"<documentinfo><documentversion>{version}</documentversion></documentinfo>"
-            f'<dataacquisition date="2020-01-02" time="03:04:05"><machine machineid="M7">PageWriter</machine>'
-            f"<signalcharacteristics>{signal}</signalcharacteristics></dataacquisition>"
-            "<patient><generalpatientdata><patientid>P9</patientid><sex>Female</sex></generalpatientdata></patient>"
-            "<interpretations><interpretation><statement><leftstatement>Sinus rhythm</leftstatement></statement>"
-            "</interpretation></interpretations>"
-            f"<waveforms>{waves}</waveforms></restingecgdata>")
-
-
+# --- Philips XLI: round trips through an independent encoder (LZW + second-order delta codes) --------------------
 @pytest.mark.parametrize("version", ["1.04", "1.03"])
 def test_philips_xli_round_trip(tmp_path, ecg, version):
-    counts = _counts(ecg, 5.0)
+    counts = adc_counts(ecg, 5.0)
     path = tmp_path / "philips.xml"
-    text = _philips_xml(counts, 500, 5.0, version)
+    text = philips_xml(counts, 500, 5.0, version)
     if version == "1.04":  # UTF-16 with a byte-order mark, as PageWriters write
         path.write_bytes(text.encode("utf-16"))
     else:  # 1.03 files are ASCII (declared UTF-8)
@@ -110,8 +44,8 @@ def test_philips_xli_round_trip(tmp_path, ecg, version):
 
 
 def test_philips_corrupt_lzw_and_truncated_chunks(tmp_path, ecg):
-    counts = _counts(ecg, 5.0)
-    good = _philips_xml(counts, 500, 5.0)
+    counts = adc_counts(ecg, 5.0)
+    good = philips_xml(counts, 500, 5.0)
     payload = re.search(r">([A-Za-z0-9+/=]{100,})<", good).group(1)
     raw = base64.b64decode(payload)
     short = good.replace(payload, base64.b64encode(raw[:len(raw) // 2]).decode())
@@ -124,49 +58,10 @@ def test_philips_corrupt_lzw_and_truncated_chunks(tmp_path, ecg):
 
 
 # --- DICOM built with pydicom ----------------------------------------------------------------------------------------
-def _dicom(path: Path, counts: np.ndarray, fs: float, sensitivity: float, unit: str, *, labels=STANDARD_LEADS,
-           sop: str = "1.2.840.10008.5.1.4.1.1.9.1.1", padding: bytes | None = None, group_label: str = "RHYTHM"):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    from ecgfm.io.scp import SCP_LEAD_IDS
-
-    codes = {name: code for code, name in SCP_LEAD_IDS.items()}
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = sop, meta.MediaStorageSOPInstanceUID
-    ds.PatientID, ds.PatientSex, ds.PatientAge = "D-3", "F", "061Y"
-    ds.AcquisitionDateTime, ds.Manufacturer = "20190304050607", "Acme"
-    group = Dataset()
-    group.MultiplexGroupLabel, group.SamplingFrequency = group_label, fs
-    group.NumberOfWaveformChannels, group.NumberOfWaveformSamples = counts.shape
-    group.WaveformBitsAllocated, group.WaveformSampleInterpretation = 16, "SS"
-    if padding is not None:
-        group.WaveformPaddingValue = padding
-    channels = []
-    for label in labels:
-        channel, source, units = Dataset(), Dataset(), Dataset()
-        source.CodeValue = f"5.6.3-9-{codes[label]}" if label in codes else "PRESSURE"
-        source.CodingSchemeDesignator, source.CodeMeaning = "SCPECG", f"Lead {label}"
-        units.CodeValue, units.CodingSchemeDesignator, units.CodeMeaning = unit, "UCUM", unit
-        channel.ChannelSourceSequence, channel.ChannelSensitivityUnitsSequence = [source], [units]
-        channel.ChannelSensitivity, channel.ChannelSensitivityCorrectionFactor = sensitivity, 1
-        channel.ChannelBaseline = 0
-        channels.append(channel)
-    group.ChannelDefinitionSequence = channels
-    group.WaveformData = counts.T.astype("<i2").tobytes()
-    ds.WaveformSequence = [group]
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 @pytest.mark.parametrize("unit,sensitivity", [("uV", 2.5), ("mV", 0.0025)])
 def test_dicom_round_trip_units(tmp_path, ecg, unit, sensitivity):
-    counts = _counts(ecg, 2.5)
-    back = ecgfm.read(_dicom(tmp_path / "e.dcm", counts, 500, sensitivity, unit))
+    counts = adc_counts(ecg, 2.5)
+    back = ecgfm.read(write_dicom(tmp_path / "e.dcm", counts, 500, sensitivity, unit))
     assert back.leads == STANDARD_LEADS and back.meta["sop_class"] == "12-lead ECG"
     np.testing.assert_allclose(back.signal, counts * 0.0025, atol=1e-6)
     assert back.meta["patient_id"] == "D-3" and back.meta["age"] == 61 and back.meta["sex"] == "F"
@@ -174,24 +69,24 @@ def test_dicom_round_trip_units(tmp_path, ecg, unit, sensitivity):
 
 
 def test_dicom_declared_padding_trimmed_and_interior_padding_refused(tmp_path, ecg):
-    counts = _counts(ecg, 2.5)
+    counts = adc_counts(ecg, 2.5)
     padded = np.hstack([counts, np.full((12, 5), -32768)])
-    back = ecgfm.read(_dicom(tmp_path / "p.dcm", padded, 500, 2.5, "uV", padding=b"\x00\x80"))
+    back = ecgfm.read(write_dicom(tmp_path / "p.dcm", padded, 500, 2.5, "uV", padding=b"\x00\x80"))
     assert back.n_samples == counts.shape[1]
     holed = counts.copy()
     holed[3, 100] = -32768
     with pytest.raises(ECGReadError, match="padding/missing samples"):
-        ecgfm.read(_dicom(tmp_path / "h.dcm", holed, 500, 2.5, "uV", padding=b"\x00\x80"))
+        ecgfm.read(write_dicom(tmp_path / "h.dcm", holed, 500, 2.5, "uV", padding=b"\x00\x80"))
 
 
 def test_dicom_refusals(tmp_path, ecg):
-    counts = _counts(ecg, 2.5)
+    counts = adc_counts(ecg, 2.5)
     with pytest.raises(ECGReadError, match="unknown amplitude unit"):
-        ecgfm.read(_dicom(tmp_path / "u.dcm", counts, 500, 2.5, "furlong"))
+        ecgfm.read(write_dicom(tmp_path / "u.dcm", counts, 500, 2.5, "furlong"))
     with pytest.raises(ECGReadError, match="not an ECG waveform"):
-        ecgfm.read(_dicom(tmp_path / "s.dcm", counts, 500, 2.5, "uV", sop="1.2.840.10008.5.1.4.1.1.2"))
+        ecgfm.read(write_dicom(tmp_path / "s.dcm", counts, 500, 2.5, "uV", sop="1.2.840.10008.5.1.4.1.1.2"))
     with pytest.raises(ECGReadError, match="no ECG lead channels"):
-        ecgfm.read(_dicom(tmp_path / "n.dcm", counts[:2], 500, 2.5, "mmHg", labels=("P1", "P2"),
+        ecgfm.read(write_dicom(tmp_path / "n.dcm", counts[:2], 500, 2.5, "mmHg", labels=("P1", "P2"),
                           sop="1.2.840.10008.5.1.4.1.1.9.2.1"))
     (tmp_path / "junk.dcm").write_bytes(b"not a dicom file at all" * 10)
     with pytest.raises(ECGReadError, match=r"junk\.dcm: not a readable DICOM"):
@@ -199,32 +94,17 @@ def test_dicom_refusals(tmp_path, ecg):
 
 
 def test_dicom_hemodynamic_skips_pressure_channels(tmp_path, ecg):
-    counts = np.vstack([_counts(ecg, 2.5)[:2], np.full((1, ecg.n_samples), 120)])
-    back = ecgfm.read(_dicom(tmp_path / "hemo.dcm", counts, 500, 2.5, "uV", labels=("I", "II", "ART"),
+    counts = np.vstack([adc_counts(ecg, 2.5)[:2], np.full((1, ecg.n_samples), 120)])
+    back = ecgfm.read(write_dicom(tmp_path / "hemo.dcm", counts, 500, 2.5, "uV", labels=("I", "II", "ART"),
                              sop="1.2.840.10008.5.1.4.1.1.9.2.1"))
     assert back.meta["skipped_channels"] == ["Lead ART"] and back.meta["sop_class"] == "Hemodynamic"
     assert set(back.leads) == set(STANDARD_LEADS[:6])  # III, aVR, aVL, aVF derived from I and II
 
 
 # --- ISHNE ----------------------------------------------------------------------------------------------------------
-def _ishne(path: Path, counts: np.ndarray, fs: int, codes, resolution_nv: int = 2500, crc_ok: bool = True,
-           magic: bytes = b"ISHNE1.0", truncate: int = 0) -> Path:
-    from ecgfm.io.scp import crc_ccitt
-
-    n_leads, n = counts.shape
-    fixed = struct.pack("<iiiih40s40s20shh3h3h3h3hh12h12h12hh40sh80s80s88s", 0, n, 522, 522, 1, b"", b"", b"ID-9",
-                        2, 0, 1, 1, 1970, 4, 5, 2022, 4, 5, 2022, 13, 14, 15, n_leads,
-                        *(list(codes) + [-9] * (12 - n_leads)), *([0] * 12),
-                        *([resolution_nv] * n_leads + [-9] * (12 - n_leads)), 0, b"Holter 3000", fs, b"", b"", b"")
-    crc = crc_ccitt(fixed) ^ (0 if crc_ok else 1)
-    data = counts.T.astype("<i2").tobytes()
-    path.write_bytes(magic + struct.pack("<H", crc) + fixed + data[:len(data) - truncate])
-    return path
-
-
 def test_ishne_round_trip_and_window(tmp_path, ecg):
-    counts = _counts(ecg, 2.5)
-    path = _ishne(tmp_path / "h.ecg", counts, 500, range(5, 17))
+    counts = adc_counts(ecg, 2.5)
+    path = write_ishne(tmp_path / "h.ecg", counts, 500, range(5, 17))
     back = ecgfm.read(path)
     assert back.meta["format"] == "ishne" and back.leads == STANDARD_LEADS
     np.testing.assert_allclose(back.signal, counts * 0.0025, atol=1e-6)
@@ -236,17 +116,17 @@ def test_ishne_round_trip_and_window(tmp_path, ecg):
 
 
 def test_ishne_refusals(tmp_path, ecg):
-    counts = _counts(ecg, 2.5)[:3]
+    counts = adc_counts(ecg, 2.5)[:3]
     with pytest.raises(ECGReadError, match="CRC"):
-        ecgfm.read(_ishne(tmp_path / "c.ecg", counts, 500, (5, 6, 11), crc_ok=False))
+        ecgfm.read(write_ishne(tmp_path / "c.ecg", counts, 500, (5, 6, 11), crc_ok=False))
     with pytest.raises(ECGReadError, match="truncated"):
-        ecgfm.read(_ishne(tmp_path / "t.ecg", counts, 500, (5, 6, 11), truncate=100))
-    generic = _ishne(tmp_path / "g.ecg", counts, 500, (1, 1, 1))
+        ecgfm.read(write_ishne(tmp_path / "t.ecg", counts, 500, (5, 6, 11), truncate=100))
+    generic = write_ishne(tmp_path / "g.ecg", counts, 500, (1, 1, 1))
     with pytest.raises(ECGReadError, match=r"channel 1 has ISHNE lead code 1.*lead_map"):
         ecgfm.read(generic)
     assert ecgfm.read(generic, lead_map={1: "I", 2: "II", 3: "V5"}).leads[:2] == ("I", "II")
     with pytest.raises(ECGReadError, match="content matches none of the readers"):
-        ecgfm.read(_ishne(tmp_path / "m.ecg", counts, 500, (5, 6, 11), magic=b"NOTISHNE"))
+        ecgfm.read(write_ishne(tmp_path / "m.ecg", counts, 500, (5, 6, 11), magic=b"NOTISHNE"))
 
 
 # --- MUSE / HL7 malformed variants (mutating the writers' output) ------------------------------------------------
@@ -421,9 +301,8 @@ def test_contec_invalid_samples_inside_refused(tmp_path):
     # case name, 2 unknown bytes, timestamp, 2 unknown bytes, patient name, sex (1 = M), age, weight
     header = (b"0000001\x00" + b"\x00\x00" + b"2021-01-02 03:04:05\x00" + b"\x00\x00" + b"NAME\x00\x00\x00\x00"
               + bytes([1, 40, 70]))
-    t = np.arange(1600) / 800
-    rows = np.zeros((1600, 8), dtype=np.uint16)
-    rows[:] = (2048 + 100 * np.sin(2 * np.pi * t))[:, None].astype(np.uint16) + np.arange(8, dtype=np.uint16)
+    ecg = make_synthetic_ecg(fs=800, seconds=3, leads=("II", "III", "V1", "V2", "V3", "V4", "V5", "V6"))
+    rows = np.round(2048 + ecg.signal.T * 200).astype(np.uint16)  # 5 uV per count around 2048
     path = tmp_path / "c.ECG"
     path.write_bytes(header + rows.astype("<u2").tobytes() + b"\x00" * 37)
     ecg = ecgfm.read(path)
@@ -433,36 +312,3 @@ def test_contec_invalid_samples_inside_refused(tmp_path):
     path.write_bytes(header + rows.astype("<u2").tobytes() + b"\x00" * 37)
     with pytest.raises(ECGReadError, match=r"leads V2 have invalid \(0x6800\) samples"):
         ecgfm.read(path)
-
-
-# --- robustness: truncated and bit-flipped files fail with ECGReadError, never another exception --------------------
-def _damage_source(fmt: str, tmp_path: Path, ecg: ECG) -> Path:
-    if fmt == "dicom":
-        return _dicom(tmp_path / "src.dcm", _counts(ecg, 2.5), 500, 2.5, "uV")
-    if fmt == "ishne":
-        return _ishne(tmp_path / "src.ecg", _counts(ecg, 2.5), 500, range(5, 17))
-    if fmt == "philips":
-        path = tmp_path / "src.xml"
-        path.write_bytes(_philips_xml(_counts(ecg, 5.0), 500, 5.0).encode("utf-16"))
-        return path
-    return write(ecg, tmp_path / f"src{ {'scp': '.scp', 'edf': '.edf'}.get(fmt, '.xml')}", format=fmt)
-
-
-@pytest.mark.parametrize("fmt", ["scp", "muse", "hl7_aecg", "edf", "dicom", "ishne", "philips"])
-def test_damaged_files_raise_read_errors_only(tmp_path, synthetic_ecg, fmt):
-    source = _damage_source(fmt, tmp_path, synthetic_ecg(seconds=1.0, seed=4))
-    data = source.read_bytes()
-    rng = np.random.default_rng(0)
-    damaged = [data[:cut] for cut in np.linspace(0, len(data) - 1, 12).astype(int)]
-    for _ in range(12):
-        flipped = bytearray(data)
-        flipped[int(rng.integers(len(data)))] ^= 1 << int(rng.integers(8))
-        damaged.append(bytes(flipped))
-    for i, blob in enumerate(damaged):
-        path = tmp_path / f"d{i}{source.suffix}"
-        path.write_bytes(blob)
-        for options in ({}, {"check_crc": False} if fmt in ("scp", "ishne") else {}):
-            try:
-                ecgfm.read(path, **options)
-            except ECGReadError as exc:
-                assert str(path) in str(exc)

@@ -1,4 +1,6 @@
 """WFDB reader: PTB-XL-style .hea/.dat, PhysioNet Challenge 2020/21 .hea/.mat, and agreement with wfdb.rdsamp."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import wfdb
@@ -108,3 +110,98 @@ def test_record_name_without_extension(tmp_path, synthetic_ecg, write_wfdb):
     write_wfdb(tmp_path, "00009_hr", ecg)
     out = ecgfm.read(tmp_path / "00009_hr")  # as wfdb.rdsamp takes it
     assert out.record_id == "00009_hr" and out.n_samples == 1000
+
+
+# --- PhysioNet Challenge 2020/21 files as released -------------------------------------------------------------------
+def _edit_record_line(header, edit):
+    lines = header.read_text().splitlines()
+    lines[0] = edit(lines[0])
+    header.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("record_token", ["E00009.mat", "E00009.MAT", "E00009"])
+def test_challenge_record_line_names_the_record_with_or_without_extension(tmp_path, synthetic_ecg, write_challenge,
+                                                                           record_token):
+    """Georgia (E*) headers of the Challenge 2020 release write ``E00009.mat 12 500 5000 ...``; wfdb refuses it."""
+    ecg = synthetic_ecg(fs=500, seconds=10)
+    header = write_challenge(tmp_path, "E00009", ecg)
+    _edit_record_line(header, lambda line: line.replace("E00009", record_token, 1))
+    assert header.read_text().startswith(f"{record_token} 12 500 5000")
+    out = ecgfm.read(header)
+    val = loadmat(tmp_path / "E00009.mat")["val"]
+    np.testing.assert_array_equal(out.signal, (val / 1000.0).astype(np.float32))
+    assert out.record_id == "E00009" and out.fs == 500 and out.leads == STANDARD_LEADS
+    assert ("header_quirks" in out.meta) == (record_token != "E00009")
+    if record_token != "E00009":
+        with pytest.raises(Exception, match="invalid syntax in record line"):
+            wfdb.rdheader(str(tmp_path / "E00009"))  # what the reader works around
+
+
+def test_challenge_gain_as_declared(tmp_path, synthetic_ecg, write_challenge):
+    """Early Georgia headers declare 4880/mV; the samples are divided by the declared gain, not by 1000."""
+    ecg = synthetic_ecg(fs=500, seconds=10)
+    header = write_challenge(tmp_path, "E00001", ecg, gain=4880.0)
+    assert " 4880/mV " in header.read_text()
+    out = ecgfm.read(header)
+    val = loadmat(tmp_path / "E00001.mat")["val"]
+    np.testing.assert_allclose(out.signal, val / 4880.0, rtol=1e-6)
+    np.testing.assert_allclose(out.signal, ecg.signal, atol=0.5 / 4880 + 1e-6)
+
+
+def test_challenge_comment_lines_kept_in_metadata(tmp_path, synthetic_ecg, write_challenge):
+    header = write_challenge(tmp_path, "Q0001", synthetic_ecg(fs=500, seconds=10), dx=("164867002", "427084000"))
+    with header.open("a") as fh:
+        fh.write("#Dx_original_text: OldMI,STach\n# Converted from original CPSC2018 .mat by build.sh\n"
+                 "# Source: hospital 7\n#Weight: 71 kg\n")
+    meta = ecgfm.read(header).meta
+    assert meta["snomed"] == ["164867002", "427084000"] and meta["scp"] == ["STACH"]
+    assert meta["age"] == 74.0 and meta["sex"] == "M"
+    assert (meta["rx"], meta["hx"], meta["sx"]) == ("Unknown", "Unknown", "Unknown")
+    assert meta["dx_original_text"] == "OldMI,STach" and meta["weight"] == "71 kg"
+    assert meta["header_source"] == "hospital 7" and meta["source"] == str(header)  # reserved keys are not overwritten
+    assert "Converted from original CPSC2018 .mat by build.sh" in meta["comments"]
+
+
+def test_challenge_record_named_without_extension_is_discovered(tmp_path, synthetic_ecg, write_challenge):
+    from ecgfm.io.discover import discover_inputs
+
+    write_challenge(tmp_path / "g", "E00002", synthetic_ecg(fs=500, seconds=10))
+    files, skipped = discover_inputs([tmp_path / "g" / "E00002", str(tmp_path / "g" / "E0000?")])
+    assert files == [tmp_path / "g" / "E00002.hea"] and skipped == []
+    assert ecgfm.read(tmp_path / "g" / "E00002").record_id == "E00002"
+
+
+CPSC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external" / "cpsc"
+
+
+def test_every_cpsc_record_reads():
+    """The 203 genuine CPSC 2018 / CPSC-Extra records of the Challenge 2020 release (external validation set)."""
+    headers = sorted(CPSC_DIR.glob("*.hea"))
+    if not headers:
+        pytest.skip(f"external CPSC records not found at {CPSC_DIR}")
+    for header in headers:
+        ecg = ecgfm.read(header)
+        assert ecg.fs == 500 and ecg.leads == STANDARD_LEADS and ecg.meta["snomed"], header
+        assert 10 <= ecg.duration <= 75, header
+    with_original = [h for h in headers if "Dx_original_text" in h.read_text()]
+    assert with_original and all("dx_original_text" in ecgfm.read(h).meta for h in with_original[:5])
+
+
+
+SIGNAL_LINES = ["rec.dat 16 1000.0(0)/mV 16 0 -120 49488 0 I", "rec.dat 212 200 11 1024 995 -22131 0 MLII", "rec.dat 16",
+                "rec.dat 16x2:3+24 4880/uV 12 5 7 8 9 V1 lead", "rec.dat 80 1e3(-5)/mV", "~ 16 500",
+                "A0001.mat 16+24 1000/mV 16 0 28 -1716 0 aVR"]
+
+
+def test_signal_line_parser_matches_wfdb():
+    """Our signal-line parser (fast) returns exactly wfdb's fields: every form of line, and real headers (every 25th
+    PTB-XL and CPSC header when the shared data is there)."""
+    from wfdb.io import _header
+
+    from ecgfm.io.wfdb_reader import parse_signal_lines
+
+    assert parse_signal_lines(SIGNAL_LINES) == _header._parse_signal_lines(SIGNAL_LINES)
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    for path in [p for root in (data / "ptbxl", data / "external") for p in sorted(root.rglob("*.hea"))[::25]]:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        assert parse_signal_lines(lines[1:]) == _header._parse_signal_lines(lines[1:]), path

@@ -15,7 +15,8 @@ from scipy.special import expit
 from conftest import file_mode, umask
 from ecgfm import ECG, STANDARD_LEADS, read
 from ecgfm.errors import ECGReadError, ECGValueError
-from ecgfm.inference import Predictor, discover_inputs
+from ecgfm.inference import Predictor
+from ecgfm.io.discover import discover_inputs
 from ecgfm.inference.outputs import output_format
 from ecgfm.signal import Pipeline
 from predict_fixtures import DESCRIPTIONS, LABELS, make_tiny_model, synthetic_signal, write_wfdb

@@ -4,7 +4,8 @@ from importlib import resources
 import pytest
 
 from ecgfm.labels.ptbxl import read_statements
-from ecgfm.labels.snomed import RELATIONS, mapping_table, scp_to_snomed, snomed_term, snomed_to_scp
+from ecgfm.labels.snomed import (RELATIONS, challenge_classes, map_snomed_labels, mapping_table, scored_classes,
+                                  scp_to_snomed, snomed_term, snomed_to_scp, unmapped_scored_classes)
 
 
 def test_data_file_ships_with_the_package_and_states_its_source():
@@ -19,6 +20,7 @@ def test_table_is_well_formed():
     assert len(table) >= 60
     assert table["snomed_code"].str.fullmatch(r"\d{6,18}").all()
     assert set(table["relation"]) <= set(RELATIONS)
+    assert ((table["scp_code"] == "") == (table["relation"] == "none")).all()  # "none" rows, and only they, lack SCP
     assert not table.duplicated(["snomed_code", "scp_code"]).any()
     assert (table.groupby("snomed_code")["snomed_term"].nunique() == 1).all()  # one term per code
 
@@ -71,9 +73,74 @@ def test_lookup_input_forms_and_unknown_codes():
 @pytest.mark.ptbxl
 def test_every_scp_code_is_a_ptbxl_statement(ptbxl_dir):
     statements = read_statements(ptbxl_dir / "scp_statements.csv")
-    assert set(mapping_table()["scp_code"]) <= set(statements.index)
+    assert set(mapping_table()["scp_code"]) - {""} <= set(statements.index)
     # the map covers every rhythm statement and most of the 71 statements
     rhythm = set(statements.index[statements["rhythm"] == 1.0])
-    mapped = set(mapping_table()["scp_code"])
+    mapped = set(mapping_table()["scp_code"]) - {""}
     assert rhythm - mapped <= {"SVARR"}  # "supraventricular arrhythmia" has no SNOMED code in the Challenge tables
     assert len(mapped) >= 50
+
+
+# --- Challenge scored classes: coverage of the table ------------------------------------------------------------------
+def test_challenge_class_list_ships_with_its_source():
+    text = resources.files("ecgfm.labels").joinpath("data/challenge_dx.csv").read_text()
+    assert "physionetchallenges/evaluation-2020" in text and "physionetchallenges/evaluation-2021" in text
+    table = challenge_classes()
+    assert table["snomed_code"].is_unique and table["snomed_code"].str.fullmatch(r"\d{6,18}").all()
+    assert len(scored_classes(2020)) == 27 and len(scored_classes(2021)) == 30
+    assert set(scored_classes(2020)) < set(scored_classes(2021))
+    with pytest.raises(ValueError, match="2019"):
+        scored_classes(2019)
+
+
+@pytest.mark.parametrize("year", [2020, 2021])
+def test_every_scored_class_maps_or_is_listed_as_unmapped(year):
+    unmapped = unmapped_scored_classes(year)
+    for code in scored_classes(year):
+        assert bool(snomed_to_scp(code)) != (code in unmapped), code
+    none_rows = set(mapping_table().query("relation == 'none'")["snomed_code"])
+    assert set(unmapped) - none_rows <= {"6374002"}  # BBB: only the specific SCP statements imply it
+    assert none_rows <= set(unmapped_scored_classes(2021))
+
+
+def test_unmapped_scored_classes_2020():
+    assert unmapped_scored_classes(2020) == {"426627000": "bradycardia", "39732003": "left axis deviation",
+                                             "47665007": "right axis deviation"}
+    assert set(unmapped_scored_classes(2021)) - set(unmapped_scored_classes(2020)) == {"6374002", "365413008"}
+
+
+def test_map_snomed_labels_to_a_model_vocabulary():
+    vocabulary = ["NORM", "SR", "AFIB", "CRBBB", "PVC", "STACH"]
+    labels, unmapped = map_snomed_labels(["427172004", "164889003", "39732003", 164889003, "59118001",
+                                          "713427006", "164867002", "39732003"], vocabulary)
+    assert labels == ["AFIB", "CRBBB", "PVC"]  # vocabulary order, each once
+    assert unmapped == ["39732003", "164867002"]  # input order, each once: axis deviation, old MI
+    # a model trained on SNOMED codes keeps them as they are
+    assert map_snomed_labels(["164889003.0", "39732003"], ["39732003", "164889003"]) == (["39732003", "164889003"], [])
+    # a statement the vocabulary lacks leaves the code unmapped for that vocabulary
+    assert map_snomed_labels(["426177001"], ["AFIB"]) == ([], ["426177001"])
+    assert map_snomed_labels([], vocabulary) == ([], [])
+
+
+def test_terms_for_unscored_challenge_codes():
+    assert snomed_term("164867002") == "old myocardial infarction"  # unscored, not in the SCP table
+    assert snomed_term("365413008") == "poor R wave Progression"
+
+
+def test_info_shows_snomed_labels_with_terms_and_scp(tmp_path, synthetic_ecg, write_challenge):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ecgfm.cli.main import app
+
+    header = write_challenge(tmp_path, "A0001", synthetic_ecg(fs=500, seconds=10),
+                             dx=("59118001", "164867002", "39732003"))
+    result = CliRunner().invoke(app, ["info", str(header), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["snomed_labels"] == [
+        {"snomed": "59118001", "term": "right bundle branch block", "scp": ["CRBBB"]},
+        {"snomed": "164867002", "term": "old myocardial infarction", "scp": []},
+        {"snomed": "39732003", "term": "left axis deviation", "scp": []}]
+    text = CliRunner().invoke(app, ["info", str(header)], terminal_width=160).output
+    assert "right bundle branch block" in text and "CRBBB" in text and "no SCP-ECG equivalent" in text

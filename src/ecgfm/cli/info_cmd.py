@@ -65,5 +65,11 @@ def _print_summary(summary: dict) -> None:
     console.print(table)
     for statement in summary["statements"]:
         console.print(f"  statement: {statement}", highlight=False)
+    if summary.get("snomed_labels"):
+        labels = Table("SNOMED-CT label", "term", "SCP-ECG")
+        for label in summary["snomed_labels"]:
+            labels.add_row(label["snomed"], label["term"] or "(not a Challenge diagnosis)",
+                           ", ".join(label["scp"]) or "(no SCP-ECG equivalent)")
+        console.print(labels)
     for key, value in {**summary["metadata"], **summary["other"]}.items():
         console.print(f"  {key}: {value}", highlight=False)

@@ -3,7 +3,7 @@
 ``ecgfm.inference.onnx`` imports onnxruntime only when used; the HTTP service is ``ecgfm.serve``.
 """
 from ecgfm.inference.outputs import PredictionReport, output_format
-from ecgfm.inference.predictor import Predictor, discover_inputs
+from ecgfm.inference.predictor import Predictor
 from ecgfm.inference.results import Failure, Finding, Prediction
 
-__all__ = ["Predictor", "Prediction", "Finding", "Failure", "PredictionReport", "discover_inputs", "output_format"]
+__all__ = ["Predictor", "Prediction", "Finding", "Failure", "PredictionReport", "output_format"]

@@ -16,7 +16,8 @@ from torch import nn
 
 from ecgfm.datasets import LabelledSet, from_arrays
 from ecgfm.files import atomic_write, atomic_write_text
-from ecgfm.inference.predictor import Failure, discover_inputs, load_input
+from ecgfm.inference.predictor import Failure, load_input
+from ecgfm.io.discover import discover_inputs
 from ecgfm.models.windowing import extract_features
 
 #: Output formats of :meth:`Embeddings.write`, by file extension.

@@ -18,7 +18,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 import time
 from collections import deque
@@ -31,7 +30,8 @@ from scipy.special import expit
 
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGError, ECGReadError, ECGValueError
-from ecgfm.io import read, supported_extensions
+from ecgfm.io import read
+from ecgfm.io.discover import discover_inputs
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.inference.results import Failure, Finding, Loaded, Prediction
 from ecgfm.models.runner import TorchRunner, record_logits
@@ -39,67 +39,8 @@ from ecgfm.signal import Pipeline
 
 #: Threshold used for a label the model stores none for (calibrated thresholds come from evaluation).
 DEFAULT_THRESHOLD = 0.5
-#: File extensions that hold only WFDB *signals*; the record is read through its ``.hea`` header instead.
-WFDB_SIGNAL_EXTENSIONS = (".dat", ".mat")
 
 ECGInput = Union[str, os.PathLike, ECG]
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Inputs: files, folders and globs
-# ----------------------------------------------------------------------------------------------------------------------
-
-def _has_supported_extension(path: Path, extensions: set[str]) -> bool:
-    name = path.name.lower()
-    return any(name.endswith(ext) for ext in extensions)
-
-
-def _is_wfdb_signal_with_header(path: Path) -> bool:
-    """A ``.dat``/``.mat`` file whose record header sits beside it (the record is read once, via the ``.hea``)."""
-    return path.suffix.lower() in WFDB_SIGNAL_EXTENSIONS and path.with_suffix(".hea").exists()
-
-
-def discover_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Failure]]:
-    """Expand files, folders (walked recursively for supported extensions) and glob patterns into ECG files.
-
-    WFDB records are listed once, by their ``.hea`` header: signal files (``.dat``/``.mat``) with a header beside them
-    are skipped. Arguments matching nothing are returned as failures, not raised, so a batch run reports them.
-    """
-    extensions = supported_extensions()
-    files: list[Path] = []
-    failures: list[Failure] = []
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            files.append(path)
-
-    for arg in paths:
-        path = Path(arg)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _has_supported_extension(p, extensions)
-                           and not _is_wfdb_signal_with_header(p))
-            if not found:
-                failures.append(Failure(str(path), f"folder has no files with a supported extension "
-                                                   f"({', '.join(sorted(extensions))})"))
-            for p in found:
-                add(p)
-        elif path.exists():
-            if _is_wfdb_signal_with_header(path):
-                path = path.with_suffix(".hea")
-            add(path)
-        elif glob.has_magic(str(arg)):
-            matches = sorted(Path(m) for m in glob.glob(str(arg), recursive=True))
-            matches = [m.with_suffix(".hea") if _is_wfdb_signal_with_header(m) else m for m in matches if m.is_file()]
-            if not matches:
-                failures.append(Failure(str(arg), "no files match this pattern"))
-            for m in matches:
-                add(m)
-        else:
-            failures.append(Failure(str(path), "file not found"))
-    return files, failures
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -389,7 +330,7 @@ def expand_items(items: Iterable[ECGInput]) -> tuple[list[ECGInput], list[Failur
         if isinstance(item, ECG):
             out.append(item)
         else:
-            files, fails = discover_inputs([item])
+            files, skipped = discover_inputs([item])
             out.extend(files)
-            failures.extend(fails)
+            failures.extend(Failure(source, reason) for source, reason in skipped)
     return out, failures

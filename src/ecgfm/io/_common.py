@@ -14,7 +14,8 @@ import numpy as np
 
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError, ECGValueError
-from ecgfm.io.units import check_plausible_millivolts, unit_factor
+from ecgfm.io.limits import check_extent, check_rate
+from ecgfm.signal.units import check_plausible_millivolts, unit_factor
 from ecgfm.leads import STANDARD_LEADS, canonical_lead_name
 
 
@@ -119,7 +120,8 @@ def with_derived_limb_leads(ecg: ECG) -> ECG:
 
 def window(fs: float, n_total: int, start: float, duration: float | None, path: Path) -> tuple[int, int]:
     """Sample range ``[first, last)`` for a window of ``duration`` seconds from ``start`` seconds."""
-    if start < 0 or (duration is not None and duration <= 0):
+    bad_duration = duration is not None and not (np.isfinite(duration) and duration > 0)
+    if not (np.isfinite(start) and start >= 0) or bad_duration:
         raise ECGReadError(path, f"invalid window start={start} s, duration={duration} s")
     first = int(round(start * fs))
     if first >= n_total:
@@ -128,21 +130,33 @@ def window(fs: float, n_total: int, start: float, duration: float | None, path: 
     return first, last
 
 
+def to_float32(signal: np.ndarray, path: Path) -> np.ndarray:
+    """The samples as float32 (the ECG's dtype), refusing values float32 cannot hold instead of making them inf."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(signal).astype(np.float32)
+    if not np.isfinite(out).all() and np.isfinite(signal).all():
+        raise ECGReadError(path, "sample values beyond the float32 range (|x| > 3.4e38 mV): not an ECG")
+    return out
+
+
 def make_ecg(path: Path, signal_mv: np.ndarray, fs: float, leads: Sequence[str], meta: Mapping[str, Any],
              check_units: bool = True) -> ECG:
     """Build the canonical :class:`ECG` (leads in standard order), checking amplitudes are plausible millivolts."""
+    fs = check_rate(path, fs)
     signal = np.asarray(signal_mv, dtype=np.float64)
+    check_extent(path, fs, signal.shape[-1], signal.shape[0] if signal.ndim > 1 else 1)
     if not np.isfinite(signal).all():
         raise ECGReadError(path, "signal contains non-finite samples")
     names, signal = standard_order(tuple(leads), signal)
+    signal = to_float32(signal, path)
     if check_units:
         try:
-            check_plausible_millivolts(signal.astype(np.float32), str(path))
+            check_plausible_millivolts(signal, str(path), fs=fs, leads=names)
         except ECGValueError as exc:
             raise ECGReadError(path, str(exc)) from None
     clean = {key: value for key, value in meta.items() if value not in (None, "", [], {})}
     try:
-        return ECG(signal=signal.astype(np.float32), fs=fs, leads=names, meta={"source": str(path), **clean})
+        return ECG(signal=signal, fs=fs, leads=names, meta={"source": str(path), **clean})
     except ECGValueError as exc:
         raise ECGReadError(path, str(exc)) from None
 

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgfm.config import read_limits
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
 from ecgfm.io._common import decode_text, make_ecg, with_derived_limb_leads
+from ecgfm.io.limits import check_extent, check_file_size
 from ecgfm.io.registry import register_reader
 
 HEADER_LEN, FOOTER_LEN = 43, 37
@@ -41,6 +43,8 @@ def _sniff(path: Path, head: bytes) -> bool:
 @register_reader("contec", (".ecg",), sniff=_sniff, description="Contec ECG90A .ECG (reverse-engineered)")
 def read_contec(path: Path, *, check_units: bool = True) -> ECG:
     """Read a Contec ECG90A recording (800 Hz, II/III/V1-V6 stored, other limb leads derived)."""
+    size = check_file_size(path, read_limits().max_file_bytes, "Contec file", "ReadLimits.max_file_bytes")
+    check_extent(path, SAMPLE_RATE, max(size - HEADER_LEN - FOOTER_LEN, 0) // (2 * len(SERIES)), 12)
     data = path.read_bytes()
     payload = len(data) - HEADER_LEN - FOOTER_LEN
     if payload <= 0 or payload % (2 * len(SERIES)):

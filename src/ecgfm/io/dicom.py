@@ -7,6 +7,8 @@ Each multiplex group of the Waveform Sequence holds interleaved channels; a chan
 from __future__ import annotations
 
 import datetime as dt
+import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,12 @@ from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.waveforms.numpy_handler import multiplex_array
 
+from ecgfm.config import read_limits
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
 from ecgfm.io._common import (clean_statements, is_lead_name, lead_name, make_ecg, normalise_sex, stack_leads,
                               to_millivolt_factor, trim_padding, with_derived_limb_leads)
+from ecgfm.io.limits import check_extent, check_file_size, check_rate
 from ecgfm.io.registry import register_reader
 from ecgfm.io.scp import SCP_LEAD_IDS
 
@@ -34,15 +38,20 @@ ECG_SOP_CLASSES = {
 MDC_LEAD_CODES = {"2:1": "I", "2:2": "II", "2:3": "V1", "2:4": "V2", "2:5": "V3", "2:6": "V4", "2:7": "V5",
                   "2:8": "V6", "2:61": "III", "2:62": "aVR", "2:63": "aVL", "2:64": "aVF"}
 _MEDIAN_LABELS = ("MEDIAN", "REPRESENTATIVE", "AVERAGE")
+#: What pydicom raises on truncated or corrupt bytes, when reading or (lazily) on first access to an element: a file
+#: cut to 143 bytes gives BytesLengthException, one cut to 3,769 bytes struct.error.
+CORRUPT_DICOM = (InvalidDicomError, BytesLengthException, struct.error, EOFError, ValueError, KeyError, IndexError,
+                 TypeError, AttributeError, NotImplementedError, OverflowError, OSError)
 
 
 @register_reader("dicom", (".dcm", ".dicom"), description="DICOM ECG / Hemodynamic waveform (pydicom)")
 def read_dicom(path: Path, *, waveform: str = "rhythm", check_units: bool = True) -> ECG:
     """Read the ECG leads of a DICOM waveform object; ``waveform="median"`` picks the median-beat group."""
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError) as exc:
-        raise ECGReadError(path, f"not a readable DICOM file: {exc}") from None
+    check_file_size(path, read_limits().max_file_bytes, "DICOM file", "ReadLimits.max_file_bytes")
+    try:  # from memory: pydicom reads an element by its declared length, and a file read of a corrupt 4 GB length
+        ds = pydicom.dcmread(io.BytesIO(path.read_bytes()))  # would allocate 4 GB; a BytesIO returns what there is
+    except CORRUPT_DICOM as exc:
+        raise ECGReadError(path, f"not a readable DICOM file: {type(exc).__name__}: {exc}") from None
     try:  # pydicom decodes elements lazily, so a corrupt element surfaces on first access
         sop = str(ds.get("SOPClassUID", ""))
         if sop not in ECG_SOP_CLASSES:
@@ -53,8 +62,8 @@ def read_dicom(path: Path, *, waveform: str = "rhythm", check_units: bool = True
         index = _select_group(ds, waveform, path)
         fs, names, signal, notes = _group_signal(ds, index, path)
         meta = {**_metadata(ds, path), "waveform": waveform, "sop_class": ECG_SOP_CLASSES[sop], **notes}
-    except (BytesLengthException, NotImplementedError, AttributeError) as exc:
-        raise ECGReadError(path, f"corrupt or incomplete DICOM waveform: {exc}") from None
+    except CORRUPT_DICOM as exc:
+        raise ECGReadError(path, f"corrupt or incomplete DICOM waveform: {type(exc).__name__}: {exc}") from None
     return with_derived_limb_leads(make_ecg(path, signal, fs, names, meta, check_units))
 
 
@@ -86,6 +95,9 @@ def _channel_lead(channel: Dataset) -> str | None:
 def _group_signal(ds: Dataset, index: int, path: Path) -> tuple[float, list[str], np.ndarray, dict]:
     """mV rows of the ECG channels of one multiplex group (non-ECG channels, e.g. pressures, are skipped)."""
     group = ds.WaveformSequence[index]
+    fs = check_rate(path, group.get("SamplingFrequency"), "multiplex group sampling frequency")
+    check_extent(path, fs, int(group.get("NumberOfWaveformSamples") or 0),
+                 int(group.get("NumberOfWaveformChannels") or 0))
     try:
         raw = multiplex_array(ds, index, as_raw=True).T.astype(np.int64)
     except (AttributeError, KeyError, ValueError) as exc:
@@ -107,9 +119,6 @@ def _group_signal(ds: Dataset, index: int, path: Path) -> tuple[float, list[str]
         rows.append((counts * scale + baseline) * factor)
     if not rows:
         raise ECGReadError(path, f"no ECG lead channels in multiplex group {index} (channels: {', '.join(skipped)})")
-    fs = float(group.get("SamplingFrequency", 0) or 0)
-    if fs <= 0:
-        raise ECGReadError(path, "missing Sampling Frequency in the multiplex group")
     return fs, names, stack_leads(path, names, rows), {**notes, "skipped_channels": skipped}
 
 

@@ -17,8 +17,9 @@ import pyedflib
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
 from ecgfm.io._common import is_lead_name, iso_datetime, make_ecg, stack_leads, window
+from ecgfm.io.limits import check_extent, check_rate
 from ecgfm.io.registry import register_reader
-from ecgfm.io.units import unit_factor
+from ecgfm.signal.units import unit_factor
 
 #: contec-ecg2edf (RigacciOrg/ecg-contec) writes ECG90A raw counts with a +-1000 mV / +-32768 header, i.e.
 #: 30.5 uV per count, while the device resolution is 5 uV per count: amplitudes come out 6.1x too large.
@@ -37,8 +38,9 @@ def read_edf(path: Path, *, start: float = 0.0, duration: float | None = None, l
     try:
         channels, names, skipped = _ecg_channels(reader, lead_map or {}, path)
         _refuse_contec_conversion(reader, channels, path)
-        fs = _common_rate(reader, channels, path)
+        fs = check_rate(path, _common_rate(reader, channels, path))
         first, last = window(fs, int(reader.getNSamples()[channels[0]]), start, duration, path)
+        check_extent(path, fs, last - first, len(channels), "start=/duration= in seconds")
         rows, clipped = zip(*(_physical(reader, ch, first, last - first) for ch in channels))
         meta = {**_metadata(reader, path), "skipped_channels": skipped, "window_start_s": first / fs}
         if sum(clipped):

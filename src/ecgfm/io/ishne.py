@@ -7,6 +7,7 @@ read just a window from disk.
 """
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import Mapping
@@ -17,6 +18,7 @@ from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
 from ecgfm.io._common import (decode_text, iso_datetime, lead_name, make_ecg, safe_date, safe_time, stack_leads,
                               window)
+from ecgfm.io.limits import check_extent, check_rate
 from ecgfm.io.registry import register_reader
 from ecgfm.io.scp import crc_ccitt
 
@@ -39,11 +41,16 @@ def read_ishne(path: Path, *, start: float = 0.0, duration: float | None = None,
     with open(path, "rb") as fh:
         head = fh.read(HEADER_END)
         header = _header(head, path)
-        variable = fh.read(max(header["var_length"], 0))
+        if not 0 <= header["var_length"] <= os.fstat(fh.fileno()).st_size - HEADER_END:
+            raise ECGReadError(path, f"implausible ISHNE header: a variable block of {header['var_length']} bytes "
+                                     "does not fit in the file")
+        variable = fh.read(header["var_length"])
         if check_crc and crc_ccitt(head[10:] + variable) != struct.unpack_from("<H", head, 8)[0]:
             raise ECGReadError(path, "ISHNE header fails its CRC check (corrupted file)")
         names = [_lead(code, i + 1, path, lead_map) for i, code in enumerate(header["codes"])]
-        first, last = window(header["fs"], header["n_samples"], start, duration, path)
+        fs = check_rate(path, header["fs"])
+        first, last = window(fs, header["n_samples"], start, duration, path)
+        check_extent(path, fs, last - first, len(names), "start=/duration= in seconds")
         counts = _samples(fh, header, first, last, path)
     rows = [counts[i] * (header["resolution_nv"][i] * 1e-6) for i in range(len(names))]
     meta = {"record_id": path.stem, "patient_id": header["id"] or None, "sex": {1: "M", 2: "F"}.get(header["sex"]),

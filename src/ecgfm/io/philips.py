@@ -21,6 +21,7 @@ from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
 from ecgfm.io._common import (clean_statements, decode_base64, int16_le, iso_datetime, lead_name, make_ecg,
                               normalise_sex, stack_leads, trim_padding)
+from ecgfm.io.limits import check_extent, check_rate
 from ecgfm.io.registry import register_reader
 from ecgfm.io.xmlsafe import attr, read_xml, root_is, text
 from ecgfm.leads import STANDARD_LEADS
@@ -28,6 +29,8 @@ from ecgfm.leads import STANDARD_LEADS
 _LZW_BITS = 10
 _LZW_MAX_CODE = (1 << _LZW_BITS) - 2  # 1022; 1023 terminates a chunk
 _XLI_DELTA_BIAS = 64
+#: Bytes an XLI chunk may decode to beyond 2 per declared sample before decoding stops (genuine chunks: 0).
+_XLI_SLACK_BYTES = 4096
 #: Representative beats are padded to their buffer length with the int16 maximum.
 _INT16_PAD = 32767
 
@@ -67,13 +70,16 @@ def _rhythm(root: ET.Element, path: Path) -> tuple[float, list[str], np.ndarray]
     resolution_uv = _number(attr(waves, "resolution") or text(signal_info, "resolution")
                             or text(signal_info, "signalresolution"), path, "signal resolution (uV)")
     labels = _lead_labels(waves, signal_info, path)
-    n_samples = int(round(_number(attr(waves, "durationperchannel"), path, "durationperchannel") * fs / 1000))
+    fs = check_rate(path, fs)
+    duration_ms = _number(attr(waves, "durationperchannel"), path, "durationperchannel")
+    check_extent(path, fs, int(min(max(duration_ms, 0), 1e15) * fs / 1000), len(labels))
+    n_samples = int(round(duration_ms * fs / 1000))
     if (attr(waves, "dataencoding") or "Base64") != "Base64":
         raise ECGReadError(path, f"unsupported waveform encoding {attr(waves, 'dataencoding')!r}")
     raw = decode_base64(waves.text, path, "parsedwaveforms")
     method = attr(waves, "compression") or attr(waves, "compressmethod") or "Uncompressed"
     if method.upper() == "XLI":
-        leads = xli_decode(raw, len(labels), path)
+        leads = xli_decode(raw, len(labels), path, max_samples=n_samples)
     elif method.lower() in {"uncompressed", "none"}:
         flat = int16_le(raw, path, "parsedwaveforms")
         if flat.size < len(labels) * n_samples:
@@ -130,8 +136,12 @@ def rebuild_limb_leads(counts: np.ndarray, names: list[str]) -> np.ndarray:
     return out
 
 
-def xli_decode(raw: bytes, n_leads: int, path: Path) -> list[np.ndarray]:
-    """Decode the first ``n_leads`` XLI chunks (extra chunks, e.g. blank channels, are ignored)."""
+def xli_decode(raw: bytes, n_leads: int, path: Path, max_samples: int | None = None) -> list[np.ndarray]:
+    """Decode the first ``n_leads`` XLI chunks (extra chunks, e.g. blank channels, are ignored).
+
+    LZW expands each 10-bit code to up to ~1 KB, so a chunk's output is capped at the declared ``max_samples``
+    (2 bytes each, plus slack) instead of growing ~800x its input.
+    """
     leads, offset = [], 0
     while len(leads) < n_leads:
         if offset + 8 > len(raw):
@@ -142,14 +152,15 @@ def xli_decode(raw: bytes, n_leads: int, path: Path) -> list[np.ndarray]:
             raise ECGReadError(path, f"XLI chunk {len(leads) + 1} declares {size} bytes, {len(chunk)} available")
         offset += 8 + size
         try:
-            leads.append(_xli_deltas(_xli_unpack(_lzw_decode(chunk)), first))
+            cap = None if max_samples is None else 2 * max_samples + _XLI_SLACK_BYTES
+            leads.append(_xli_deltas(_xli_unpack(_lzw_decode(chunk, cap)), first))
         except ValueError as exc:
             raise ECGReadError(path, f"XLI chunk {len(leads) + 1}: {exc}") from None
     return leads
 
 
-def _lzw_decode(chunk: bytes) -> bytes:
-    """Classic LZW with fixed 10-bit MSB-first codes and a 256-entry byte alphabet."""
+def _lzw_decode(chunk: bytes, max_bytes: int | None = None) -> bytes:
+    """Classic LZW with fixed 10-bit MSB-first codes and a 256-entry byte alphabet; stops past ``max_bytes``."""
     bits = np.unpackbits(np.frombuffer(chunk, dtype=np.uint8))
     n_codes = bits.size // _LZW_BITS
     codes = bits[:n_codes * _LZW_BITS].reshape(n_codes, _LZW_BITS) @ (1 << np.arange(_LZW_BITS - 1, -1, -1))
@@ -165,6 +176,8 @@ def _lzw_decode(chunk: bytes) -> bytes:
         else:
             raise ValueError(f"corrupt LZW stream (code {code} before it is defined)")
         out += entry
+        if max_bytes is not None and len(out) > max_bytes:
+            break  # the caller keeps only the declared samples
         if previous and len(table) <= _LZW_MAX_CODE:
             table.append(previous + entry[:1])
         previous = entry

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import threading
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -31,6 +34,10 @@ class Reader:
 
 
 _READERS: dict[str, Reader] = {}
+#: Exceptions a reader's parsing raises on malformed bytes; ``read`` turns them into ``ECGReadError`` naming the file.
+#: Anything else (a ``MemoryError`` above all: the limits must prevent it) is a bug and stays visible.
+DATA_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, ArithmeticError, struct.error,
+               zlib.error, zipfile.BadZipFile)
 _SNIFF_BYTES = 4096
 
 
@@ -126,7 +133,7 @@ def read(path: str | os.PathLike, format: str | None = None, **kwargs) -> ECG:
         raise
     except ECGError as exc:  # e.g. ECGValueError from ECG validation: attach the file name
         raise ECGReadError(path, str(exc)) from exc
-    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as exc:
+    except DATA_ERRORS as exc:
         raise ECGReadError(path, f"{reader.name} reader failed: {type(exc).__name__}: {exc}") from exc
     if "source" not in ecg.meta or "format" not in ecg.meta:
         ecg = ecg.replace(**{k: v for k, v in (("source", str(path)), ("format", reader.name)) if k not in ecg.meta})

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgfm.config import read_limits
 from ecgfm.ecg import ECG
 from ecgfm.errors import ECGReadError
 from ecgfm.io._common import (clean_statements, decode_text, iso_datetime, make_ecg, safe_date, safe_time,
                               stack_leads, with_derived_limb_leads)
+from ecgfm.io.limits import check_extent, check_file_size, check_rate
 from ecgfm.io.registry import register_reader
 
 #: SCP-ECG lead identification codes (EN 1064 section 3) for the leads ecgfm knows by name.
@@ -58,6 +60,7 @@ class LeadDef:
 @register_reader("scp", (".scp",), description="SCP-ECG (EN 1064), default Huffman and difference encoding")
 def read_scp(path: Path, *, check_crc: bool = True, check_units: bool = True) -> ECG:
     """Read an SCP-ECG record (rhythm data of section 6); CRCs are verified unless ``check_crc=False``."""
+    check_file_size(path, read_limits().max_file_bytes, "SCP-ECG file", "ReadLimits.max_file_bytes")
     data = path.read_bytes()
     sections = parse_sections(data, path, check_crc)
     for required in (3, 6):
@@ -138,6 +141,9 @@ def _rhythm(section: bytes, leads: list[LeadDef], huffman: bool, path: Path
     if len(section) < 6 + 2 * len(leads):
         raise ECGReadError(path, "section 6 (rhythm data) is truncated")
     avm_nv, interval_us, differences, bimodal = struct.unpack_from("<HHBB", section)
+    if interval_us:
+        fs = check_rate(path, 1e6 / interval_us, f"sampling rate (sample interval {interval_us} us)")
+        check_extent(path, fs, max(lead.n_samples for lead in leads), len(leads))
     if bimodal:
         raise ECGReadError(path, "rhythm data uses bimodal (lossy) compression, not supported")
     if interval_us == 0 or avm_nv == 0:

@@ -18,7 +18,7 @@ def summarize(ecg: ECG) -> dict[str, Any]:
     lo, hi = ecg.signal.min(axis=1), ecg.signal.max(axis=1)
     amplitude = {lead: {"min_mv": round(float(a), 4), "max_mv": round(float(b), 4), "ptp_mv": round(float(b - a), 4)}
                  for lead, a, b in zip(ecg.leads, lo, hi)}
-    skip = {"statements", "source", "format", *MAIN_META_KEYS}
+    skip = {"statements", "source", "format", "snomed", "scp", *MAIN_META_KEYS}
     return {
         "source": ecg.meta.get("source"),
         "format": ecg.meta.get("format"),
@@ -28,9 +28,17 @@ def summarize(ecg: ECG) -> dict[str, Any]:
         "duration_s": round(ecg.duration, 4),
         "amplitude": amplitude,
         "statements": list(ecg.meta.get("statements", [])),
+        "snomed_labels": snomed_labels(ecg.meta.get("snomed", [])),
         "metadata": {key: _jsonable(ecg.meta[key]) for key in MAIN_META_KEYS if key in ecg.meta},
         "other": {key: _jsonable(value) for key, value in ecg.meta.items() if key not in skip},
     }
+
+
+def snomed_labels(codes: list[str]) -> list[dict[str, Any]]:
+    """Each SNOMED-CT label (Challenge ``# Dx:`` codes) with its term and the SCP-ECG statements it implies."""
+    from ecgfm.labels.snomed import snomed_term, snomed_to_scp
+
+    return [{"snomed": str(code), "term": snomed_term(code), "scp": snomed_to_scp(code)} for code in codes]
 
 
 def describe_file(path: str | os.PathLike, format: str | None = None, **options) -> dict[str, Any]:

@@ -13,15 +13,18 @@ from pathlib import Path
 import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
 
+from ecgfm.config import ReadLimits, read_limits
 from ecgfm.errors import ECGReadError
 
-#: Refuse XML files larger than this before reading them (a 10 s 12-lead export is well under 1 MB).
-MAX_XML_BYTES = 64 * 1024 * 1024
+#: The default size limit of XML files (``ReadLimits.max_text_bytes``; a 10 s 12-lead export is well under 1 MB).
+MAX_XML_BYTES = ReadLimits().max_text_bytes
 
 
 def read_xml(path: Path, max_bytes: int | None = None) -> tuple[ET.Element, str]:
-    """Parse ``path`` safely; returns the root (namespaces stripped from tags) and the root's original namespace."""
-    limit = MAX_XML_BYTES if max_bytes is None else max_bytes
+    """Parse ``path`` safely; returns the root (namespaces stripped from tags) and the root's original namespace.
+
+    Files over ``max_bytes`` (default: ``ReadLimits.max_text_bytes``, 32 MiB) are refused before reading."""
+    limit = read_limits().max_text_bytes if max_bytes is None else max_bytes
     try:
         size = path.stat().st_size
     except OSError as exc:

@@ -27,7 +27,8 @@ from typing import Any
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from pydantic import BaseModel, Field
 
-from ecgfm.inference.predictor import Predictor, discover_inputs
+from ecgfm.inference.predictor import Predictor
+from ecgfm.io.discover import discover_inputs
 
 #: Default request body limit: a 10-s 12-lead ECG is 0.1-1 MB in every common format; 20 MB leaves room for Holters.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024

@@ -6,6 +6,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as sps
 
+from ecgfm.config import read_limits
 from ecgfm.errors import ECGValueError
 
 
@@ -30,6 +31,14 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float, max_denominator: int = 
     target = int(round(x.shape[-1] * fs_out / fs_in))
     if target < 1:
         raise ECGValueError(f"{x.shape[-1]} samples at {fs_in} Hz leave nothing at {fs_out} Hz")
+    if not 1e-3 <= fs_out / fs_in <= 1e3:  # resample_poly's filter has ~20 x max(up, down) taps
+        raise ECGValueError(f"cannot resample from {fs_in:g} Hz to {fs_out:g} Hz: a ratio beyond 1000 means a wrong "
+                            "sampling rate")
+    limit = read_limits().max_values
+    if target * x.shape[0] > limit:  # refused before allocating: a 0.001 Hz rate would ask for ~22 GiB
+        raise ECGValueError(f"resampling {x.shape[-1]} samples from {fs_in:g} Hz to {fs_out:g} Hz would make "
+                            f"{target} samples x {x.shape[0]} leads, over the limit of {limit} values "
+                            "(ReadLimits.max_values); the input's sampling rate is probably wrong")
     ratio = Fraction(fs_out / fs_in).limit_denominator(max_denominator)
     y = sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1, padtype="line")
     # resample_poly returns ceil(n * up / down) samples; the approximated ratio can add or drop one more.

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ecgfm.ecg import ECG
-from ecgfm.io.units import check_plausible_millivolts
+from ecgfm.signal.units import check_plausible_millivolts
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.signal import filters
 from ecgfm.signal.leads import reorder_leads
@@ -44,7 +44,7 @@ class CheckUnits(Step):
     name: ClassVar[str] = "check_units"
 
     def __call__(self, ecg: ECG) -> ECG:
-        check_plausible_millivolts(ecg.signal, ecg.meta.get("source"))
+        check_plausible_millivolts(ecg.signal, ecg.meta.get("source"), fs=ecg.fs, leads=ecg.leads)
         return ecg
 
 
