@@ -130,8 +130,6 @@ def test_predict_outputs_duration_and_notes_and_unique_record_ids(model_dir, tmp
     assert rows[0]["notes"] == [] and "zero-padded" in rows[1]["notes"][0]
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: discover_inputs (inference/predictor.py) reports a WFDB record "
-                   "named without .hea as 'file not found', though ecgfm.read and predict's help accept it")
 def test_predict_takes_a_wfdb_record_named_without_hea(model_dir, records, tmp_path):
     out = tmp_path / "p.csv"
     result = runner.invoke(app, ["predict", str(records / "a"), "--model", str(model_dir), "--out", str(out),
