@@ -187,7 +187,7 @@ def test_timed_out_explanation_is_killed_and_its_process_replaced(predictor, rec
     long_record = tmp_path / "long.npz"  # 60 s: integrated gradients over it take minutes
     np.savez(long_record, signal=synthetic_signal(100, 60), fs=100.0, leads=np.array(STANDARD_LEADS))
     files = [("files", ("long.npz", long_record.read_bytes(), "application/octet-stream"))]
-    app = create_app(predictor, timeout_s=3)
+    app = create_app(predictor, explain_timeout_s=3)
     with TestClient(app) as client:
         [first] = app.state.explainer.start()  # the model is loaded: the 3 s are the explanation's own
         start = time.monotonic()
@@ -201,6 +201,28 @@ def test_timed_out_explanation_is_killed_and_its_process_replaced(predictor, rec
         quick = client.post("/explain", files=record, params={"method": "lead-occlusion"})
         assert quick.status_code == 200, quick.text  # and answers the next request
     assert not _alive(second)  # shutting the service down stops its workers
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc to measure the worker process")
+def test_explanation_over_its_memory_budget_is_stopped(predictor, tmp_path):
+    from ecgfm.serve.explainer import _rss_mb
+
+    long_record = tmp_path / "long.npz"
+    np.savez(long_record, signal=synthetic_signal(100, 60), fs=100.0, leads=np.array(STANDARD_LEADS))
+    files = [("files", ("long.npz", long_record.read_bytes(), "application/octet-stream"))]
+    app = create_app(predictor, explain_timeout_s=60)
+    with TestClient(app) as client:
+        [first] = app.state.explainer.start()
+        app.state.explainer.max_rss_mb = _rss_mb(first) + 20  # the loaded model and 20 MB more
+        response = client.post("/explain", files=files, params={"label": ["NORM", "AFIB", "IMI"]})
+        assert response.status_code == 422 and "more than" in response.json()["detail"]
+        assert not _alive(first) and app.state.explainer.pids() != [first]
+
+
+def test_long_records_are_explained_in_smaller_passes():
+    from ecgfm.serve.explainer import internal_batch
+
+    assert [internal_batch(s) for s in (2.5, 10, 20, 30, 150, 3600)] == [8, 8, 4, 2, 1, 1]
 
 
 # -- the model card ----------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ raw socket), API keys from the command line, and predictions that keep their lat
 from __future__ import annotations
 
 import os
+import select
 import socket
 import statistics
 import subprocess
@@ -20,7 +21,7 @@ from predict_fixtures import make_tiny_model, synthetic_signal, write_wfdb
 
 API_KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-READ_TIMEOUT_S, BODY_TIMEOUT_S, KEEP_ALIVE_S, TIMEOUT_S = 2.0, 4.0, 1.0, 8.0
+READ_TIMEOUT_S, BODY_TIMEOUT_S, MIN_RATE, KEEP_ALIVE_S, TIMEOUT_S = 2.0, 5.0, 5000, 1.0, 8.0
 
 
 def _free_port() -> int:
@@ -41,8 +42,8 @@ def server(tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "-m", "ecgfm.cli.main", "serve", "--model", str(model_dir),
                                  "--port", str(port), "--workers", "2", "--threads", "1", "--api-key-file",
                                  str(key_file), "--rate-limit", "0", "--read-timeout", str(READ_TIMEOUT_S),
-                                 "--body-timeout", str(BODY_TIMEOUT_S), "--keep-alive", str(KEEP_ALIVE_S),
-                                 "--timeout", str(TIMEOUT_S), "--explain-queue", "1"],
+                                 "--body-timeout", str(BODY_TIMEOUT_S), "--body-min-rate", str(MIN_RATE),
+                                 "--keep-alive", str(KEEP_ALIVE_S), "--explain-timeout", str(TIMEOUT_S)],
                                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "MPLBACKEND": "Agg"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -107,23 +108,35 @@ def _connect(url: str) -> socket.socket:
 def _answer(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes the connection."""
     data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:  # the server closed while bytes it never read were on their way
+        pass
     return data
 
 
-def _trickle(sock: socket.socket, data: bytes, every_s: float, until_s: float) -> float:
-    """Send ``data`` one byte every ``every_s`` until the server closes or ``until_s`` passes; returns seconds."""
+def _trickle(sock: socket.socket, data: bytes, every_s: float, until_s: float, chunk: int = 1) -> float:
+    """Send ``data``, ``chunk`` bytes every ``every_s``, until the server closes or ``until_s`` passes; returns
+    the seconds it took."""
     start = time.monotonic()
-    for byte in data:
-        if time.monotonic() - start > until_s:
+    for offset in range(0, len(data), chunk):
+        if time.monotonic() - start > until_s or select.select([sock], [], [], 0)[0]:  # past, or answered
             break
         try:
-            sock.sendall(bytes([byte]))
+            sock.sendall(data[offset:offset + chunk])
         except OSError:  # the server closed the connection
             break
         time.sleep(every_s)
     return time.monotonic() - start
+
+
+def _upload(record: list, boundary: str = "b") -> bytes:
+    """The multipart body of an upload (what httpx would send), for sending by hand."""
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+             f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
+             for _, (name, data, _type) in record]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
 
 
 def _upload_head(length: int) -> bytes:
@@ -131,25 +144,37 @@ def _upload_head(length: int) -> bytes:
             f" boundary=b\r\nContent-Length: {length}\r\n\r\n").encode()
 
 
-def test_body_trickled_within_the_pause_limit_gets_408_at_the_body_limit(server):
+def _exchange(server: str, head: bytes, body: bytes, every_s: float, chunk: int = 1) -> tuple[bytes, float]:
+    """Send ``head`` at once and ``body`` in a trickle; the server's whole answer and the seconds until it closed."""
     with _connect(server) as sock:
         start = time.monotonic()
-        sock.sendall(_upload_head(100_000))
-        _trickle(sock, b"--b\r\n" + b"x" * 1000, every_s=0.5, until_s=BODY_TIMEOUT_S + 3)  # pauses < read timeout
-        answer = _answer(sock)
-        elapsed = time.monotonic() - start
+        sock.sendall(head)
+        _trickle(sock, body, every_s=every_s, until_s=BODY_TIMEOUT_S + 5, chunk=chunk)
+        return _answer(sock), time.monotonic() - start
+
+
+def test_trickled_body_gets_408_once_the_pause_limit_has_passed(server):
+    # a byte every 0.3 s never pauses as long as the read timeout, but stays far below the minimum rate
+    answer, elapsed = _exchange(server, _upload_head(100_000), b"--b\r\n" + b"x" * 1000, every_s=0.3)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-    assert b"too slowly" in answer and BODY_TIMEOUT_S - 0.5 < elapsed < BODY_TIMEOUT_S + 2.5
+    assert b"too slowly" in answer and READ_TIMEOUT_S - 0.5 < elapsed < READ_TIMEOUT_S + 2
 
 
 def test_body_that_stops_gets_408_after_the_pause_limit(server):
-    with _connect(server) as sock:
-        start = time.monotonic()
-        sock.sendall(_upload_head(100_000) + b"--b\r\nContent-Disposition: form-data")
-        answer = _answer(sock)  # the client sends nothing more
-        elapsed = time.monotonic() - start
+    answer, elapsed = _exchange(server, _upload_head(100_000), b"--b\r\n", every_s=0)  # then nothing more
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert READ_TIMEOUT_S - 0.5 < elapsed < READ_TIMEOUT_S + 2
+
+
+def test_slow_but_steady_upload_is_served_and_an_endless_one_is_cut(server, record):
+    body = _upload(record)  # ~25 kB at ~10 kB/s: longer than the read timeout, above the minimum rate
+    answer, elapsed = _exchange(server, _upload_head(len(body)), body, every_s=0.1, chunk=1000)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert elapsed > READ_TIMEOUT_S and b'"record_id":"00007_lr"' in answer
+    part = b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.npy"\r\n\r\n'
+    answer, elapsed = _exchange(server, _upload_head(10**6), part + b"x" * 10**6, every_s=0.1, chunk=1000)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]  # 1 MB at 10 kB/s would take 100 s: cut at the total
+    assert BODY_TIMEOUT_S - 0.5 < elapsed < BODY_TIMEOUT_S + 2
 
 
 def test_trickled_headers_get_408_and_the_connection_closes(server):

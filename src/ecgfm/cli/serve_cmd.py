@@ -34,8 +34,9 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port."),
         backend: str = typer.Option("torch", "--backend", help="torch or onnx (ONNX Runtime; no /explain)."),
         max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Request size limit (413 above)."),
-        timeout: float = typer.Option(30.0, "--timeout", min=0.01, help="Seconds per prediction or explanation "
-                                      "(504 above; an explanation is then stopped)."),
+        timeout: float = typer.Option(30.0, "--timeout", min=0.01, help="Seconds per prediction (504 above)."),
+        explain_timeout: float = typer.Option(60.0, "--explain-timeout", min=0.01, help="Seconds per explanation, "
+                                              "waiting included (504 above; the explanation is stopped)."),
         workers: int = typer.Option(2, "--workers", min=1, help="Predictions processed in parallel (threads)."),
         queue: int = typer.Option(64, "--queue", min=0, help="Predictions waiting for a worker (503 beyond)."),
         explain_workers: int = typer.Option(1, "--explain-workers", min=1, help="Explanation processes (each holds "
@@ -45,8 +46,8 @@ def register(app: typer.Typer) -> None:
         max_explain_labels: int = typer.Option(3, "--max-explain-labels", min=1, help="Labels per /explain request."),
         max_explain_steps: int = typer.Option(64, "--max-explain-steps", min=2, help="Integrated-gradients steps per "
                                               "explanation."),
-        explain_memory_mb: Optional[float] = typer.Option(2048.0, "--explain-memory-mb", min=100, help="Memory "
-                                                          "(RSS) an explanation process may use; stopped above it."),
+        explain_memory_mb: float = typer.Option(1024.0, "--explain-memory-mb", min=100, help="Memory (RSS) an "
+                                                "explanation process may use; stopped above it (422)."),
         api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File of API keys (one per line); "
                                                     f"default ${API_KEY_ENV}. With a key, requests need "
                                                     "'Authorization: Bearer KEY' or 'X-API-Key: KEY' (401)."),
@@ -58,9 +59,11 @@ def register(app: typer.Typer) -> None:
         rate_burst: int = typer.Option(60, "--rate-burst", min=1, help="Requests a client may make at once."),
         trust_proxy: bool = typer.Option(False, "--trust-proxy", help="Identify clients by X-Forwarded-For (only "
                                          "behind a reverse proxy that sets it)."),
-        read_timeout: float = typer.Option(10.0, "--read-timeout", min=0.1, help="Seconds a client may take for "
+        read_timeout: float = typer.Option(5.0, "--read-timeout", min=0.1, help="Seconds a client may take for "
                                            "its request headers, or pause within its body (408)."),
-        body_timeout: float = typer.Option(60.0, "--body-timeout", min=0.1, help="Seconds for a whole request "
+        body_min_rate: float = typer.Option(10_000, "--body-min-rate", min=0, help="Bytes/s a request body must "
+                                            "average once --read-timeout has passed (408 below; 0: no minimum)."),
+        body_timeout: float = typer.Option(600.0, "--body-timeout", min=0.1, help="Seconds for a whole request "
                                            "body (408)."),
         keep_alive: float = typer.Option(5.0, "--keep-alive", min=0.1, help="Seconds an idle connection stays open."),
         max_connections: int = typer.Option(100, "--max-connections", min=1, help="Connections served at once "
@@ -97,8 +100,10 @@ def register(app: typer.Typer) -> None:
                       highlight=False)
         run_server(predictor, host=host, port=port, keep_alive_s=keep_alive, header_timeout_s=read_timeout,
                    max_connections=max_connections, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                   timeout_s=timeout, workers=workers, queue=queue, explain_workers=explain_workers,
+                   timeout_s=timeout, workers=workers, queue=queue, explain_timeout_s=explain_timeout,
+                   explain_workers=explain_workers,
                    explain_queue=explain_queue, max_explain_labels=max_explain_labels,
                    max_explain_steps=max_explain_steps, explain_max_rss_mb=explain_memory_mb, api_keys=keys,
                    cors_origins=cors_origin or (), rate_limit=rate_limit or None, rate_burst=rate_burst,
-                   trust_proxy=trust_proxy, read_timeout_s=read_timeout, body_timeout_s=body_timeout)
+                   trust_proxy=trust_proxy, read_timeout_s=read_timeout, body_min_rate=body_min_rate,
+                   body_timeout_s=body_timeout)

@@ -46,9 +46,17 @@ DEFAULT_QUEUE = 64
 #: ~17 s on one core (a 54-label request took 6 min); ecgfm.explain's defaults are 3 findings and 64 steps.
 DEFAULT_MAX_EXPLAIN_LABELS = 3
 DEFAULT_MAX_EXPLAIN_STEPS = 64
-#: Seconds a client may pause between two chunks of a request body, and take for the whole body (408 after).
-DEFAULT_READ_TIMEOUT_S = 10.0
-DEFAULT_BODY_TIMEOUT_S = 60.0
+#: Seconds an explanation may take: 3 labels x 64 steps of the shipped model take ~17 s on an idle core, over 30 s on a
+#: busy one (benchmarks/results/serve_load.json).
+DEFAULT_EXPLAIN_TIMEOUT_S = 60.0
+#: Resident memory of an explanation process: the shipped model loaded takes ~530 MB, a maximal explanation of a 10-s
+#: record peaks at ~890 MB (benchmarks/results/serve_load.json); longer records are explained in smaller passes.
+DEFAULT_EXPLAIN_MAX_RSS_MB = 1024.0
+#: Seconds a client may take for its headers or pause within its body; the body's lowest average rate once that time
+#: has passed (bytes/s: a byte-a-second trickle is cut after 5 s); the longest body (s: 20 MB need 35 kB/s).
+DEFAULT_READ_TIMEOUT_S = 5.0
+DEFAULT_BODY_MIN_RATE = 10_000.0
+DEFAULT_BODY_TIMEOUT_S = 600.0
 
 
 class Service:
@@ -117,19 +125,23 @@ class Service:
 
 def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                timeout_s: float = DEFAULT_TIMEOUT_S, workers: int = 2, queue: int = DEFAULT_QUEUE,
-               explain_workers: int = 1, explain_queue: int = 1,
+               explain_timeout_s: float | None = DEFAULT_EXPLAIN_TIMEOUT_S, explain_workers: int = 1,
+               explain_queue: int = 1,
                max_explain_labels: int = DEFAULT_MAX_EXPLAIN_LABELS, max_explain_steps: int = DEFAULT_MAX_EXPLAIN_STEPS,
-               explain_max_rss_mb: float | None = None, api_keys: Sequence[str] | None = None,
+               explain_max_rss_mb: float | None = DEFAULT_EXPLAIN_MAX_RSS_MB, api_keys: Sequence[str] | None = None,
                cors_origins: Sequence[str] = (), rate_limit: float | None = None, rate_burst: int = 60,
                trust_proxy: bool = False, read_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S,
+               body_min_rate: float | None = DEFAULT_BODY_MIN_RATE,
                body_timeout_s: float | None = DEFAULT_BODY_TIMEOUT_S) -> FastAPI:
     """The prediction service around a loaded ``predictor``.
 
     Args:
         predictor: the model (loaded once, shared by all requests).
         max_upload_bytes: request body limit (413 above it).
-        timeout_s: per-request limit for reading + inference, and for an explanation (504 above it).
+        timeout_s: per-request limit for reading + prediction (504 above it).
         workers / queue: threads reading and predicting, and requests admitted to wait for one (503 beyond).
+        explain_timeout_s: per-request limit of an explanation, waiting included (504 and its process is killed);
+            None: ``timeout_s``.
         explain_workers / explain_queue: explanation processes (each holds a copy of the model) and explanations
             admitted to wait for one (503 beyond).
         max_explain_labels / max_explain_steps: per-request caps of ``/explain`` (422 above them).
@@ -138,12 +150,14 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         cors_origins: origins allowed to call the API from a browser (none by default: no CORS headers).
         rate_limit / rate_burst: requests per second (average) and at once per client (429 beyond); None: off.
         trust_proxy: identify clients by the last ``X-Forwarded-For`` entry (only behind a proxy that sets it).
-        read_timeout_s / body_timeout_s: limits on the pause between body chunks and the whole body (408).
+        read_timeout_s / body_min_rate / body_timeout_s: the longest pause within a request body (s), its lowest
+            average rate after ``read_timeout_s`` (bytes/s) and its longest duration (s); 408 beyond. None: off.
     """
     backend_model = getattr(predictor.backend, "model", None)
     service = Service(
         predictor, JobPool(workers, queue, "predictions"),
-        ExplanationPool(backend_model, explain_workers, explain_queue, timeout_s, explain_max_rss_mb)
+        ExplanationPool(backend_model, explain_workers, explain_queue, explain_timeout_s or timeout_s,
+                        explain_max_rss_mb)
         if backend_model is not None else None,
         max_upload_bytes, timeout_s, max_explain_labels, max_explain_steps)
 
@@ -163,7 +177,8 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         version=_version(), lifespan=lifespan, max_body_size=int(max_upload_bytes))
     app.state.predictor, app.state.service, app.state.explainer = predictor, service, service.explainer
     add_guards(app, api_keys=api_keys, cors_origins=cors_origins, rate_limit=rate_limit, rate_burst=rate_burst,
-               trust_proxy=trust_proxy, read_timeout_s=read_timeout_s, body_timeout_s=body_timeout_s)
+               trust_proxy=trust_proxy, read_timeout_s=read_timeout_s, body_timeout_s=body_timeout_s,
+               body_min_rate=body_min_rate)
 
     def predict_one(folder: Path, stop: threading.Event) -> dict[str, Any]:
         path = one_record(folder, "send one per request or use POST /predict/batch")
@@ -245,7 +260,7 @@ def _version() -> str:
 
 
 def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, keep_alive_s: float = 5.0,
-          header_timeout_s: float | None = 10.0, max_connections: int | None = None, **app_kwargs: Any) -> None:
+          header_timeout_s: float | None = DEFAULT_READ_TIMEOUT_S, max_connections: int | None = None, **app_kwargs: Any) -> None:
     """Run the service with uvicorn (one process: the model is loaded once).
 
     Args:

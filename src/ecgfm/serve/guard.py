@@ -53,31 +53,44 @@ def _is_public(path: str) -> bool:
 
 
 class BodyReadTimeout:
-    """408 when a request body arrives too slowly: more than ``read_timeout_s`` between two chunks, or more than
+    """408 when a request body arrives too slowly: a pause of more than ``read_timeout_s`` between two chunks, an
+    average below ``min_rate`` bytes/s once ``read_timeout_s`` have passed (Apache's ``MinRate`` rule: a client
+    trickling a byte a second is cut off after ``read_timeout_s``, a slow but honest upload is not), or more than
     ``body_timeout_s`` for the whole body. The 408 closes the connection."""
 
-    def __init__(self, app: ASGIApp, read_timeout_s: float, body_timeout_s: float):
-        self.app, self.read_timeout_s, self.body_timeout_s = app, float(read_timeout_s), float(body_timeout_s)
+    def __init__(self, app: ASGIApp, read_timeout_s: float, body_timeout_s: float = math.inf, min_rate: float = 0.0):
+        self.app, self.read_timeout_s = app, float(read_timeout_s)
+        self.body_timeout_s, self.min_rate = float(body_timeout_s), float(min_rate)
+
+    def _refuse(self) -> HTTPException:
+        rate = f", at least {self.min_rate:g} bytes/s" if self.min_rate else ""
+        return HTTPException(408, f"the request body arrived too slowly (limits: {self.read_timeout_s:g} s between "
+                                  f"chunks{rate}, {self.body_timeout_s:g} s in all)", headers={"Connection": "close"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        deadline = time.monotonic() + self.body_timeout_s
-        body_done = False
+        start = time.monotonic()
+        received, body_done = 0, False
+
+        def time_left() -> float:
+            allowed = self.body_timeout_s
+            if self.min_rate:  # the deadline moves on with every byte received at the minimum rate
+                allowed = min(allowed, self.read_timeout_s + received / self.min_rate)
+            return min(self.read_timeout_s, start + allowed - time.monotonic())
 
         async def timed_receive() -> Message:
-            nonlocal body_done
+            nonlocal received, body_done
             if body_done:  # afterwards the app may wait for a disconnect as long as it likes
                 return await receive()
-            limit = min(self.read_timeout_s, deadline - time.monotonic())
             try:
+                limit = time_left()
                 if limit <= 0:
                     raise asyncio.TimeoutError
                 message = await asyncio.wait_for(receive(), limit)
             except asyncio.TimeoutError:
-                raise HTTPException(408, f"the request body arrived too slowly (limits: {self.read_timeout_s:g} s "
-                                         f"between chunks, {self.body_timeout_s:g} s in all)",
-                                    headers={"Connection": "close"}) from None
+                raise self._refuse() from None
+            received += len(message.get("body", b""))
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
@@ -164,13 +177,14 @@ def check_api_keys(keys: Sequence[str]) -> list[str]:
 
 def add_guards(app, api_keys: Sequence[str] | None = None, cors_origins: Sequence[str] = (),
                rate_limit: float | None = None, rate_burst: int = 60, trust_proxy: bool = False,
-               read_timeout_s: float | None = None, body_timeout_s: float | None = None) -> None:
+               read_timeout_s: float | None = None, body_timeout_s: float | None = None,
+               body_min_rate: float | None = None) -> None:
     """Add the guards that are configured to a FastAPI ``app`` (innermost first; see the module docstring)."""
     from starlette.middleware.cors import CORSMiddleware
 
     if read_timeout_s or body_timeout_s:
         app.add_middleware(BodyReadTimeout, read_timeout_s=read_timeout_s or math.inf,
-                           body_timeout_s=body_timeout_s or math.inf)
+                           body_timeout_s=body_timeout_s or math.inf, min_rate=body_min_rate or 0.0)
     if api_keys:
         app.add_middleware(ApiKeyAuth, keys=check_api_keys(api_keys))
     if rate_limit:
