@@ -1,6 +1,6 @@
 """What stands between the network and the model: read timeouts, API keys, per-client rate limits, CORS.
 
-Each guard is a small ASGI middleware, so it works under any ASGI server and in tests; ``guard_app`` stacks them in
+Each guard is a small ASGI middleware, so it works under any ASGI server and in tests; ``add_guards`` stacks them in
 this order (outermost first): CORS (answers preflights, labels every answer), rate limit (429 before any work, also
 for wrong keys), API key (401), body read timeout (408). Slow *headers* never reach an ASGI app: uvicorn has no
 header timeout of its own, so :func:`header_timeout_protocol` adds one to its HTTP/1.1 protocol (``ecgfm serve``
