@@ -46,13 +46,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(model: Path | None, log: Path):
-    """``ecgfm serve`` (the shipped model when ``model`` is None) on a free port until the block ends."""
+def serving(model: Path | None, log: Path, env: dict[str, str] | None = None):
+    """``ecgfm serve`` (the shipped model when ``model`` is None) on a free port until the block ends; ``env``: extra
+    environment variables."""
     port = _free_port()
     command = [sys.executable, "-m", "ecgfm.cli.main", "serve", "--port", str(port), "--workers", "2",
                "--threads", "1"] + (["--model", str(model)] if model else [])
     with open(log, "w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "MPLBACKEND": "Agg"})
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -299,6 +301,29 @@ def test_unreadable_file_shows_the_reason(server, browser, tmp_path):
     browser.find_element(By.ID, "file").send_keys(str(broken))
     _wait(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "error", "the error")
     assert "broken.hea" in browser.find_element(By.ID, "status").text
+
+
+def test_page_asks_for_the_api_key_once_and_sends_it(browser, tiny_model, tmp_path):
+    """A server started with an API key: the page (public) asks for the key at the first 401, then sends it with
+    every request of the tab, so drawing and predicting work as without a key."""
+    from selenium.common.exceptions import NoAlertPresentException
+
+    def alert():
+        try:
+            return browser.switch_to.alert
+        except NoAlertPresentException:
+            return None
+
+    key = "browser-test-key-0123456789"
+    with serving(tiny_model, tmp_path / "server.log", env={"ECGFM_API_KEY": key}) as url:
+        assert httpx.get(f"{url}/labels").status_code == 401
+        browser.get(url + "/")
+        prompt = _wait(alert, "the page to ask for the API key")
+        prompt.send_keys(key)
+        prompt.accept()
+        _wait(lambda: browser.find_element(By.ID, "model").text.startswith("model: resnet1d_small"), "the model line")
+        open_files(browser, url, _synthetic_wfdb(tmp_path))  # the page reloads: the key is kept for the tab
+        assert alert() is None and len(drawn_traces(browser)) == 13 and listed_findings(browser)
 
 
 def test_shipped_model_through_the_page(browser, tmp_path):

@@ -48,9 +48,35 @@
     for (const file of state.files) form.append("files", file, file.name);
     return form;
   }
+  // A server started with an API key answers 401: the page then asks for the key once per tab, keeps it in
+  // sessionStorage and sends it in a header (never in a URL) with every request.
+  const KEY_STORE = "ecgfm-api-key";
+  let keyPrompt = null;
+  function storedKey() {
+    try { return sessionStorage.getItem(KEY_STORE) || ""; } catch (e) { return ""; }
+  }
+  function askForKey() {
+    keyPrompt = keyPrompt || Promise.resolve().then(() => {
+      const key = (window.prompt("This ecgfm server needs an API key:") || "").trim();
+      try { sessionStorage.setItem(KEY_STORE, key); } catch (e) { /* storage disabled: ask again next time */ }
+      keyPrompt = null;
+      return key;
+    });
+    return keyPrompt;
+  }
+  async function request(path, options) {
+    const send = (key) => fetch(path, Object.assign({}, options, key ? { headers: { "X-API-Key": key } } : {}));
+    const used = storedKey();
+    let response = await send(used);
+    if (response.status === 401) {
+      const key = storedKey() !== used ? storedKey() : await askForKey();  // another request may have asked already
+      if (key) response = await send(key);
+    }
+    return response;
+  }
   async function post(path, params, asBlob) {
     const query = params ? "?" + new URLSearchParams(params).toString() : "";
-    const response = await fetch(path + query, { method: "POST", body: upload() });
+    const response = await request(path + query, { method: "POST", body: upload() });
     if (!response.ok) {
       let detail = response.statusText;
       try { const body = await response.json(); detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail); } catch (e) { /* not JSON */ }
@@ -61,7 +87,12 @@
 
   async function init() {
     try {
-      const [health, labels] = await Promise.all([fetch("health").then((r) => r.json()), fetch("labels").then((r) => r.json())]);
+      const json = async (path) => {
+        const response = await request(path);
+        if (!response.ok) throw new Error(`${path}: ${response.status} ${response.statusText}`);
+        return response.json();
+      };
+      const [health, labels] = await Promise.all([json("health"), json("labels")]);
       state.model = health.model;
       $("model").textContent = `model: ${health.model} (${health.labels} labels, ${health.backend})`;
       for (const row of labels) state.labels[row.label] = row;
