@@ -39,12 +39,15 @@ FLAT_SPAN_MV = 0.02
 #: A lead is flat when flat windows cover at least this fraction of the record (2 s of a 10-s ECG): a lead that drops
 #: out that long has lost two or more beats.
 FLAT_FRACTION = 0.2
-#: A lead is clipped when it holds exactly its maximum (or minimum) value for at least CLIP_MIN_RUN consecutive samples
-#: in at least CLIP_MIN_RUNS separate places: a saturated amplifier or a clipped export flattens every beat that
-#: exceeds its range at the same rail value, while a genuine peak is reached once. Exact equality: the rail is one
-#: number, whereas near-equal samples occur naturally at smooth peaks (e.g. after resampling).
+#: A lead is clipped when its maximum (or minimum) value recurs exactly in at least CLIP_MIN_RUNS separate places: a
+#: saturated amplifier or a clipped export flattens every beat that exceeds its range at the same rail value, while a
+#: genuine peak is reached once. Exact equality: the rail is one number, whereas near-equal samples occur naturally at
+#: smooth peaks (e.g. after resampling). Clean PTB-XL folds 1-9: 0.3% of records; 96% of the records that clipping at
+#: +-2 mV changes in 3 or more places.
 CLIP_MIN_RUNS = 3
-CLIP_MIN_RUN = 2
+#: ... and the rail must hold at least this many times as many samples as the value next to it (see _rail_excess):
+#: what tells saturation from the flat top of a coarsely quantised peak (5 uV steps: 0.3% false alarms on folds 1-9).
+CLIP_RAIL_EXCESS = 5.0
 #: Baseline: the median of each 0.5-s block (robust to QRS and most of the T wave). A lead wanders when its baseline
 #: spans more than this (mV): 1 mV is two large squares of ECG paper, 10x the ST deviations (0.1 mV) that matter.
 WANDER_BLOCK_SECONDS = 0.5
@@ -356,24 +359,42 @@ def check_flat_leads(ecg: ECG | QualitySignals) -> CheckResult:
 
 
 def _rail_runs(x: np.ndarray, rail: np.ndarray) -> np.ndarray:
-    """Per lead, how many separate runs of at least CLIP_MIN_RUN samples are exactly at ``rail``."""
+    """Per lead, how many separate runs of samples sit exactly at ``rail``."""
     at_rail = x == rail[:, None]
-    if CLIP_MIN_RUN > 1:  # a run of length >= k is a sample whose k-1 successors are also at the rail
-        held = at_rail[:, : x.shape[1] - CLIP_MIN_RUN + 1].copy()
-        for shift in range(1, CLIP_MIN_RUN):
-            held &= at_rail[:, shift: x.shape[1] - CLIP_MIN_RUN + 1 + shift]
-        at_rail = held
     starts = at_rail[:, 1:] & ~at_rail[:, :-1]
     return starts.sum(axis=1) + at_rail[:, 0]
 
 
+def _rail_excess(x: np.ndarray, rail: np.ndarray, below: bool) -> np.ndarray:
+    """Per lead, samples exactly at ``rail`` over samples at the nearest value on the signal side of it.
+
+    A clipped signal piles up at the rail and passes the values next to it quickly; a coarsely quantised genuine
+    peak (e.g. 5-50 uV steps) spends about as long one step below its maximum as at it.
+    """
+    out = np.zeros(x.shape[0])
+    for k in range(x.shape[0]):
+        inside = x[k][x[k] > rail[k]] if below else x[k][x[k] < rail[k]]
+        if inside.size == 0:
+            continue
+        neighbour = inside.min() if below else inside.max()
+        out[k] = np.count_nonzero(x[k] == rail[k]) / max(np.count_nonzero(x[k] == neighbour), 1)
+    return out
+
+
 def check_clipping(ecg: ECG | QualitySignals) -> CheckResult:
-    """Leads whose maximum or minimum is held flat in CLIP_MIN_RUNS or more separate places (amplifier saturation,
-    clipped display or export)."""
+    """Leads whose maximum or minimum recurs exactly in CLIP_MIN_RUNS or more separate places and piles up there
+    (amplifier saturation, clipped display or export)."""
     s = _signals(ecg)
-    if s.x.shape[1] <= CLIP_MIN_RUN:
+    if s.x.shape[1] < 2 * CLIP_MIN_RUNS:
         return CheckResult("clipping", "not_assessed", "record too short to look for clipping")
-    runs = np.maximum(_rail_runs(s.x, s.x.max(axis=1)), _rail_runs(s.x, s.x.min(axis=1)))
+    runs = np.zeros(len(s.leads))
+    for rail, below in ((s.x.max(axis=1), False), (s.x.min(axis=1), True)):
+        held = _rail_runs(s.x, rail)
+        # Only leads held at a rail are worth the second look: a pile-up at the rail, not a flat quantised peak.
+        candidates = held >= CLIP_MIN_RUNS
+        if candidates.any():
+            held = np.where(candidates & (_rail_excess(s.x, rail, below) >= CLIP_RAIL_EXCESS), held, 0)
+        runs = np.maximum(runs, np.where(candidates, held, 0))
     clipped = tuple(lead for lead, n in zip(s.leads, runs) if n >= CLIP_MIN_RUNS and lead not in s.flat_leads)
     if not clipped:
         return CheckResult("clipping", "pass", value=float(runs.max()), threshold=CLIP_MIN_RUNS)
