@@ -129,7 +129,8 @@ def test_metrics_against_sklearn_and_by_hand():
     assert np.all(np.bincount(bins) == 100)
     by_hand = sum(np.sum(bins == b) * abs(y[bins == b].mean() - p[bins == b].mean()) for b in range(ECE_BINS)) / 1000
     assert expected_calibration_error(y, p) == pytest.approx(by_hand)
-    assert expected_calibration_error(np.array([0, 0, 1, 1.0]), np.array([0.9, 0.9, 0.1, 0.1]), n_bins=2) == pytest.approx(0.9)
+    inverted = expected_calibration_error(np.array([0, 0, 1, 1.0]), np.array([0.9, 0.9, 0.1, 0.1]), n_bins=2)
+    assert inverted == pytest.approx(0.9)
 
 
 def test_calibration_slope_and_intercept_recover_the_generating_model():
@@ -174,5 +175,21 @@ def test_evaluation_reports_calibration_per_label_and_pooled_before_and_after(tm
 def test_scores_that_are_not_probabilities_get_no_calibration_metrics():
     y, raw, _ = _evaluation_data()
     result = evaluate_scores(y, logit(raw), ["A", "B"], thresholds=0.0, n_bootstrap=0)
-    assert np.isnan(result.labels[0]["ece"]) and "not probabilities" in result.summary["calibration"]["calibrated"]["note"]
+    assert np.isnan(result.labels[0]["ece"])
+    assert "not probabilities" in result.summary["calibration"]["calibrated"]["note"]
     assert result.reliability == {"calibrated": {}}
+
+
+def test_reliability_curve_binnings():
+    from ecgfm.evaluation.calibration import reliability_curve
+
+    rng = np.random.default_rng(11)
+    p = rng.beta(0.5, 5, 2000)
+    y = (rng.random(2000) < p).astype(float)
+    uniform = reliability_curve(y, p, 10, strategy="uniform", min_count=5)
+    counts, _ = np.histogram(p, bins=np.linspace(0, 1, 11))
+    np.testing.assert_array_equal(uniform.counts, counts[counts >= 5])
+    quantile = reliability_curve(y, p, 10)
+    assert np.all(quantile.counts == 200) and np.all(np.diff(quantile.mean_predicted) > 0)
+    with pytest.raises(ValueError, match="binning"):
+        reliability_curve(y, p, strategy="log")

@@ -49,8 +49,10 @@ ISOTONIC_MIN_POSITIVES = 30
 ISOTONIC_PLATT_WEIGHT = 0.05
 #: Cross-validation folds used to choose between calibrators (fewer when a label has fewer positives).
 CV_FOLDS = 5
-#: Equal-mass bins of the expected calibration error and the reliability diagrams.
+#: Equal-mass bins of the expected calibration error (reliability diagrams use as many equal-width bins).
 ECE_BINS = 10
+#: Reliability diagrams leave out equal-width bins holding fewer predictions than this (their fraction is noise).
+DIAGRAM_MIN_COUNT = 5
 METHODS = ("identity", "platt", "isotonic")
 
 
@@ -321,13 +323,21 @@ class ReliabilityCurve:
     counts: np.ndarray
 
 
-def reliability_curve(y, p, n_bins: int = ECE_BINS) -> ReliabilityCurve:
-    """The points of a reliability diagram over equal-mass bins (empty bins dropped)."""
+def reliability_curve(y, p, n_bins: int = ECE_BINS, strategy: str = "quantile",
+                      min_count: int = 1) -> ReliabilityCurve:
+    """The points of a reliability diagram: ``strategy="quantile"`` uses equal-mass bins (as the ECE does),
+    ``"uniform"`` equal-width bins over [0, 1] (what a diagram shows best when most predictions crowd near 0); bins
+    with fewer than ``min_count`` predictions are dropped."""
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
-    bins = equal_mass_bins(p, n_bins)
+    if strategy == "quantile":
+        bins = equal_mass_bins(p, n_bins)
+    elif strategy == "uniform":
+        bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    else:
+        raise ValueError(f"unknown binning strategy {strategy!r}; use 'quantile' or 'uniform'")
     counts = np.bincount(bins, minlength=n_bins).astype(float)
-    filled = counts > 0
+    filled = counts >= max(min_count, 1)
     mean_p = np.bincount(bins, weights=p, minlength=n_bins)[filled] / counts[filled]
     frac = np.bincount(bins, weights=y, minlength=n_bins)[filled] / counts[filled]
     return ReliabilityCurve(mean_p, frac, counts[filled])

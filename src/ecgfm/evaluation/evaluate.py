@@ -27,8 +27,8 @@ import numpy as np
 from scipy.stats import false_discovery_control
 
 from ecgfm.evaluation.bootstrap import BootstrapReplicates, cluster_codes, label_design, run_bootstrap
-from ecgfm.evaluation.calibration import (ECE_BINS, ReliabilityCurve, calibration_metrics, pooled_calibration_metrics,
-                                          reliability_curve)
+from ecgfm.evaluation.calibration import (DIAGRAM_MIN_COUNT, ECE_BINS, ReliabilityCurve, calibration_metrics,
+                                          pooled_calibration_metrics, reliability_curve)
 from ecgfm.evaluation.delong import delong_auc_from_bins, delong_test_from_bins
 from ecgfm.evaluation.intervals import percentile_interval, wilson_interval
 from ecgfm.evaluation.metrics import (
@@ -243,6 +243,7 @@ def evaluate_scores(
                    "predictions, so rare labels still get populated bins above 0)",
             "slope_intercept": "logistic recalibration fit: logit P(y=1) = intercept + slope * logit(p)",
             "pooled": "all known (record, label) pairs together",
+            "diagrams": f"{ECE_BINS} equal-width bins, bins with fewer than {DIAGRAM_MIN_COUNT} predictions left out",
             "raw_scores_given": raw_score is not None},
     }
     return EvaluationResult(rows, summary, settings, curves, reliability)
@@ -275,11 +276,17 @@ def _add_calibration(rows: list[dict], y_true: np.ndarray, scores: Mapping[str, 
             for key in _CALIBRATION_KEYS:
                 row[f"{key}{suffix}"] = metrics.get(key, float("nan"))
             if usable and not row["excluded"]:
-                curves[kind][row["label"]] = reliability_curve(y_true[known, j], score[known, j])
+                curves[kind][row["label"]] = _diagram(y_true[known, j], score[known, j])
         known = ~np.isnan(y_true)
         if probabilities and known.any():
-            curves[kind][POOLED] = reliability_curve(y_true[known], score[known])
+            curves[kind][POOLED] = _diagram(y_true[known], score[known])
     return curves
+
+
+def _diagram(y: np.ndarray, p: np.ndarray) -> ReliabilityCurve:
+    """Reliability-diagram points: equal-width bins (most predictions sit near 0, so equal-mass bins would put nearly
+    every point there), leaving out bins with fewer than DIAGRAM_MIN_COUNT predictions."""
+    return reliability_curve(y, p, ECE_BINS, strategy="uniform", min_count=DIAGRAM_MIN_COUNT)
 
 
 def _calibration_summary(y_true: np.ndarray, scores: Mapping[str, np.ndarray | None]) -> dict:

@@ -241,10 +241,12 @@ def _reliability_section(result: EvaluationResult, rows: list[dict]) -> list[str
                   for kind in kinds if (c := result.reliability[kind].get(label)) is not None]
         return ReliabilityPanel(title, curves)
 
-    bins = result.settings.get("calibration", {}).get("ece", "equal-mass bins")
+    settings = result.settings.get("calibration", {})
+    bins = f"diagrams: {settings.get('diagrams', 'equal-width bins')}; ECE: {settings.get('ece', 'equal-mass bins')}"
     body = ["<h2>Calibration (test set; reliability diagrams, points on the diagonal = calibrated)</h2>",
-            f"<p class=ci>Bins: {html.escape(bins)}. Below the diagonal: the model is over-confident.</p>",
-            f"<img alt='pooled reliability diagram' src='{figure_to_data_uri(plot_reliability(panel(POOLED, POOLED)))}'>"]
+            f"<p class=ci>{html.escape(bins)}. Below the diagonal: the model is over-confident.</p>",
+            "<img alt='pooled reliability diagram' "
+            f"src='{figure_to_data_uri(plot_reliability(panel(POOLED, POOLED)))}'>"]
     panels = [panel(f"{r['label']}  ECE {r['ece']:.3f}", r["label"]) for r in rows
               if r["label"] in result.reliability[kinds[-1]]]
     if panels:

@@ -117,7 +117,7 @@ def operating_points(y_true, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _fit(y, s, rule: ThresholdRule) -> tuple[float, str | None, str | None]:
-    """One label's threshold, the rule actually applied and a note (``(nan, None, reason)`` when it cannot be fitted)."""
+    """One label's threshold, the rule applied and a note (``(nan, None, reason)`` when it cannot be fitted)."""
     n_pos, n_neg = int(np.sum(y == 1)), int(np.sum(y == 0))
     reason = degenerate_reason(n_pos, n_neg, split="validation")
     if reason is not None:

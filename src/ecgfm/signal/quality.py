@@ -33,8 +33,9 @@ PRECORDIAL = ("V1", "V2", "V3", "V4", "V5", "V6")
 #: Shortest record the checks judge. A standard ECG is 10 s; under 5 s there are too few beats (4-6 at rest) to
 #: measure rate or rhythm, and a model trained on 10-s inputs sees mostly padding.
 MIN_SECONDS = 5.0
-#: A 1-s window whose samples span less than this (mV) holds no ECG: the smallest QRS complexes are ~0.1 mV and amplifier
-#: noise alone spans ~0.01-0.03 mV, so a span under 0.02 mV means a disconnected, zero-filled or constant channel.
+#: A 1-s window whose samples span less than this (mV) holds no ECG: the smallest QRS complexes are ~0.1 mV and
+#: amplifier noise alone spans ~0.01-0.03 mV, so a span under 0.02 mV means a disconnected, zero-filled or constant
+#: channel.
 FLAT_SPAN_MV = 0.02
 #: A lead is flat when flat windows cover at least this fraction of the record (2 s of a 10-s ECG): a lead that drops
 #: out that long has lost two or more beats.
@@ -161,7 +162,10 @@ class QualityReport:
         return blamed
 
     def __getitem__(self, name: str) -> CheckResult:
-        return next(check for check in self.checks if check.name == name)
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(f"no check named {name!r}; checks: {', '.join(c.name for c in self.checks)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "problems": self.problems, "heart_rate": _json_float(self.heart_rate),
@@ -219,7 +223,7 @@ class QualitySignals:
 
     @cached_property
     def amplitude(self) -> np.ndarray:
-        """Per lead peak-to-peak amplitude (mV) of the filtered signal, 0.5th to 99.5th percentile (robust to spikes)."""
+        """Per lead peak-to-peak amplitude (mV) of the filtered signal, 0.5th to 99.5th percentile (spike-robust)."""
         low, high = np.percentile(self.filtered, [0.5, 99.5], axis=1)
         return high - low
 
@@ -560,7 +564,8 @@ def check_limb_reversal(ecg: ECG | QualitySignals) -> CheckResult:
     # Which swap: undo each one and keep the one whose corrected I and II best match the reconstruction.
     lead_i, lead_ii = s.filtered[limb[0]], s.filtered[limb[1]]
     undone = {"LA/RA": (-lead_i, lead_ii - lead_i), "RA/LL": (lead_i - lead_ii, -lead_ii)}
-    fit = {swap: _correlation(a, reconstructed[0]) + _correlation(b, reconstructed[1]) for swap, (a, b) in undone.items()}
+    fit = {swap: _correlation(a, reconstructed[0]) + _correlation(b, reconstructed[1])
+           for swap, (a, b) in undone.items()}
     swap = max(fit, key=fit.get)
     details["swap_fit"] = fit
     lead, corr, limit = ("I", corr_i, LA_RA_MAX_CORRELATION) if corr_i < LA_RA_MAX_CORRELATION else \
@@ -583,7 +588,8 @@ def check_limb_consistency(ecg: ECG | QualitySignals) -> CheckResult:
     base = s.usable(("I", "II"))
     others = [lead for lead in DERIVED_LIMB_LEADS if s.usable((lead,)) is not None]
     if base is None or not others:
-        return CheckResult("limb_consistency", "not_assessed", "needs leads I, II and at least one of III, aVR, aVL, aVF")
+        return CheckResult("limb_consistency", "not_assessed",
+                           "needs leads I, II and at least one of III, aVR, aVL, aVF")
     lead_i, lead_ii = s.filtered[base[0]], s.filtered[base[1]]
     expected = {"III": lead_ii - lead_i, "aVR": -(lead_i + lead_ii) / 2, "aVL": lead_i - lead_ii / 2,
                 "aVF": lead_ii - lead_i / 2}
