@@ -106,6 +106,7 @@ def calibration_section(d: dict) -> tuple[dict, object]:
         "fitted_on": "PTB-XL fold 9 (validation)", "evaluated_on": "PTB-XL fold 10 (test)",
         "methods_chosen": {m: sum(1 for r in per_label if r["method"] == m) for m in ("identity", "platt", "isotonic")},
         "pooled_raw": pooled(y, raw), "pooled_calibrated": pooled(y, calibrated),
+        "pooled_fold9_raw": pooled(d["val_true"], d["val_score"]),
         "scored_labels": f"{int(columns.sum())} labels with >= {MIN_TEST_POSITIVES} fold-10 positives (the labels "
                          "ecgfm evaluate and the model card score)",
         "pooled_scored_labels_raw": pooled(y[:, columns], raw[:, columns]),
