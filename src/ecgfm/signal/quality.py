@@ -125,7 +125,7 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "message": self.message, "leads": list(self.leads),
                 "value": _json_float(self.value), "threshold": _json_float(self.threshold),
-                "details": {k: _json_float(v) if isinstance(v, float) else v for k, v in self.details.items()}}
+                "details": _jsonable(self.details)}
 
 
 @dataclass
@@ -180,6 +180,19 @@ def _json_float(value):
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _jsonable(value):
+    """Details for strict JSON: floats (NaN -> None) inside nested dicts and lists."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return _json_float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
 
 
 class QualitySignals:
