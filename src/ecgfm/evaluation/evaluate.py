@@ -12,6 +12,11 @@ Statistical choices, stated once here:
 * Summaries: median across evaluable labels (the paper's headline), macro (mean) and micro AUC. Interval of a median or
   mean = percentile interval of that statistic recomputed on every bootstrap replicate (labels resampled together).
 * Labels without both classes in the test set have no AUC: reported with the reason and counted as excluded.
+* Calibration (when the scores are probabilities, all in [0, 1]): Brier score, expected calibration error over
+  ``ECE_BINS`` equal-mass bins, calibration slope and intercept (logistic recalibration fit of the label on
+  ``logit(p)``), per label and pooled over every known (record, label) pair; see
+  :mod:`ecgfm.evaluation.calibration`. Given ``raw_score`` too (the uncalibrated probabilities of the same model),
+  the same metrics are reported for them, so a report shows calibration before and after.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ import numpy as np
 from scipy.stats import false_discovery_control
 
 from ecgfm.evaluation.bootstrap import BootstrapReplicates, cluster_codes, label_design, run_bootstrap
+from ecgfm.evaluation.calibration import (DIAGRAM_MIN_COUNT, ECE_BINS, ReliabilityCurve, calibration_metrics,
+                                          pooled_calibration_metrics, reliability_curve)
 from ecgfm.evaluation.delong import delong_auc_from_bins, delong_test_from_bins
 from ecgfm.evaluation.intervals import percentile_interval, wilson_interval
 from ecgfm.evaluation.metrics import (
@@ -47,13 +54,16 @@ ThresholdSpec = str | float | ThresholdRule | Sequence[float] | np.ndarray | Map
 class EvaluationResult:
     """One model's evaluation: ``labels`` (one flat dict per label, also the CSV rows), ``summary`` and ``settings``.
 
-    ``curves`` maps each evaluable label to its test ROC curve ``(fpr, tpr)`` for plotting (not written to JSON).
+    ``curves`` maps each evaluable label to its test ROC curve ``(fpr, tpr)`` for plotting; ``reliability`` maps
+    ``"calibrated"`` (the scores evaluated) and, when raw scores were given, ``"raw"`` to ``{label: ReliabilityCurve}``
+    plus the pooled curve under ``POOLED`` (neither is written to JSON).
     """
 
     labels: list[dict]
     summary: dict
     settings: dict
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    reliability: dict[str, dict[str, ReliabilityCurve]] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -157,14 +167,19 @@ def evaluate_scores(
     level: float = 0.95,
     progress: Callable[[int], None] | None = None,
     n_jobs: int = 1,
+    raw_score=None,
 ) -> EvaluationResult:
-    """Evaluate one model's test scores: per-label AUC/AP/sens/spec/PPV/NPV/F1 with CIs and paper-style summaries.
+    """Evaluate one model's test scores: per-label AUC/AP/sens/spec/PPV/NPV/F1 with CIs, calibration metrics and
+    paper-style summaries.
 
-    ``thresholds`` is a rule (``"youden"``, ``"sens>=0.9"``, ``"spec>=0.95"``) fitted on ``val_true``/``val_score``, a
-    fixed number, or explicit per-label thresholds (array or ``{label: threshold}``). ``n_bootstrap=0`` skips the
-    bootstrap (DeLong and Wilson intervals are still given); ``n_jobs`` threads share the bootstrap's labels.
+    ``thresholds`` is a rule (``"youden"``, ``"f1"``, ``"ppv>=0.6"``, ``"sens>=0.9"``, ``"spec>=0.95"``) fitted on
+    ``val_true``/``val_score``, a fixed number, or explicit per-label thresholds (array or ``{label: threshold}``).
+    ``raw_score``: the same model's uncalibrated probabilities, for calibration before/after. ``n_bootstrap=0`` skips
+    the bootstrap (DeLong and Wilson intervals are still given); ``n_jobs`` threads share the bootstrap's labels.
     """
     y_true, y_score, label_names = check_targets(y_true, y_score, label_names)
+    if raw_score is not None:
+        _, raw_score, _ = check_targets(y_true, raw_score, label_names)
     thr, thr_reasons, rule_text, thr_source = resolve_thresholds(thresholds, label_names, val_true, val_score)
     codes, n_clusters, unit = cluster_codes(patient_ids, y_true.shape[0])
     counts = confusion_counts(y_true, y_score, thr)
@@ -213,7 +228,9 @@ def evaluate_scores(
             row["ap_ci_low"], row["ap_ci_high"] = _interval(boot.ap[0, :, j], level)
             row["f1_ci_low"], row["f1_ci_high"] = _interval(f1_reps[:, j], level)
 
+    reliability = _add_calibration(rows, y_true, {"calibrated": y_score, "raw": raw_score})
     summary = _summary(rows, boot, y_true, y_score, level, rule_text, thr_source)
+    summary["calibration"] = _calibration_summary(y_true, {"calibrated": y_score, "raw": raw_score})
     settings = {
         "n_records": int(y_true.shape[0]), "n_labels": len(label_names), "threshold_rule": rule_text,
         "threshold_source": thr_source, "n_bootstrap": int(n_bootstrap), "seed": int(seed), "ci_level": level,
@@ -221,8 +238,69 @@ def evaluate_scores(
             "auc": "percentile bootstrap" + (" (patient-level)" if unit == "patient" else "") + "; DeLong also given",
             "sensitivity/specificity/ppv/npv": "Wilson score",
             "f1/average_precision/summaries": "percentile bootstrap"},
+        "calibration": {
+            "ece": f"expected calibration error over {ECE_BINS} equal-mass bins (each bin holds the same number of "
+                   "predictions, so rare labels still get populated bins above 0)",
+            "slope_intercept": "logistic recalibration fit: logit P(y=1) = intercept + slope * logit(p)",
+            "pooled": "all known (record, label) pairs together",
+            "diagrams": f"{ECE_BINS} equal-width bins, bins with fewer than {DIAGRAM_MIN_COUNT} predictions left out",
+            "raw_scores_given": raw_score is not None},
     }
-    return EvaluationResult(rows, summary, settings, curves)
+    return EvaluationResult(rows, summary, settings, curves, reliability)
+
+
+#: Key of the pooled curve in :attr:`EvaluationResult.reliability`.
+POOLED = "all labels pooled"
+_CALIBRATION_KEYS = ("brier", "ece", "calibration_slope", "calibration_intercept")
+
+
+def _are_probabilities(score: np.ndarray, y_true: np.ndarray) -> bool:
+    """Whether the scores of known labels all lie in [0, 1] (calibration metrics mean nothing otherwise)."""
+    known = ~np.isnan(y_true)
+    return bool(np.all((score[known] >= 0) & (score[known] <= 1)))
+
+
+def _add_calibration(rows: list[dict], y_true: np.ndarray, scores: Mapping[str, np.ndarray | None]) -> dict:
+    """Per-label calibration metrics into ``rows`` (``_raw`` suffix for raw scores) and the reliability curves."""
+    curves: dict[str, dict[str, ReliabilityCurve]] = {}
+    for kind, score in scores.items():
+        if score is None:
+            continue
+        suffix = "" if kind == "calibrated" else "_raw"
+        probabilities = _are_probabilities(score, y_true)
+        curves[kind] = {}
+        for j, row in enumerate(rows):
+            known = ~np.isnan(y_true[:, j])
+            usable = probabilities and known.any()
+            metrics = calibration_metrics(y_true[known, j], score[known, j]) if usable else {}
+            for key in _CALIBRATION_KEYS:
+                row[f"{key}{suffix}"] = metrics.get(key, float("nan"))
+            if usable and not row["excluded"]:
+                curves[kind][row["label"]] = _diagram(y_true[known, j], score[known, j])
+        known = ~np.isnan(y_true)
+        if probabilities and known.any():
+            curves[kind][POOLED] = _diagram(y_true[known], score[known])
+    return curves
+
+
+def _diagram(y: np.ndarray, p: np.ndarray) -> ReliabilityCurve:
+    """Reliability-diagram points: equal-width bins (most predictions sit near 0, so equal-mass bins would put nearly
+    every point there), leaving out bins with fewer than DIAGRAM_MIN_COUNT predictions."""
+    return reliability_curve(y, p, ECE_BINS, strategy="uniform", min_count=DIAGRAM_MIN_COUNT)
+
+
+def _calibration_summary(y_true: np.ndarray, scores: Mapping[str, np.ndarray | None]) -> dict:
+    """Pooled calibration metrics of the evaluated scores (and of the raw ones when given)."""
+    out = {}
+    for kind, score in scores.items():
+        if score is None:
+            continue
+        if _are_probabilities(score, y_true):
+            out[kind] = pooled_calibration_metrics(y_true, score)
+        else:
+            out[kind] = {key: float("nan") for key in _CALIBRATION_KEYS}
+            out[kind]["note"] = "scores outside [0, 1]: not probabilities"
+    return out
 
 
 def _summary(rows, boot, y_true, y_score, level, rule_text, thr_source) -> dict:

@@ -2,7 +2,8 @@
 
 The JSON holds everything (command, config, settings, summary, per-label rows; NaN written as ``null``); the CSV has
 one row per label with the same columns; the HTML (no external files: figures are embedded PNG) shows the abstract-style
-summary, ROC curves and the per-label table sorted by AUC. Files are written atomically (temporary file, then rename).
+summary, ROC curves, reliability diagrams (before and after calibration when raw scores were given) and the per-label
+table sorted by AUC. Files are written atomically (temporary file, then rename).
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import datetime as _dt
 import html
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,9 +19,11 @@ import pandas as pd
 
 from collections.abc import Sequence
 
-from ecgfm.evaluation.evaluate import (DEFAULT_N_BOOTSTRAP, ComparisonResult, EvaluationResult, ThresholdSpec,
+from ecgfm.evaluation.evaluate import (DEFAULT_N_BOOTSTRAP, POOLED, ComparisonResult, EvaluationResult, ThresholdSpec,
                                        compare_scores, evaluate_scores)
-from ecgfm.plotting.html import figure_to_data_uri
+from ecgfm.files import atomic_write_text
+from ecgfm.plotting.html import figure_to_data_uri, page, provenance, table
+from ecgfm.plotting.reliability import ReliabilityPanel, plot_reliability, plot_reliability_grid
 from ecgfm.plotting.roc import RocPanel, plot_roc_grid
 
 SCHEMA = "ecgfm.evaluation/1"
@@ -47,20 +49,6 @@ def to_jsonable(value):
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to ``path`` via a temporary file in the same folder and a rename (no half-written reports)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # plain open() so the file gets the usual umask mode
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _document(kind: str, result, command: str | None, config: Mapping | None) -> dict:
@@ -102,40 +90,14 @@ def _stat(stat: Mapping) -> str:
     return _with_ci(stat, "value", "ci_low", "ci_high")
 
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1400px}
-h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
-.abstract{background:#f4f7fb;border-left:4px solid #1f77b4;padding:.8em 1em;font-size:1.05em;line-height:1.5}
-table{border-collapse:collapse;font-size:.85em}th,td{padding:.25em .6em;border-bottom:1px solid #eee;text-align:right}
-th{background:#fafafa;position:sticky;top:0}td:first-child,th:first-child{text-align:left}
-tr.excluded td{color:#999}.ci{color:#777;font-size:.9em}pre{background:#f6f6f6;padding:.8em;overflow-x:auto}
-img{max-width:100%}
-"""
-
-
-def _page(title: str, body: list[str]) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
 def _provenance(command: str | None, config: Mapping | None, settings: Mapping) -> list[str]:
-    """HTML block with the exact command, its config and the statistical settings."""
-    return [
-        "<h2>Provenance</h2>",
-        f"<p>Command:</p><pre>{html.escape(command or '(not recorded)')}</pre>",
-        f"<p>Config:</p><pre>{html.escape(json.dumps(to_jsonable(dict(config or {})), indent=2))}</pre>",
-        f"<p>Settings:</p><pre>{html.escape(json.dumps(to_jsonable(dict(settings)), indent=2))}</pre>",
-    ]
+    """The report's provenance block: the exact command, its config and the statistical settings."""
+    return provenance(command, config=to_jsonable(dict(config or {})), settings=to_jsonable(dict(settings)))
 
 
 def _table(headers: list[str], rows: list[tuple[bool, list[str]]]) -> str:
-    """An HTML table; each row is ``(excluded, cells)`` with cells already escaped/formatted."""
-    head = "".join(f"<th>{h}</th>" for h in headers)
-    body = "".join(
-        f"<tr{' class=excluded' if excluded else ''}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-        for excluded, cells in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    """An HTML table of already formatted cells; each row is ``(excluded, cells)``."""
+    return table(headers, [cells for _, cells in rows], escape=False, excluded=[flag for flag, _ in rows])
 
 
 def _sorted_by(rows: list[dict], key: str) -> list[dict]:
@@ -166,6 +128,7 @@ def render_evaluation_html(result: EvaluationResult, command: str | None = None,
             f"{result.settings['bootstrap_unit']} ({result.settings['n_clusters']} clusters), seed "
             f"{result.settings['seed']}, {level:.0%} intervals")]),
     ]
+    summary_rows += _calibration_rows(s.get("calibration", {}))
     body.append(_table(["Statistic", f"Value ({level:.0%} CI)"], summary_rows))
     if s["excluded"]:
         items = "".join(f"<li>{html.escape(e['label'])}: {html.escape(e['reason'])}</li>" for e in s["excluded"])
@@ -183,9 +146,12 @@ def render_evaluation_html(result: EvaluationResult, command: str | None = None,
         body.append("<h2>ROC curves (test set; dot = operating threshold)</h2>")
         body.append(f"<img alt='ROC curves' src='{figure_to_data_uri(plot_roc_grid(panels))}'>")
 
+    body += _reliability_section(result, rows)
+
     body.append("<h2>Per-label metrics (sorted by AUC)</h2>")
+    raw = "raw" in result.reliability
     headers = ["Label", "Pos", "Neg", "AUC (bootstrap CI)", "AUC DeLong CI", "AP", "Threshold", "Sensitivity",
-               "Specificity", "PPV", "NPV", "F1", "Note"]
+               "Specificity", "PPV", "NPV", "F1", "Brier", "ECE" + (" (raw)" if raw else ""), "Cal. slope", "Note"]
     table_rows = []
     for r in rows:
         delong = (f"{r['auc_delong_ci_low']:.3f}-{r['auc_delong_ci_high']:.3f}"
@@ -197,12 +163,57 @@ def render_evaluation_html(result: EvaluationResult, command: str | None = None,
             html.escape(r["label"]), _fmt(r["n_pos"]), _fmt(r["n_neg"]), _with_ci(r, "auc"), delong,
             _with_ci(r, "average_precision", "ap_ci_low", "ap_ci_high"), _fmt(r["threshold"], 4),
             _with_ci(r, "sensitivity"), _with_ci(r, "specificity"), _with_ci(r, "ppv"), _with_ci(r, "npv"),
-            _with_ci(r, "f1"), html.escape(note)]))
+            _with_ci(r, "f1"), _fmt(r.get("brier"), 4),
+            _fmt(r.get("ece"), 4) + (f" ({_fmt(r.get('ece_raw'), 4)})" if raw else ""),
+            _fmt(r.get("calibration_slope"), 2), html.escape(note)]))
     body.append(_table(headers, table_rows))
     body.append(f"<p class=ci>Sensitivity/specificity/PPV/NPV intervals: Wilson score. AUC, AP and F1 intervals: "
                 f"percentile bootstrap ({result.settings['bootstrap_unit']}-level).</p>")
     body += _provenance(command, config, result.settings)
-    return _page(title, body)
+    return page(title, body)
+
+
+def _calibration_rows(calibration: Mapping) -> list[tuple[bool, list[str]]]:
+    """Summary-table rows: pooled Brier score, ECE and slope/intercept, before -> after when raw scores were given."""
+    after, before = calibration.get("calibrated"), calibration.get("raw")
+    if not after or after.get("note"):
+        return []
+
+    def value(key, digits):
+        text = _fmt(after[key], digits)
+        return f"{_fmt(before[key], digits)} &rarr; {text}" if before and not before.get("note") else text
+
+    suffix = " (raw &rarr; calibrated)" if before and not before.get("note") else ""
+    return [(False, [f"Brier score, pooled{suffix}", value("brier", 4)]),
+            (False, [f"Expected calibration error, pooled{suffix}", value("ece", 4)]),
+            (False, [f"Calibration slope / intercept, pooled{suffix}",
+                     f"{value('calibration_slope', 2)} / {value('calibration_intercept', 2)}"])]
+
+
+def _reliability_section(result: EvaluationResult, rows: list[dict]) -> list[str]:
+    """Reliability diagrams: all labels pooled, then one panel per evaluable label (raw and calibrated overlaid)."""
+    kinds = [kind for kind in ("raw", "calibrated") if result.reliability.get(kind)]
+    if not kinds:
+        return []
+    names = {"raw": "raw", "calibrated": "calibrated" if len(kinds) > 1 else "model"}
+
+    def panel(title, label):
+        curves = [(c.mean_predicted, c.fraction_positive, names[kind])
+                  for kind in kinds if (c := result.reliability[kind].get(label)) is not None]
+        return ReliabilityPanel(title, curves)
+
+    settings = result.settings.get("calibration", {})
+    bins = f"diagrams: {settings.get('diagrams', 'equal-width bins')}; ECE: {settings.get('ece', 'equal-mass bins')}"
+    body = ["<h2>Calibration (test set; reliability diagrams, points on the diagonal = calibrated)</h2>",
+            f"<p class=ci>{html.escape(bins)}. Below the diagonal: the model is over-confident.</p>",
+            "<img alt='pooled reliability diagram' "
+            f"src='{figure_to_data_uri(plot_reliability(panel(POOLED, POOLED)))}'>"]
+    panels = [panel(f"{r['label']}  ECE {r['ece']:.3f}", r["label"]) for r in rows
+              if r["label"] in result.reliability[kinds[-1]]]
+    if panels:
+        body.append(f"<img alt='reliability diagrams per label' "
+                    f"src='{figure_to_data_uri(plot_reliability_grid(panels))}'>")
+    return body
 
 
 def render_comparison_html(result: ComparisonResult, command: str | None = None, config: Mapping | None = None,
@@ -245,7 +256,7 @@ def render_comparison_html(result: ComparisonResult, command: str | None = None,
             html.escape(r["reason"] or "")]))
     body.append(_table(headers, table_rows))
     body += _provenance(command, config, result.settings)
-    return _page(title, body)
+    return page(title, body)
 
 
 def _write(kind: str, result, out_dir, command, config, files: Mapping[str, str], render) -> dict[str, Path]:
@@ -287,15 +298,17 @@ def evaluate_predictions(
     level: float = 0.95,
     progress=None,
     n_jobs: int = 1,
+    raw_score=None,
 ) -> tuple[EvaluationResult, dict[str, Path]]:
     """Evaluate test scores and write ``metrics.json``, ``metrics.csv`` and ``report.html`` into ``out_dir``.
 
-    Thresholds are fitted on ``val_true``/``val_score`` (see :func:`ecgfm.evaluation.evaluate_scores`). ``command``
-    and ``config`` are recorded verbatim in the JSON and the HTML so the report says how it was produced.
+    Thresholds are fitted on ``val_true``/``val_score`` (see :func:`ecgfm.evaluation.evaluate_scores`); ``raw_score``
+    (uncalibrated probabilities of the same model) adds calibration before/after. ``command`` and ``config`` are
+    recorded verbatim in the JSON and the HTML so the report says how it was produced.
     """
     result = evaluate_scores(y_true, y_score, label_names, val_true=val_true, val_score=val_score,
                              thresholds=thresholds, patient_ids=patient_ids, n_bootstrap=n_bootstrap, seed=seed,
-                             level=level, progress=progress, n_jobs=n_jobs)
+                             level=level, progress=progress, n_jobs=n_jobs, raw_score=raw_score)
     return result, write_evaluation(result, out_dir, command=command, config=config)
 
 

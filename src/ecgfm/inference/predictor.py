@@ -182,7 +182,7 @@ class Predictor:
             yield from self._run_slots(slots)
 
     def predict_many(self, items: Iterable[ECGInput], batch_size: int | None = None, num_workers: int | None = None,
-                     progress: bool = False, loader: str = "thread") -> "PredictionReport":
+                     progress: bool = False, loader: str = "thread"):
         """Predict files, folders, glob patterns and :class:`~ecgfm.ECG` objects; failures are collected, not raised."""
         from ecgfm.inference.outputs import PredictionReport
 

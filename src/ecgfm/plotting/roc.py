@@ -5,7 +5,6 @@ servers, threads and headless CI.
 """
 from __future__ import annotations
 
-import base64
 import io
 import math
 from collections.abc import Sequence
