@@ -15,13 +15,14 @@ from ecgfm.cli.options import Device, Model, Progress, Threads, Workers
 
 def print_failures(failures, limit: int = 50) -> None:
     """A table of the files that failed and why (stderr), at most ``limit`` rows."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{len(failures)} file(s) failed", title_justify="left", show_lines=False)
     table.add_column("file", overflow="fold")
     table.add_column("reason", overflow="fold")
     for failure in failures[:limit]:
-        table.add_row(failure.source, failure.reason)
+        table.add_row(escape(failure.source), escape(failure.reason))
     if len(failures) > limit:
         table.add_row(f"... and {len(failures) - limit} more", "(see --failures FILE for the full list)")
     err_console.print(table)
@@ -29,6 +30,7 @@ def print_failures(failures, limit: int = 50) -> None:
 
 def print_predictions(predictions, limit: int = 100) -> None:
     """A compact table of the findings per ECG (stdout), for runs without ``--out``."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{len(predictions)} ECG(s)", title_justify="left")
@@ -36,8 +38,12 @@ def print_predictions(predictions, limit: int = 100) -> None:
     table.add_column("findings (probability)", overflow="fold")
     for pred in predictions[:limit]:
         findings = ", ".join(f"{f.label} {f.probability:.2f} ({f.description})" for f in pred.findings) or "-"
+        if pred.abstained:
+            findings = f"withheld: {pred.abstained}"
+        elif pred.quality_ok is False:
+            findings += f" [quality: {'; '.join(pred.quality['problems'])}]"
         notes = f" [{'; '.join(pred.notes)}]" if pred.notes else ""
-        table.add_row(str(pred.record_id), findings + notes)
+        table.add_row(escape(str(pred.record_id)), escape(findings + notes))  # file text is not rich markup
     if len(predictions) > limit:
         table.add_row("...", f"{len(predictions) - limit} more (use --out FILE)")
     console.print(table)
@@ -58,6 +64,13 @@ def register(app: typer.Typer) -> None:
         workers: Workers = 2,
         loader: str = typer.Option("thread", "--loader", help="Workers are threads or processes."),
         backend: str = typer.Option("torch", "--backend", help="torch or onnx (ONNX Runtime)."),
+        threshold: Optional[str] = typer.Option(None, "--threshold", help="Operating point: a rule fitted on the "
+                                                "model's validation records (f1, youden, 'sens>=0.9', 'spec>=0.95', "
+                                                "'ppv>=0.8'), one number, or a JSON/CSV file of label -> threshold; "
+                                                "default: the model's own thresholds."),
+        on_poor_quality: str = typer.Option("flag", "--on-poor-quality", help="A record failing a signal-quality "
+                                            "check: flag (findings plus the problems), abstain (findings withheld, "
+                                            "with the reason) or error (the record fails)."),
         device: Device = "auto",
         threads: Threads = None,
         progress: Progress = True,
@@ -94,7 +107,8 @@ def register(app: typer.Typer) -> None:
                 print_failures(missing)
                 fail("no ECG files to predict")
             predictor = Predictor.from_pretrained(model, device=device, backend=backend, num_threads=threads,
-                                                  batch_size=batch_size, num_workers=workers)
+                                                  batch_size=batch_size, num_workers=workers, threshold=threshold,
+                                                  on_poor_quality=on_poor_quality)
         writer = None
         if out is not None:
             key = hashlib.sha256(json.dumps(predictor.info.to_dict(), sort_keys=True).encode()).hexdigest()

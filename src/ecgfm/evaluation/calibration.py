@@ -251,6 +251,12 @@ class Calibration:
                    dict(data.get("selection", {})))
 
     @classmethod
+    def of(cls, info) -> "Calibration":
+        """A model's stored calibration (``info.extra["calibration"]``), or the identity for one released without."""
+        stored = info.extra.get("calibration")
+        return cls.from_dict(stored) if stored else cls.identity(info.labels)
+
+    @classmethod
     def identity(cls, labels: Sequence[str]) -> "Calibration":
         return cls(list(labels), [LabelCalibrator() for _ in labels])
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ecgfm.datasets import LabelledSet
 from ecgfm.errors import ECGError
+from ecgfm.evaluation.calibration import Calibration
 from ecgfm.evaluation.predictions import save_predictions
 from ecgfm.models import load
 from ecgfm.models.runner import TorchRunner, record_logits
@@ -85,7 +86,8 @@ def evaluate_model(model: nn.Module | str | os.PathLike | None, data: LabelledSe
                    labels: Sequence[str] | None = None, thresholds: Any = "youden", min_test_positives: int = 1,
                    device: str = "cpu", command: str | None = None, config: dict[str, Any] | None = None,
                    **stats: Any):
-    """Score ``data``'s val and test records and write ``metrics.json``, ``metrics.csv``, ``report.html`` and the
+    """Score ``data``'s val and test records (calibrated probabilities when the model stores a calibration; the raw
+    ones beside them in the report's calibration section) and write ``metrics.json``, ``metrics.csv``, ``report.html`` and the
     prediction files (``<split>_predictions.npz``).
 
     ``thresholds``: a rule fitted on the validation records (``"youden"``, ``"sens>=0.9"`` ...), a number, a mapping
@@ -109,14 +111,17 @@ def evaluate_model(model: nn.Module | str | os.PathLike | None, data: LabelledSe
     if not len(parts["test"]):
         raise ValueError("the data have no test records (check --test-folds or the manifest's split column)")
     scored, unreadable = {}, {}
+    calibration, raw_scores = Calibration.of(info), {}
+    columns = [info.labels.index(n) for n in names]
     for split, part in parts.items():
         if not len(part):
             continue
         failures: dict[int, str] = {}
-        probs = score(model, part, device, failures=failures)
+        raw = score(model, part, device, failures=failures)
         unreadable.update({str(part.ids[i]): reason for i, reason in failures.items()})
         keep = np.setdiff1d(np.arange(len(part)), list(failures))
-        scored[split] = (part.subset(keep).select_labels(names), probs[keep][:, [info.labels.index(n) for n in names]])
+        raw_scores[split] = raw[keep][:, columns]
+        scored[split] = (part.subset(keep).select_labels(names), calibration.apply(raw[keep])[:, columns])
     test, test_probs = scored["test"]
     positives = np.nansum(test.Y == 1, axis=0)
     kept = [j for j, n in enumerate(positives) if n >= min_test_positives]
@@ -124,6 +129,7 @@ def evaluate_model(model: nn.Module | str | os.PathLike | None, data: LabelledSe
     out_dir = Path(out_dir)
     for split, (part, probs) in scored.items():
         scored[split] = (part.select_labels(names), probs[:, kept])
+        raw_scores[split] = raw_scores[split][:, kept]
         part, probs = scored[split]
         save_predictions(out_dir / f"{split}_predictions.npz", part.Y, probs, names, record_ids=part.ids,
                          patient_ids=part.patient_ids)
@@ -136,9 +142,11 @@ def evaluate_model(model: nn.Module | str | os.PathLike | None, data: LabelledSe
     if external:
         config["external"] = external_context(info, test, test_probs, thresholds)
     val, val_probs = scored.get("val", (None, None))
+    calibrated = "calibration" in info.extra
     return evaluate_predictions(test.Y, test_probs, names, out_dir, val_true=None if val is None else val.Y,
                                 val_score=val_probs, patient_ids=test.patient_ids, thresholds=thresholds,
-                                command=command, config=config, **stats)
+                                command=command, config=config,
+                                raw_score=raw_scores["test"] if calibrated else None, **stats)
 
 
 def external_context(info, test: LabelledSet, probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from torch import nn
 
 from ecgfm.datasets import LabelledSet, from_arrays
 from ecgfm.files import atomic_write, atomic_write_text
-from ecgfm.inference.predictor import Failure, load_input
+from ecgfm.inference.predictor import Failure, InputReader
 from ecgfm.io.discover import discover_inputs
 from ecgfm.models.windowing import extract_features
 
@@ -89,7 +89,8 @@ def embed_files(model: nn.Module, paths: Iterable[str | os.PathLike], batch_size
     pipeline = model.info.pipeline()
     files, discovery_failures = discover_inputs(paths)
     failures = [(f.source, f.reason) for f in discovery_failures]
-    loaded = [load_input(path, pipeline) for path in files]
+    reader = InputReader(pipeline, assess=False)
+    loaded = [reader.load(path) for path in files]
     failures += [(f.source, f.reason) for f in loaded if isinstance(f, Failure)]
     loaded = [item for item in loaded if not isinstance(item, Failure)]
     if not loaded:

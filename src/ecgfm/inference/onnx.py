@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ecgfm.config import cache_dir
+from ecgfm.evaluation.release import VALIDATION_NAME
 from ecgfm.files import atomic_write, atomic_write_text
 
 #: The file name of an exported ONNX model inside a model folder (beside ``config.json``).
@@ -71,6 +73,9 @@ def export_onnx(model, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> P
     atomic_write(path, write)
     if not config.exists():
         atomic_write_text(config, config_text)
+    validation = Path(getattr(model, "folder", "") or "") / VALIDATION_NAME
+    if validation.is_file() and not (path.parent / VALIDATION_NAME).exists():  # threshold rules travel too
+        atomic_write(path.parent / VALIDATION_NAME, lambda tmp: shutil.copyfile(validation, tmp))
     return path
 
 

@@ -17,8 +17,10 @@ Example::
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+from dataclasses import dataclass
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,12 +35,13 @@ from ecgfm.errors import ECGError, ECGReadError, ECGValueError
 from ecgfm.io import read
 from ecgfm.io.discover import discover_inputs
 from ecgfm.leads import STANDARD_LEADS
+from ecgfm.evaluation.calibration import Calibration
+from ecgfm.inference.operating import DEFAULT_THRESHOLD, ThresholdSpec, operating_point
 from ecgfm.inference.results import Failure, Finding, Loaded, Prediction
 from ecgfm.models.runner import TorchRunner, record_logits
 from ecgfm.signal import Pipeline
+from ecgfm.signal.quality import assess_quality
 
-#: Threshold used for a label the model stores none for (calibrated thresholds come from evaluation).
-DEFAULT_THRESHOLD = 0.5
 
 ECGInput = Union[str, os.PathLike, ECG]
 
@@ -60,20 +63,27 @@ class Predictor:
         batch_size / num_workers: defaults for :meth:`predict_many`.
     """
 
-    def __init__(self, backend: Backend, info, batch_size: int = 32, num_workers: int = 2):
+    def __init__(self, backend: Backend, info, batch_size: int = 32, num_workers: int = 2,
+                 threshold: ThresholdSpec = None, on_poor_quality: str = "flag",
+                 folder: str | os.PathLike | None = None):
         self.backend = backend
         self.info = info
-        self.pipeline = info.pipeline().any_length()
         self.input_samples, self.stride, self.segment_how = info.segment_rule()
+        self.reader = InputReader(info.pipeline().any_length(), self.input_samples, on_poor_quality)
+        self.pipeline = self.reader.pipeline
         self.labels: list[str] = list(info.labels)
         self.descriptions: dict[str, str] = {lab: info.label_descriptions.get(lab, lab) for lab in self.labels}
-        self.thresholds = {lab: float(info.thresholds.get(lab, DEFAULT_THRESHOLD)) for lab in self.labels}
+        self.calibration = Calibration.of(info)
+        self.folder = folder
+        point = operating_point(info, threshold, folder)
+        self._thresholds, self.rules = point.thresholds, point.rules
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
 
     @property
     def thresholds(self) -> dict[str, float]:
-        """Per-label decision thresholds (probability scale); assign a new dict, or update it, to change them."""
+        """Per-label decision thresholds (calibrated probability scale); assign a dict (any subset of the labels)
+        to change them: the labels given then follow the rule ``given``."""
         return self._thresholds
 
     @thresholds.setter
@@ -81,7 +91,20 @@ class Predictor:
         unknown = sorted(set(values) - set(self.labels))
         if unknown:
             raise ValueError(f"thresholds for labels the model does not predict: {unknown}")
+        changed = {lab for lab in values if float(values[lab]) != self._thresholds.get(lab)}
         self._thresholds = {lab: float(values.get(lab, DEFAULT_THRESHOLD)) for lab in self.labels}
+        self.rules = {lab: "given" if lab in changed else rule for lab, rule in self.rules.items()}
+
+    def configured(self, threshold: ThresholdSpec = None, on_poor_quality: str | None = None) -> "Predictor":
+        """This predictor (same model, no reloading) with another operating point or quality policy; ``None``
+        keeps the current one."""
+        other = copy.copy(self)
+        if threshold is not None:
+            point = operating_point(self.info, threshold, self.folder)
+            other._thresholds, other.rules = point.thresholds, point.rules
+        if on_poor_quality is not None:
+            other.reader = dataclasses.replace(self.reader, on_poor_quality=on_poor_quality)
+        return other
 
     # -- construction ---------------------------------------------------------------------------------------------
 
@@ -98,7 +121,11 @@ class Predictor:
             num_threads: intra-op threads for the backend (``None`` keeps the library default).
             channels_last: run the PyTorch model's convolutions as 2-D channels-last ones (see
                 :class:`~ecgfm.models.runner.TorchRunner`); ``None``: on for CPU when the architecture supports it.
-            **kwargs: ``batch_size`` / ``num_workers`` defaults for :meth:`predict_many`.
+            **kwargs: ``batch_size`` / ``num_workers`` defaults for :meth:`predict_many`; ``threshold`` (``None``:
+                the model's own; a rule such as ``"f1"``, ``"youden"``, ``"sens>=0.9"``, ``"ppv>=0.8"`` fitted on the
+                model's stored validation records; a number; a JSON/CSV file or mapping of label -> threshold);
+                ``on_poor_quality`` (``"flag"``: findings with the quality problems listed; ``"abstain"``: findings
+                withheld, with the reason; ``"error"``: the record fails).
         """
         if backend == "torch":
             from ecgfm.models import load
@@ -106,12 +133,13 @@ class Predictor:
 
             device = str(resolve_device(device))
             model = load(name_or_path, device=device)
-            return cls(TorchRunner(model, device, num_threads, channels_last), model.info, **kwargs)
+            return cls(TorchRunner(model, device, num_threads, channels_last), model.info,
+                       folder=getattr(model, "folder", None), **kwargs)
         if backend == "onnx":
             from ecgfm.inference.onnx import OnnxBackend, onnx_model_for
 
             onnx_path, info = onnx_model_for(name_or_path)
-            return cls(OnnxBackend(onnx_path, num_threads=num_threads), info, **kwargs)
+            return cls(OnnxBackend(onnx_path, num_threads=num_threads), info, folder=onnx_path.parent, **kwargs)
         raise ValueError(f"unknown backend {backend!r}; choose 'torch' or 'onnx'")
 
     # -- one ECG, or arrays, the scikit-learn way --------------------------------------------------------------------
@@ -122,7 +150,7 @@ class Predictor:
         Raises:
             ECGReadError: naming the file and the reason.
         """
-        return preprocess_input(ecg_or_path, self.pipeline, self.input_samples)
+        return self.reader.read(ecg_or_path)
 
     def record_logits(self, arrays: Iterable[np.ndarray]) -> np.ndarray:
         """Logits ``(N, labels)`` of preprocessed records of any length (see :meth:`preprocess`)."""
@@ -135,7 +163,8 @@ class Predictor:
         ``(N, leads, samples)`` / ``(leads, samples)`` in mV with their rate ``fs`` (and lead names, default the 12
         standard leads). Inputs are preprocessed like every other; any failure raises, naming the input."""
         items = as_ecgs(X, fs, leads)
-        return expit(self.record_logits(self.preprocess(item).array for item in items)).astype(np.float32)
+        raw = expit(self.record_logits(self.preprocess(item).array for item in items))
+        return self.calibration.apply(raw).astype(np.float32)
 
     def predict(self, ecg_or_path: ECGInput) -> Prediction:
         """Predict one ECG (an :class:`~ecgfm.ECG` or a file of any supported format).
@@ -146,13 +175,20 @@ class Predictor:
         loaded = self.preprocess(ecg_or_path)
         return self._prediction(expit(self.record_logits([loaded.array])[0]), loaded)
 
-    def _prediction(self, probs: np.ndarray, loaded: Loaded) -> Prediction:
-        findings = [Finding(lab, self.descriptions[lab], float(p), self._thresholds[lab])
-                    for lab, p in zip(self.labels, probs) if p >= self._thresholds[lab]]
-        findings.sort(key=lambda f: -f.probability)
+    def _prediction(self, raw: np.ndarray, loaded: Loaded) -> Prediction:
+        """The prediction from one record's raw sigmoid outputs: calibrated, thresholded, or withheld when the
+        quality policy says so."""
+        probs = self.calibration.apply(raw[None])[0]
+        abstained = None
+        if self.reader.on_poor_quality == "abstain" and loaded.quality and not loaded.quality["ok"]:
+            abstained = "poor signal quality: " + "; ".join(loaded.quality["problems"])
+        findings = [] if abstained else sorted(
+            (Finding(lab, self.descriptions[lab], float(p), self._thresholds[lab], self.rules[lab])
+             for lab, p in zip(self.labels, probs) if p >= self._thresholds[lab]), key=lambda f: -f.probability)
         duration = loaded.array.shape[-1] / self.pipeline.fs if self.pipeline.fs else None
         return Prediction(loaded.record_id, loaded.source, {lab: float(p) for lab, p in zip(self.labels, probs)},
-                          findings, None if duration is None else round(duration, 3), loaded.notes)
+                          findings, None if duration is None else round(duration, 3), loaded.notes, loaded.quality,
+                          abstained, {lab: float(p) for lab, p in zip(self.labels, raw)})
 
     # -- many ECGs ----------------------------------------------------------------------------------------------------
 
@@ -204,13 +240,12 @@ class Predictor:
         """Loaded inputs (or failures) in input order, read inline, by worker processes or by threads."""
         if loader not in ("process", "thread"):
             raise ValueError(f"loader must be 'process' or 'thread', got {loader!r}")
-        load = (self.pipeline, self.input_samples)
         if num_workers <= 0:
-            yield from (load_input(item, *load) for item in items)
+            yield from (self.reader.load(item) for item in items)
         elif loader == "process":
             from torch.utils.data import DataLoader
 
-            dataset = _LoadDataset(list(items), *load)
+            dataset = _LoadDataset(list(items), self.reader)
             if not len(dataset):
                 return
             yield from DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_as_is,
@@ -219,7 +254,7 @@ class Predictor:
             with ThreadPoolExecutor(num_workers, thread_name_prefix="ecgfm-load") as pool:
                 pending: deque[Future] = deque()
                 for item in items:
-                    pending.append(pool.submit(load_input, item, *load))
+                    pending.append(pool.submit(self.reader.load, item))
                     if len(pending) >= prefetch:
                         yield pending.popleft().result()
                 while pending:
@@ -248,36 +283,61 @@ class Predictor:
             return Failure(str(slot.source), f"model failed on this input: {type(exc).__name__}: {exc}")
 
 
-def preprocess_input(item: ECGInput, pipeline: Pipeline, input_samples: int | None = None) -> Loaded:
-    """Read (if a path) and preprocess one ECG with ``pipeline``; a record shorter than the model's input is noted.
-
-    Raises:
-        ECGReadError: naming the file and the reason.
-    """
-    ecg = item if isinstance(item, ECG) else read(item)
-    source = ecg.meta.get("source") or (None if isinstance(item, ECG) else str(item))
-    record_id = ecg.meta.get("record_id") or (Path(source).stem if source else None)
-    try:
-        array = pipeline.to_array(ecg)
-    except ECGReadError:
-        raise
-    except (ECGError, ValueError) as exc:  # preprocessing refused the content (units, missing leads, ...)
-        raise ECGReadError(source, f"preprocessing failed: {exc}") from exc
-    notes = ()
-    if input_samples is not None and array.shape[-1] < input_samples and pipeline.fs:
-        notes = (f"short record: {array.shape[-1] / pipeline.fs:.2f} s, zero-padded to the model's "
-                 f"{input_samples / pipeline.fs:g}-s input",)
-    return Loaded(array, str(record_id) if record_id is not None else None, source, notes)
+#: What a predictor does with a record that fails a signal-quality check (``ecgfm.signal.quality``).
+QUALITY_POLICIES = ("flag", "abstain", "error")
 
 
-def load_input(item: ECGInput, pipeline: Pipeline, input_samples: int | None = None) -> Loaded | Failure:
-    """:func:`preprocess_input`, with any failure returned as a :class:`Failure` (batch jobs report, never stop)."""
-    try:
-        return preprocess_input(item, pipeline, input_samples)
-    except ECGError as exc:
-        return Failure(_source_of(item), getattr(exc, "reason", None) or str(exc))
-    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch; the reason is reported
-        return Failure(_source_of(item), f"{type(exc).__name__}: {exc}")
+@dataclass(frozen=True)
+class InputReader:
+    """How one input becomes a model input: read (if a path), judge its signal quality as recorded, preprocess it
+    whole, and note a record shorter than the model's input (it is zero-padded to it). ``on_poor_quality``: what a
+    failed quality check does (``flag``: noted in the prediction; ``abstain``: findings withheld; ``error``: the
+    record fails); ``assess=False`` skips the quality checks (embeddings)."""
+
+    pipeline: Pipeline
+    input_samples: int | None = None
+    on_poor_quality: str = "flag"
+    assess: bool = True
+
+    def __post_init__(self) -> None:
+        if self.on_poor_quality not in QUALITY_POLICIES:
+            raise ValueError(f"on_poor_quality must be one of {', '.join(QUALITY_POLICIES)}, got "
+                             f"{self.on_poor_quality!r}")
+
+    def read(self, item: ECGInput) -> Loaded:
+        """The loaded input; raises ``ECGReadError`` naming the file and the reason."""
+        ecg = item if isinstance(item, ECG) else read(item)
+        source = ecg.meta.get("source") or (None if isinstance(item, ECG) else str(item))
+        record_id = ecg.meta.get("record_id") or (Path(source).stem if source else None)
+        quality = _quality(ecg) if self.assess else None
+        if quality and not quality["ok"] and self.on_poor_quality == "error":
+            raise ECGReadError(source, "poor signal quality: " + "; ".join(quality["problems"]))
+        try:
+            array = self.pipeline.to_array(ecg)
+        except ECGReadError:
+            raise
+        except (ECGError, ValueError) as exc:  # preprocessing refused the content (units, missing leads, ...)
+            raise ECGReadError(source, f"preprocessing failed: {exc}") from exc
+        notes = ()
+        if self.input_samples is not None and array.shape[-1] < self.input_samples and self.pipeline.fs:
+            notes = (f"short record: {array.shape[-1] / self.pipeline.fs:.2f} s, zero-padded to the model's "
+                     f"{self.input_samples / self.pipeline.fs:g}-s input",)
+        return Loaded(array, str(record_id) if record_id is not None else None, source, notes, quality)
+
+    def load(self, item: ECGInput) -> Loaded | Failure:
+        """:meth:`read`, with any failure returned as a :class:`Failure` (batch jobs report, never stop)."""
+        try:
+            return self.read(item)
+        except ECGError as exc:
+            return Failure(_source_of(item), getattr(exc, "reason", None) or str(exc))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch; the reason is reported
+            return Failure(_source_of(item), f"{type(exc).__name__}: {exc}")
+
+
+def _quality(ecg: ECG) -> dict[str, Any]:
+    """The record's signal-quality verdict: ``ok``, the problems in plain language, and the heart rate."""
+    report = assess_quality(ecg).to_dict()
+    return {"ok": report["ok"], "problems": report["problems"], "heart_rate": report["heart_rate"]}
 
 
 def as_ecgs(X, fs: float | None = None, leads=None) -> list[ECGInput]:
@@ -297,16 +357,16 @@ def as_ecgs(X, fs: float | None = None, leads=None) -> list[ECGInput]:
 
 
 class _LoadDataset:
-    """Inputs as a map-style dataset for a ``DataLoader``: item ``i`` is ``load_input(items[i])``."""
+    """Inputs as a map-style dataset for a ``DataLoader``: item ``i`` is ``reader.load(items[i])``."""
 
-    def __init__(self, items: list[ECGInput], pipeline: Pipeline, input_samples: int | None):
-        self.items, self.pipeline, self.input_samples = items, pipeline, input_samples
+    def __init__(self, items: list[ECGInput], reader: InputReader):
+        self.items, self.reader = items, reader
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
-        return load_input(self.items[index], self.pipeline, self.input_samples)
+        return self.reader.load(self.items[index])
 
 
 def _as_is(item):

@@ -9,12 +9,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Finding:
-    """One positive finding: the label code, its plain-language description, probability and the threshold crossed."""
+    """One positive finding: the label code, its plain-language description, its (calibrated) probability, the
+    threshold it crossed and the rule that threshold follows (e.g. ``f1``, ``youden``, ``given``)."""
 
     label: str
     description: str
     probability: float
     threshold: float
+    rule: str = ""
 
     def __str__(self) -> str:
         return f"{self.label} ({self.description}) {self.probability:.2f}"
@@ -22,8 +24,10 @@ class Finding:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The model's output for one ECG: every label's probability, the positive findings (most likely first), and
-    how the record was read (its duration, and notes such as padding of a record shorter than the input)."""
+    """The model's output for one ECG: every label's (calibrated) probability, the positive findings (most likely
+    first), how the record was read (its duration, notes such as padding of a record shorter than the input), the
+    record's signal quality (``{"ok": bool, "problems": [...]}``), whether findings were withheld and why
+    (``abstained``), and the uncalibrated sigmoid outputs (``raw_probabilities``)."""
 
     record_id: str | None
     source: str | None
@@ -31,23 +35,34 @@ class Prediction:
     findings: list[Finding]
     duration_s: float | None = None
     notes: tuple[str, ...] = ()
+    quality: dict[str, Any] | None = None
+    abstained: str | None = None
+    raw_probabilities: dict[str, float] | None = None
+
+    @property
+    def quality_ok(self) -> bool | None:
+        return None if self.quality is None else bool(self.quality.get("ok"))
 
     def to_dict(self) -> dict[str, Any]:
         """Nested JSON-ready form (the ``/predict`` response and the ``.json`` output rows)."""
         return {"record_id": self.record_id, "source": self.source, "duration_s": self.duration_s,
-                "notes": list(self.notes), "probabilities": dict(self.probabilities),
+                "notes": list(self.notes), "quality": self.quality, "abstained": self.abstained,
+                "probabilities": dict(self.probabilities), "raw_probabilities": self.raw_probabilities,
                 "findings": [vars(f).copy() for f in self.findings]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Prediction":
         """Inverse of :meth:`to_dict`."""
         return cls(data["record_id"], data["source"], dict(data["probabilities"]),
-                   [Finding(**f) for f in data["findings"]], data.get("duration_s"), tuple(data.get("notes", ())))
+                   [Finding(**f) for f in data["findings"]], data.get("duration_s"), tuple(data.get("notes", ())),
+                   data.get("quality"), data.get("abstained"), data.get("raw_probabilities"))
 
     def to_row(self) -> dict[str, Any]:
-        """Flat table row: ids, one probability column per label, and the findings spelled out."""
+        """Flat table row: ids, quality, one (calibrated) probability column per label, and the findings."""
+        problems = "; ".join((self.quality or {}).get("problems", []))
         return {"record_id": self.record_id, "source": self.source, "duration_s": self.duration_s,
-                "notes": "; ".join(self.notes), **self.probabilities, "n_findings": len(self.findings),
+                "notes": "; ".join(self.notes), "quality": "" if self.quality is None else problems or "ok",
+                "abstained": self.abstained or "", **self.probabilities, "n_findings": len(self.findings),
                 "findings": "; ".join(str(f) for f in self.findings)}
 
 
@@ -61,9 +76,11 @@ class Failure:
 
 @dataclass(frozen=True)
 class Loaded:
-    """One input read and preprocessed: the model input (whole record, any length) and where it came from."""
+    """One input read and preprocessed: the model input (whole record, any length), where it came from, and the
+    signal-quality verdict on the record as read."""
 
     array: np.ndarray
     record_id: str | None
     source: str | None
     notes: tuple[str, ...] = ()
+    quality: dict[str, Any] | None = None

@@ -132,7 +132,9 @@ def _load_folder(folder: Path, device) -> nn.Module:
         state = load_file(weights, device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ValueError(f"{weights}: not readable weights ({exc})") from None
-    return _with_state(build_model(info), state, weights).to(device).eval()
+    model = _with_state(build_model(info), state, weights).to(device).eval()
+    model.folder = folder  # where files stored beside the weights (validation predictions, ONNX) are found
+    return model
 
 
 def load_state(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:

@@ -15,6 +15,7 @@ CORS and per-client rate limits are optional (``ecgfm.serve.guard``).
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import threading
@@ -36,6 +37,11 @@ from ecgfm.serve.uploads import (MAX_UNZIP_RATIO, BadInput, ecg_files, one_recor
 
 T = TypeVar("T")
 
+#: What the ``threshold`` and ``on_poor_quality`` query parameters take (``ecgfm.inference.operating``).
+THRESHOLD_HELP = ("Operating point: a rule fitted on the model's validation records (f1, youden, 'sens>=0.9', "
+                  "'spec>=0.95', 'ppv>=0.8') or one number for every label; default: the model's own thresholds.")
+QUALITY_HELP = ("A record failing a signal-quality check: flag (findings with the problems listed, the default), "
+                "abstain (findings withheld, with the reason) or error (422).")
 #: Default request body limit: a 10-s 12-lead ECG is 0.1-1 MB in every common format; 20 MB leaves room for Holters.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 30.0
@@ -180,17 +186,25 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
                trust_proxy=trust_proxy, read_timeout_s=read_timeout_s, body_timeout_s=body_timeout_s,
                body_min_rate=body_min_rate)
 
-    def predict_one(folder: Path, stop: threading.Event) -> dict[str, Any]:
+    @functools.lru_cache(maxsize=32)
+    def configured(threshold: str | None, on_poor_quality: str | None) -> Predictor:
+        """The service's predictor at another operating point or quality policy (fitted once per setting)."""
+        try:
+            return predictor.configured(threshold, on_poor_quality)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    def predict_one(folder: Path, stop: threading.Event, chosen: Predictor = predictor) -> dict[str, Any]:
         path = one_record(folder, "send one per request or use POST /predict/batch")
-        result = predictor.predict_many([path], num_workers=0)
+        result = chosen.predict_many([path], num_workers=0)
         if result.failures:
             failure = relabel(result.failures[0], folder)
             raise BadInput(f"{failure.source}: {failure.reason}")
         return relabel(result.predictions[0], folder).to_dict()
 
-    def predict_batch(folder: Path, stop: threading.Event) -> dict[str, Any]:
+    def predict_batch(folder: Path, stop: threading.Event, chosen: Predictor = predictor) -> dict[str, Any]:
         predictions, failures = [], []
-        for result in predictor.iter_predict(ecg_files(folder), num_workers=0):
+        for result in chosen.iter_predict(ecg_files(folder), num_workers=0):
             if stop.is_set():  # the request has timed out: stop between records
                 break
             result = relabel(result, folder)
@@ -203,17 +217,23 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
     @app.post("/predict", response_model=PredictionOut, responses={408: {}, 413: {}, 422: {}, 503: {}, 504: {}},
               summary="Findings for one ECG")
     async def predict(files: list[UploadFile] = File(..., description="The ECG: one file, the .hea and .dat of a "
-                                                                      "WFDB record, or a .zip of them.")):
-        """Read the uploaded ECG (any supported format, any sampling rate), apply the model's preprocessing and
-        return every label's probability and the positive findings at the model's thresholds."""
-        # (hook: per-request operating points, e.g. a `threshold` query parameter, would be applied here)
-        return await service.run_job(files, predict_one)
+                                                                      "WFDB record, or a .zip of them."),
+                      threshold: str | None = Query(None, description=THRESHOLD_HELP),
+                      on_poor_quality: str | None = Query(None, description=QUALITY_HELP)):
+        """Read the uploaded ECG (any supported format, any sampling rate and length), judge its signal quality,
+        apply the model's preprocessing and return every label's calibrated probability and the positive findings
+        at the chosen operating point (default: the model's own thresholds)."""
+        chosen = configured(threshold, on_poor_quality)
+        return await service.run_job(files, functools.partial(predict_one, chosen=chosen))
 
     @app.post("/predict/batch", response_model=BatchOut, responses={408: {}, 413: {}, 422: {}, 503: {}, 504: {}},
               summary="Findings for several ECGs in one upload")
-    async def predict_many(files: list[UploadFile] = File(..., description="ECG files or a .zip of them.")):
+    async def predict_many(files: list[UploadFile] = File(..., description="ECG files or a .zip of them."),
+                           threshold: str | None = Query(None, description=THRESHOLD_HELP),
+                           on_poor_quality: str | None = Query(None, description=QUALITY_HELP)):
         """Predict every ECG in the upload; files that cannot be read are listed under ``failures``."""
-        return await service.run_job(files, predict_batch)
+        chosen = configured(threshold, on_poor_quality)
+        return await service.run_job(files, functools.partial(predict_batch, chosen=chosen))
 
     @app.post("/explain", response_model=ExplanationOut,
               responses={408: {}, 413: {}, 422: {}, 501: {}, 503: {}, 504: {}},

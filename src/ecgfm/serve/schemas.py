@@ -12,7 +12,14 @@ class FindingOut(BaseModel):
     label: str = Field(description="Label code, e.g. an SCP-ECG statement such as 'AFIB'.")
     description: str = Field(description="Plain-language meaning of the label.")
     probability: float
-    threshold: float = Field(description="The model's decision threshold for this label.")
+    threshold: float = Field(description="The decision threshold for this label (calibrated probability scale).")
+    rule: str = Field("", description="The rule the threshold follows, e.g. f1, youden or given.")
+
+
+class QualityOut(BaseModel):
+    ok: bool = Field(description="No signal-quality check failed.")
+    problems: list[str] = Field(default_factory=list, description="The failed checks, in plain language.")
+    heart_rate: float | None = Field(None, description="Ventricular rate (bpm) from the detected beats.")
 
 
 class PredictionOut(BaseModel):
@@ -21,7 +28,10 @@ class PredictionOut(BaseModel):
     duration_s: float | None = Field(None, description="Length of the record (s); all of it is read.")
     notes: list[str] = Field(default_factory=list, description="How the record was read, e.g. padding of a record "
                                                                "shorter than the model's input.")
-    probabilities: dict[str, float] = Field(description="Probability of every label.")
+    quality: QualityOut | None = Field(None, description="The record's signal quality as recorded.")
+    abstained: str | None = Field(None, description="Why findings were withheld (on_poor_quality=abstain).")
+    probabilities: dict[str, float] = Field(description="Calibrated probability of every label.")
+    raw_probabilities: dict[str, float] | None = Field(None, description="The model's uncalibrated sigmoid outputs.")
     findings: list[FindingOut] = Field(description="Labels at or above their threshold, most likely first.")
 
 
