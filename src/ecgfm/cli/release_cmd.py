@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         ptbxl: Ptbxl = None,
         manifest: Manifest = None,
         store: Store = None,
-        threshold: str = typer.Option("youden", "--threshold", help="Rule fitting each label's threshold on the "
+        threshold: str = typer.Option("f1", "--threshold", help="Rule fitting each label's threshold on the "
                                       "validation records."),
         n_bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the CIs."),
         report_dir: Path = typer.Option(Path("runs/release-evaluation"), "--report-dir",
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             net = load(model)
             labelled = load_labelled(**source_kwargs(data, ptbxl, manifest, store), labels=net.info.labels,
-                                     pipeline=net.info.pipeline(), train_folds=(), progress=False)
+                                     pipeline=net.info.pipeline(), progress=False)
             path = release(net, labelled, out, rule=threshold, n_bootstrap=n_bootstrap, report_dir=report_dir,
                            command=command_line(ctx))
             config = json.loads((Path(path) / "config.json").read_text())

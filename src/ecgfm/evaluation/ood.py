@@ -14,10 +14,15 @@ are flagged, by construction). :meth:`OODScorer.score` needs numpy only; :meth:`
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ecgfm.files import atomic_write_text
 
 #: Principal directions kept: the validation log-likelihood of the shipped model's embeddings still rises beyond 64,
 #: but slowly (1417 nats at 64, 1757 at 128), and each direction costs D numbers of storage (64: ~2.5 MB of JSON).
@@ -97,3 +102,23 @@ def fit_ood(train_embeddings, val_embeddings, n_components: int = N_COMPONENTS,
                        n_train=int(train.shape[0]))
     scorer.threshold = float(np.quantile(scorer.score(val), quantile))
     return scorer
+
+
+#: The file beside a released model's weights holding its out-of-distribution scorer.
+OOD_NAME = "ood.json"
+
+
+def save_ood(folder: str | os.PathLike, scorer: OODScorer) -> Path:
+    """Store ``scorer`` beside a model's weights (JSON; kept out of ``config.json``, which it would dwarf)."""
+    return atomic_write_text(Path(folder) / OOD_NAME, json.dumps(scorer.to_dict()))
+
+
+def load_ood(folder: str | os.PathLike | None) -> OODScorer | None:
+    """The scorer stored beside a model's weights, or ``None`` when there is none."""
+    path = Path(folder) / OOD_NAME if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return OODScorer.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a valid out-of-distribution scorer ({exc})") from None

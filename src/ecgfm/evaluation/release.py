@@ -14,9 +14,11 @@ from torch import nn
 from ecgfm.datasets import LabelledSet
 from ecgfm.evaluation.calibration import fit_calibration
 from ecgfm.evaluation.model_eval import evaluate_model, score
+from ecgfm.evaluation.ood import fit_ood, save_ood
 from ecgfm.evaluation.thresholds import fit_thresholds
 from ecgfm.files import atomic_write
 from ecgfm.models import save
+from ecgfm.models.windowing import extract_features
 
 #: Labels need this many positives in the test records to be scored (the model card's convention).
 MIN_TEST_POSITIVES = 5
@@ -34,8 +36,9 @@ RELEASE_RULE = "f1"
 def release(model: nn.Module, data: LabelledSet, out: str | Path, rule: str = RELEASE_RULE, n_bootstrap: int = 1000,
             report_dir: str | Path = "runs/release-evaluation", command: str | None = None) -> Path:
     """Write the released model to ``out``, everything fitted on ``data``'s validation records only: a per-label
-    calibration, per-label thresholds by ``rule`` on the calibrated probabilities, and the validation labels and
-    calibrated probabilities beside the weights (so other rules can be fitted at load); then the test metrics with
+    calibration, per-label thresholds by ``rule`` on the calibrated probabilities, the validation labels and
+    calibrated probabilities beside the weights (so other rules can be fitted at load), and an out-of-distribution
+    scorer of the record embeddings (fitted on the training records, its threshold on the validation ones); then the test metrics with
     CIs in its ``config.json`` and the full evaluation report (metrics.json/.csv, report.html, calibration before
     and after) in ``report_dir``."""
     labels = model.info.labels
@@ -63,6 +66,7 @@ def release(model: nn.Module, data: LabelledSet, out: str | Path, rule: str = RE
     model.info = model.info.replace(metrics={**model.info.metrics, "test": test})
     folder = save(model, out)
     save_validation(folder, labels, val.Y, calibration.apply(raw))
+    save_ood(folder, fit_ood(*(extract_features(model, data.part(s).torch()) for s in ("train", "val"))))
     return folder
 
 

@@ -36,6 +36,7 @@ from ecgfm.io import read
 from ecgfm.io.discover import discover_inputs
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.evaluation.calibration import Calibration
+from ecgfm.evaluation.ood import load_ood
 from ecgfm.inference.operating import DEFAULT_THRESHOLD, ThresholdSpec, operating_point
 from ecgfm.inference.results import Failure, Finding, Loaded, Prediction
 from ecgfm.models.runner import TorchRunner, record_logits
@@ -75,6 +76,7 @@ class Predictor:
         self.descriptions: dict[str, str] = {lab: info.label_descriptions.get(lab, lab) for lab in self.labels}
         self.calibration = Calibration.of(info)
         self.folder = folder
+        self.ood = load_ood(folder) if hasattr(backend, "with_features") else None
         point = operating_point(info, threshold, folder)
         self._thresholds, self.rules = point.thresholds, point.rules
         self.batch_size = int(batch_size)
@@ -173,21 +175,39 @@ class Predictor:
             ECGReadError: if the file cannot be read or preprocessed (message names the file and the reason).
         """
         loaded = self.preprocess(ecg_or_path)
-        return self._prediction(expit(self.record_logits([loaded.array])[0]), loaded)
+        return self._prediction(*self._outputs([loaded.array])[0], loaded)
 
-    def _prediction(self, raw: np.ndarray, loaded: Loaded) -> Prediction:
+    def _outputs(self, arrays: Iterable[np.ndarray]) -> list[tuple[np.ndarray, float | None]]:
+        """Each record's raw sigmoid outputs and, when the model has an out-of-distribution scorer, the distance of
+        its embedding from the training records (computed in the same pass for a single network)."""
+        rule = (self.backend, arrays, self.input_samples, self.stride, self.segment_how, self.batch_size)
+        if self.ood is None:
+            return [(expit(logits), None) for logits in record_logits(*rule)]
+        items = list(record_logits(*rule, features=True))
+        scores = self.ood.score(np.stack([embedding for _, embedding in items])) if items else []
+        return [(expit(logits), float(score)) for (logits, _), score in zip(items, scores)]
+
+    def _prediction(self, raw: np.ndarray, ood_score: float | None, loaded: Loaded) -> Prediction:
         """The prediction from one record's raw sigmoid outputs: calibrated, thresholded, or withheld when the
-        quality policy says so."""
+        quality policy says so (a failed signal-quality check, or a record unlike the training data)."""
         probs = self.calibration.apply(raw[None])[0]
+        quality = loaded.quality
+        if ood_score is not None and quality is not None:
+            unusual = ood_score > self.ood.threshold
+            quality = {**quality, "ood_score": round(ood_score, 3), "ood_threshold": round(self.ood.threshold, 3)}
+            if unusual:
+                quality = {**quality, "ok": False, "problems": quality["problems"] + [
+                    f"unlike the training records (out-of-distribution score {ood_score:.1f} > "
+                    f"{self.ood.threshold:.1f}, the validation records' {self.ood.quantile:.0%} quantile)"]}
         abstained = None
-        if self.reader.on_poor_quality == "abstain" and loaded.quality and not loaded.quality["ok"]:
-            abstained = "poor signal quality: " + "; ".join(loaded.quality["problems"])
+        if self.reader.on_poor_quality == "abstain" and quality and not quality["ok"]:
+            abstained = "poor signal quality: " + "; ".join(quality["problems"])
         findings = [] if abstained else sorted(
             (Finding(lab, self.descriptions[lab], float(p), self._thresholds[lab], self.rules[lab])
              for lab, p in zip(self.labels, probs) if p >= self._thresholds[lab]), key=lambda f: -f.probability)
         duration = loaded.array.shape[-1] / self.pipeline.fs if self.pipeline.fs else None
         return Prediction(loaded.record_id, loaded.source, {lab: float(p) for lab, p in zip(self.labels, probs)},
-                          findings, None if duration is None else round(duration, 3), loaded.notes, loaded.quality,
+                          findings, None if duration is None else round(duration, 3), loaded.notes, quality,
                           abstained, {lab: float(p) for lab, p in zip(self.labels, raw)})
 
     # -- many ECGs ----------------------------------------------------------------------------------------------------
@@ -265,20 +285,20 @@ class Predictor:
         reported as a failure and the others are still predicted."""
         loaded = [s for s in slots if not isinstance(s, Failure)]
         try:
-            probs = iter(expit(self.record_logits(s.array for s in loaded)))
+            outputs = iter(self._outputs(s.array for s in loaded))
         except Exception:  # noqa: BLE001 - isolate the input that breaks the model, below
-            probs = None
+            outputs = None
         for slot in slots:
             if isinstance(slot, Failure):
                 yield slot
-            elif probs is not None:
-                yield self._prediction(next(probs), slot)
+            elif outputs is not None:
+                yield self._prediction(*next(outputs), slot)
             else:
                 yield self._predict_alone(slot)
 
     def _predict_alone(self, slot: Loaded) -> Prediction | Failure:
         try:
-            return self._prediction(expit(self.record_logits([slot.array])[0]), slot)
+            return self._prediction(*self._outputs([slot.array])[0], slot)
         except Exception as exc:  # noqa: BLE001 - one bad input must not stop a batch; the reason is reported
             return Failure(str(slot.source), f"model failed on this input: {type(exc).__name__}: {exc}")
 

@@ -41,36 +41,47 @@ class TorchRunner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            # np.require copies only when needed: preprocessed ECG signals may be read-only arrays
-            x = torch.from_numpy(np.require(batch, dtype=np.float32, requirements=["C", "W"])).to(self.device)
-            return self.module(x).float().cpu().numpy()
+            return self.module(self._tensor(batch)).float().cpu().numpy()
+
+    def with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and record embeddings of a batch (see :meth:`WindowedModel.with_features`)."""
+        with torch.inference_mode():
+            logits, features = self.module.with_features(self._tensor(batch))
+            return logits.float().cpu().numpy(), features.float().cpu().numpy()
+
+    def _tensor(self, batch: np.ndarray) -> torch.Tensor:
+        # np.require copies only when needed: preprocessed ECG signals may be read-only arrays
+        return torch.from_numpy(np.require(batch, dtype=np.float32, requirements=["C", "W"])).to(self.device)
 
 
 def record_logits(run: Runner, records: Iterable[np.ndarray], input_samples: int | None, stride: int | None,
-                  how: list[str], batch_size: int = 32) -> Iterator[np.ndarray]:
+                  how: list[str], batch_size: int = 32, features: bool = False) -> Iterator:
     """Logits ``(labels,)`` of each preprocessed record ``(leads, T)``, in order, for records of any length.
 
     A record is cut into ``input_samples``-long segments every ``stride`` samples over its whole length (one
     segment when it has exactly the model's input length; zero-padded when shorter), segments of several records
     share model calls of up to ``batch_size`` segments, and each record's segment logits combine per label by
-    ``how`` (``"max"`` or ``"mean"``). ``input_samples=None`` gives every record to the model whole.
+    ``how`` (``"max"`` or ``"mean"``). ``input_samples=None`` gives every record to the model whole. With
+    ``features`` (a runner with ``with_features``) each item is ``(logits, embedding)``, the embedding averaged
+    over the segments.
     """
     pending: list[np.ndarray] = []  # each record's segments, waiting for a full batch
     for record in records:
         pending.append(record[None] if input_samples is None else segments(record, input_samples, stride))
         if sum(len(p) for p in pending) >= batch_size:
-            yield from _score(run, pending, how)
+            yield from _score(run, pending, how, features)
             pending = []
     if pending:
-        yield from _score(run, pending, how)
+        yield from _score(run, pending, how, features)
 
 
-def _score(run: Runner, pending: list[np.ndarray], how: list[str]) -> Iterator[np.ndarray]:
+def _score(run: Runner, pending: list[np.ndarray], how: list[str], features: bool) -> Iterator:
+    call = run.with_features if features else (lambda batch: (run(batch), None))
     shapes = {p.shape[1:] for p in pending}
-    if len(shapes) > 1:  # whole records of different lengths: one model call each
-        for p in pending:
-            yield combine_segments(run(p), how)
-        return
-    logits = run(np.concatenate(pending))
-    for part in np.split(logits, np.cumsum([len(p) for p in pending])[:-1]):
-        yield combine_segments(part, how)
+    groups = [[p] for p in pending] if len(shapes) > 1 else [pending]  # records of different lengths: one call each
+    for group in groups:
+        logits, embeddings = call(np.concatenate(group))
+        bounds = np.cumsum([len(p) for p in group])[:-1]
+        parts = np.split(logits, bounds)
+        for part, embedding in zip(parts, np.split(embeddings, bounds) if features else [None] * len(parts)):
+            yield (combine_segments(part, how), embedding.mean(axis=0)) if features else combine_segments(part, how)

@@ -88,6 +88,19 @@ class WindowedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return windowed_logits(self.model, x, self.window, self.stride, self.how)
 
+    def with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Record logits and the record embedding (``forward_features`` averaged over the windows), in one pass for
+        single networks (their head runs on each window's features); an ensemble's members need a second pass."""
+        if hasattr(self.model, "members"):
+            return self(x), aggregate(self._window_features(x), "mean")
+        features = self._window_features(x)  # (B, windows, D)
+        logits = self.model.forward_head(features.flatten(0, 1)).reshape(*features.shape[:2], -1)
+        return aggregate(logits, self.how), aggregate(features, "mean")
+
+    def _window_features(self, x: torch.Tensor) -> torch.Tensor:
+        windows = sliding_windows(x, self.window, self.stride)
+        return self.model.forward_features(windows.flatten(0, 1)).reshape(*windows.shape[:2], -1)
+
 
 class RecordModel(nn.Module):
     """A whole record of any length -> record logits, differentiably: the model's input-sized segments over the
