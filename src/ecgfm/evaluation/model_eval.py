@@ -123,6 +123,7 @@ def evaluate_model(model: nn.Module | str | os.PathLike | None, data: LabelledSe
         raw_scores[split] = raw[keep][:, columns]
         scored[split] = (part.subset(keep).select_labels(names), calibration.apply(raw[keep])[:, columns])
     test, test_probs = scored["test"]
+    context = external_context(info, test, test_probs) if external else None
     positives = np.nansum(test.Y == 1, axis=0)
     kept = [j for j, n in enumerate(positives) if n >= min_test_positives]
     names = [names[j] for j in kept]
@@ -140,7 +141,7 @@ def evaluate_model(model: nn.Module | str | os.PathLike | None, data: LabelledSe
               "min_test_positives": min_test_positives, "unreadable": dict(list(unreadable.items())[:100]),
               "n_unreadable": len(unreadable)}
     if external:
-        config["external"] = external_context(info, test, test_probs, thresholds)
+        config["external"] = context
     val, val_probs = scored.get("val", (None, None))
     calibrated = "calibration" in info.extra
     return evaluate_predictions(test.Y, test_probs, names, out_dir, val_true=None if val is None else val.Y,
@@ -149,15 +150,18 @@ def evaluate_model(model: nn.Module | str | os.PathLike | None, data: LabelledSe
                                 raw_score=raw_scores["test"] if calibrated else None, **stats)
 
 
-def external_context(info, test: LabelledSet, probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
-    """What external validation adds, per label: positives, the model's own (internal) test AUC, observed prevalence
-    against the mean predicted probability and the share flagged at the model's threshold; and, for Challenge data,
-    the SNOMED-CT codes that map to no label of the model's vocabulary."""
+def external_context(info, test: LabelledSet, probs: np.ndarray) -> dict[str, Any]:
+    """What external validation adds, for every label of the model: positives here (None when the source cannot
+    express the label), the model's own (internal) test AUC, observed prevalence against the mean predicted
+    probability and the share flagged at the model's threshold; and, for Challenge data, the SNOMED-CT codes that map
+    to no label of the model's vocabulary."""
+    thresholds = {n: float(info.thresholds.get(n, 0.5)) for n in test.labels}
     internal = (info.metrics.get("test") or {}).get("per_label", {})
     rows = []
     for j, name in enumerate(test.labels):
         known = ~np.isnan(test.Y[:, j])
-        rows.append({"label": name, "n_pos": int(np.sum(test.Y[known, j] == 1)), "n_known": int(known.sum()),
+        rows.append({"label": name, "n_pos": int(np.sum(test.Y[known, j] == 1)) if known.any() else None,
+                     "n_known": int(known.sum()),
                      "internal_auc": internal.get(name, {}).get("auc"),
                      "observed_prevalence": float(np.mean(test.Y[known, j])) if known.any() else None,
                      "mean_predicted_probability": float(np.mean(probs[known, j])) if known.any() else None,

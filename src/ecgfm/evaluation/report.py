@@ -169,8 +169,39 @@ def render_evaluation_html(result: EvaluationResult, command: str | None = None,
     body.append(_table(headers, table_rows))
     body.append(f"<p class=ci>Sensitivity/specificity/PPV/NPV intervals: Wilson score. AUC, AP and F1 intervals: "
                 f"percentile bootstrap ({result.settings['bootstrap_unit']}-level).</p>")
+    if config and config.get("external"):
+        body += _external_section(result, config)
     body += _provenance(command, config, result.settings)
     return page(title, body)
+
+
+def _external_section(result: EvaluationResult, config: Mapping) -> list[str]:
+    """External validation: each label's AUC here beside the model's own test AUC (the generalisation gap), observed
+    against predicted prevalence, and what the source's labels could not express."""
+    from ecgfm.labels.snomed import snomed_term
+
+    external = config["external"]
+    aucs = {row["label"]: row.get("auc") for row in result.labels}
+    rows = []
+    for row in external["labels"]:
+        auc, internal = aucs.get(row["label"]), row.get("internal_auc")
+        gap = auc - internal if auc is not None and internal is not None else None
+        rows.append((row["label"] not in aucs, [
+            html.escape(row["label"]), _fmt(row["n_pos"]), _fmt(auc), _fmt(internal), _fmt(gap),
+            _fmt(row["observed_prevalence"]), _fmt(row["mean_predicted_probability"]), _fmt(row["flagged_fraction"])]))
+    parts = ["<h2>External validation: generalisation gap and prevalence</h2>",
+             f"<p>Internal test: {html.escape(str(external.get('internal_test') or 'not recorded'))}.</p>",
+             _table(["Label", "Positives", "AUC here", "AUC internal test", "Gap", "Observed prevalence",
+                     "Mean predicted probability", "Flagged at threshold"], rows)]
+    unmapped = external.get("unmapped_snomed") or {}
+    if unmapped:
+        items = "".join(f"<li>{html.escape(code)} {html.escape(snomed_term(code) or '')}: {count} record(s)</li>"
+                        for code, count in unmapped.items())
+        parts.append(f"<p>SNOMED-CT codes with no label in the model's vocabulary (not evaluated):</p><ul>{items}</ul>")
+    if config.get("n_unreadable"):
+        parts.append(f"<p>{config['n_unreadable']} record(s) could not be read and were left out (listed in "
+                     "metrics.json).</p>")
+    return parts
 
 
 def _calibration_rows(calibration: Mapping) -> list[tuple[bool, list[str]]]:
