@@ -167,7 +167,7 @@ def from_manifest(manifest: Manifest, labels: Sequence[str] | None, pipeline: Pi
 def _snomed_coverage(table, labels: Sequence[str], Y: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     """Challenge labels against a model vocabulary, as far as SNOMED-CT can say them: a statement no code implies is
     unknown (NaN) for every record; a record coded with a broader concept (SNOMED myocardial infarction for SCP
-    inferior MI) has that statement unknown; and codes that imply no statement at all are counted."""
+    inferior MI) has that statement unknown; and codes that imply none of the vocabulary's statements are counted."""
     from ecgfm.labels.snomed import mapping_table, snomed_to_scp
 
     relations = mapping_table()
@@ -185,6 +185,6 @@ def _snomed_coverage(table, labels: Sequence[str], Y: np.ndarray) -> tuple[np.nd
             for name in vague.get(code, ()):
                 if name in column and Y[i, column[name]] != 1:
                     Y[i, column[name]] = np.nan
-            if not snomed_to_scp(code):
+            if not set(snomed_to_scp(code)) & set(column):  # says nothing in the model's vocabulary
                 unmapped[code] = unmapped.get(code, 0) + 1
     return Y, dict(sorted(unmapped.items(), key=lambda item: -item[1]))
