@@ -24,15 +24,17 @@ def register(app: typer.Typer) -> None:
         seconds: Optional[float] = typer.Option(None, "--seconds", help="Rows layout: seconds to draw (default: "
                                                 "the rest of the record, at most 60)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Print this model's findings in the "
-                                            "header (a model folder, .pt or .onnx; 'shipped' for the shipped model)."),
+                                            "header ('pretrained' for the shipped model, or a model folder, run "
+                                            "folder, .pt or .onnx)."),
         dpi: int = typer.Option(150, "--dpi", min=30, max=600, help="PNG resolution (the page is 297 x 210 mm)."),
     ) -> None:
         """Draw the standard ECG printout: 3 x 4 leads and a 10-s lead II rhythm strip at 25 mm/s and 10 mm/mV on
         1 mm / 5 mm paper, a 1 mV calibration pulse, and a header with the record, date and heart rate (and the
         model's findings with --model). PDF and SVG print at true scale.
 
-        Example: ecgfm plot ../shared/data/ptbxl/records500/00000/00001_hr.hea --out ecg.pdf --model shipped
+        Example: ecgfm plot ../shared/data/ptbxl/records500/00000/00001_hr.hea --out ecg.pdf --model pretrained
         """
+        from ecgfm.files import atomic_write
         from ecgfm.io import read
         from ecgfm.printout import printout
 
@@ -44,16 +46,14 @@ def register(app: typer.Typer) -> None:
             if model is not None:
                 from ecgfm.inference.predictor import Predictor
 
-                predictor = Predictor.from_pretrained(None if model == "shipped" else model)
+                predictor = Predictor.from_pretrained(model)
                 result = predictor.predict(ecg).to_dict()  # plain data: future fields (quality, rule) come along
                 findings, quality = result["findings"], result.get("quality")
                 model_name = predictor.info.arch
             figure = printout(ecg, findings=findings, speed=speed, gain=gain, layout=layout, start=start,
                               seconds=seconds, quality=quality, model=model_name)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-            figure.savefig(tmp, dpi=dpi, metadata=_metadata(out.suffix.lower()))
-            tmp.replace(out)  # never leave a half-written figure under the final name
+            atomic_write(out, lambda tmp: figure.savefig(tmp, dpi=dpi, format=out.suffix.lower()[1:],
+                                                         metadata=_metadata(out.suffix.lower())))
         err_console.print(f"wrote {out}", highlight=False)
 
 
