@@ -42,6 +42,9 @@ MIN_PLAUSIBLE_QRS_MV = 0.55
 MIN_QRS_CHECK_S = 2.0
 #: A typical record's largest-lead QRS amplitude (mV, the median above): used to say how far off a refused gain is.
 TYPICAL_QRS_MV = 3.0
+#: Below this rate a 20-ms lag does not resolve a QRS (and the rate itself is wrong): the gain check is skipped,
+#: leaving the sampling-rate error to the resampler, which names it.
+MIN_QRS_CHECK_FS_HZ = 50.0
 PRECORDIAL_LEADS = ("V1", "V2", "V3", "V4", "V5", "V6")
 
 
@@ -93,7 +96,7 @@ def check_plausible_millivolts(signal: np.ndarray, source: str | None = None, fs
             f"implausible amplitude{where}: every lead spans less than {MIN_PLAUSIBLE_PEAK_TO_PEAK_MV} mV; "
             "the signal looks like volts, not millivolts. Multiply volts by 1000 or declare the correct unit."
         )
-    if fs is not None and rows.shape[-1] > QRS_LAG_S * fs + 10:
+    if fs is not None and fs >= MIN_QRS_CHECK_FS_HZ and rows.shape[-1] > QRS_LAG_S * fs + 10:
         low_side = leads is not None and rows.shape[-1] >= MIN_QRS_CHECK_S * fs
         _check_qrs_amplitude(qrs_amplitudes(rows, fs), leads if low_side else None, where)
 
