@@ -36,11 +36,12 @@ from common import cpu_flags, write_result
 
 from ecgfm import read
 from ecgfm.config import ptbxl_dir
-from ecgfm.inference.module import InferenceModule
 from ecgfm.inference.onnx import OnnxBackend, export_onnx
-from ecgfm.inference.predictor import Predictor, TorchBackend, load_model
-from ecgfm.models import ModelInfo, count_flops, count_params, create
+from ecgfm.inference.predictor import Predictor
+from ecgfm.models import ModelInfo, count_flops, count_params, create, load
 from ecgfm.models.layout import default_channels_last
+from ecgfm.models.runner import TorchRunner
+from ecgfm.models.windowing import WindowedModel
 from ecgfm.signal import Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +84,11 @@ def peak_gflops(threads: int, n: int = 2048, repeats: int = 7) -> dict:
         pass
     result["best"] = max(v["best"] for v in result.values())
     return result
+
+
+def load_model(name):
+    model = load(name)
+    return model, model.info
 
 
 def benchmark_model(args):
@@ -131,7 +137,32 @@ def median_time(fn, repeats: int) -> float:
 
 def single_ecg_latency(predictor: Predictor, files: list[Path], repeats: int) -> dict:
     """One core: median ms to read, preprocess, run the model on, and fully predict one file."""
+    return _median_latency([_latency_once(predictor, files[: max(repeats * 5, 15)])])
+
+
+def paired_latency(predictors: dict[str, Predictor], files: list[Path], repeats: int, rounds: int = 5) -> dict:
+    """:func:`single_ecg_latency` of several predictors in alternating rounds (each round times every predictor on
+    the same files), so background load falls on all alike; medians over all rounds, and each one's ratio to the
+    first predictor's end-to-end time."""
     sample = files[: max(repeats * 5, 15)]
+    times: dict[str, list[dict]] = {name: [] for name in predictors}
+    for _ in range(rounds):
+        for name, predictor in predictors.items():
+            times[name].append(_latency_once(predictor, sample))
+    out = {name: _median_latency(runs) for name, runs in times.items()}
+    first = next(iter(out.values()))["end_to_end_ms"]
+    for result in out.values():
+        result["end_to_end_vs_first"] = result["end_to_end_ms"] / first
+    return out
+
+
+def _median_latency(runs: list[dict]) -> dict:
+    keys = ("read_ms", "preprocess_ms", "model_ms", "end_to_end_ms")
+    return {**{k: statistics.median(v for run in runs for v in run[k]) for k in keys},
+            "n": sum(len(run["end_to_end_ms"]) for run in runs)}
+
+
+def _latency_once(predictor: Predictor, sample: list[Path]) -> dict:
     predictor.predict(sample[0])
     read_ms, prep_ms, model_ms, total_ms = [], [], [], []
     for path in sample:
@@ -140,7 +171,7 @@ def single_ecg_latency(predictor: Predictor, files: list[Path], repeats: int) ->
         t_read = time.perf_counter()
         x = predictor.pipeline.to_array(ecg)
         t_prep = time.perf_counter()
-        predictor.predict_proba(x[None])
+        predictor.record_logits([x])
         t_model = time.perf_counter()
         predictor.predict(path)
         t_total = time.perf_counter()
@@ -148,9 +179,7 @@ def single_ecg_latency(predictor: Predictor, files: list[Path], repeats: int) ->
         prep_ms.append((t_prep - t_read) * 1e3)
         model_ms.append((t_model - t_prep) * 1e3)
         total_ms.append((t_total - t_model) * 1e3)
-    return {"read_ms": statistics.median(read_ms), "preprocess_ms": statistics.median(prep_ms),
-            "model_ms": statistics.median(model_ms), "end_to_end_ms": statistics.median(total_ms),
-            "n": len(sample)}
+    return {"read_ms": read_ms, "preprocess_ms": prep_ms, "model_ms": model_ms, "end_to_end_ms": total_ms}
 
 
 def batch_throughput(predictor: Predictor, files: list[Path], batch: np.ndarray, args) -> dict:
@@ -158,11 +187,11 @@ def batch_throughput(predictor: Predictor, files: list[Path], batch: np.ndarray,
     variants = {"model_only": None, "thread_workers": ("thread", args.workers),
                 "process_workers": ("process", args.workers), "inline": ("thread", 0)}
     rates: dict[str, list[float]] = {name: [] for name in variants}
-    predictor.predict_proba(batch)
+    predictor.record_logits(batch)
     for _ in range(args.repeats):
         for name, loader in variants.items():
             if loader is None:
-                seconds = median_time(lambda: predictor.predict_proba(batch), 3)
+                seconds = median_time(lambda: predictor.record_logits(batch), 3)
                 rates[name].append(len(batch) / seconds)
                 continue
             start = time.perf_counter()
@@ -198,6 +227,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--backends", default="torch,torch-1d,onnx",
                         help="torch (channels-last where the model supports it, as Predictor.from_pretrained "
                              "runs it on CPU), torch-1d (the plain 1-D path), onnx")
+    parser.add_argument("--baseline", help="another model (name or folder) whose one-ECG, one-core latency is timed "
+                        "in the same run, alternating with --model (PyTorch backend): the speed-up")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -207,7 +238,7 @@ def main(argv=None) -> dict:
     files, data_desc = ecg_files(args, workdir)
     pipeline = Pipeline.from_dict(info.preprocess)
     n_samples = pipeline.n_samples
-    flops = count_flops(InferenceModule(model, info), (1, info.in_leads, n_samples))
+    flops = count_flops(WindowedModel(model), (1, info.in_leads, n_samples))
     peak = {"1_thread": peak_gflops(1), f"{args.threads}_threads": peak_gflops(args.threads)}
     batch = np.stack([pipeline.to_array(read(f)) for f in files[: args.batch_size]])
     onnx_path = None
@@ -217,7 +248,7 @@ def main(argv=None) -> dict:
     def make_predictor(backend: str, threads: int) -> Predictor:
         if backend in ("torch", "torch-1d"):  # a copy each: channels-last mode switches the model in place
             channels_last = backend == "torch" and default_channels_last(model, "cpu")  # as from_pretrained
-            return Predictor(TorchBackend(copy.deepcopy(model), info, num_threads=threads, channels_last=channels_last),
+            return Predictor(TorchRunner(copy.deepcopy(model), num_threads=threads, channels_last=channels_last),
                              info, batch_size=args.batch_size)
         return Predictor(OnnxBackend(onnx_path, num_threads=threads), info, batch_size=args.batch_size)
 
@@ -242,6 +273,8 @@ def main(argv=None) -> dict:
         batched["model_gflops_per_s"] = batched["model_only_ecg_per_s"] * flops / 1e9
         batched["model_fraction_of_peak"] = batched["model_gflops_per_s"] / peak[f"{args.threads}_threads"]["best"]
         results["backends"][backend] = {"single_ecg_one_core": single, f"batch_{args.threads}_threads": batched}
+    if args.baseline:
+        results["speedup"] = speedup(args, model, info, files)
     results["machine"]["load_average_after"] = os.getloadavg()
     torch_batch = results["backends"].get("torch", {}).get(f"batch_{args.threads}_threads", {})
     torch_single = results["backends"].get("torch", {}).get("single_ecg_one_core", {})
@@ -253,6 +286,21 @@ def main(argv=None) -> dict:
     write_result(args.out, results, indent=2)
     print_summary(results, args.threads)
     return results
+
+
+def speedup(args, model, info, files: list[Path]) -> dict:
+    """One ECG end to end on one core, ``--model`` against ``--baseline`` in alternating rounds (PyTorch, each
+    channels-last where it supports it, as ``Predictor.from_pretrained`` runs them on a CPU)."""
+    base_model, base_info = load_model(args.baseline)
+    predictors = {}
+    for name, (m, i) in {"model": (model, info), "baseline": (base_model, base_info)}.items():
+        predictors[name] = Predictor(TorchRunner(copy.deepcopy(m), num_threads=1,
+                                                 channels_last=default_channels_last(m, "cpu")), i)
+    times = paired_latency(predictors, files, args.repeats)
+    base_flops = count_flops(WindowedModel(base_model), (1, base_info.in_leads, Pipeline.from_dict(
+        base_info.preprocess).n_samples))
+    return {"baseline": args.baseline, "baseline_gflops_per_ecg": base_flops / 1e9, "one_core": times,
+            "end_to_end_speedup": times["baseline"]["end_to_end_ms"] / times["model"]["end_to_end_ms"]}
 
 
 def print_summary(results: dict, threads: int) -> None:
@@ -277,6 +325,10 @@ def print_summary(results: dict, threads: int) -> None:
               f"{b['thread_workers_ecg_per_s']:.1f} ({100 * b['thread_workers_vs_model_only']:.0f}%), process workers "
               f"{b['process_workers_ecg_per_s']:.1f} ({100 * b['process_workers_vs_model_only']:.0f}%), inline "
               f"{b['inline_ecg_per_s']:.1f} ({100 * b['inline_vs_model_only']:.0f}%)")
+    if "speedup" in results:
+        sp = results["speedup"]
+        print(f"one ECG, one core, same run: model {sp['one_core']['model']['end_to_end_ms']:.1f} ms, baseline "
+              f"{sp['baseline']} {sp['one_core']['baseline']['end_to_end_ms']:.1f} ms: {sp['end_to_end_speedup']:.2f}x")
     print(f"wrote {results['settings']['out']}")
 
 

@@ -16,8 +16,9 @@ def register(app: typer.Typer) -> None:
     def pretrain_command(
         out: Path = typer.Option(..., "--out", "-o", help="Run folder (config.json, metrics.jsonl, last.pt, "
                                  "best.pt, pretrained/)."),
-        recipe: str = typer.Option("xresnet1d50", "--recipe", help="A named recipe: 'default8' (the shipped "
-                                   "ensemble), 'xresnet1d50', 'xresnet1d101', 'inception1d' (ecgfm.training.recipes)."),
+        recipe: str = typer.Option("xresnet1d50", "--recipe", help="A named recipe: 'foundation' (one network "
+                                   "distilled from default8, any lead set), 'default8' (the ensemble), 'xresnet1d50', "
+                                   "'xresnet1d101', 'inception1d' (ecgfm.training.recipes)."),
         arch: Optional[str] = typer.Option(None, "--arch", help="Instead of a recipe: one network of this "
                                            "architecture (see `ecgfm models`) with the Strodthoff settings."),
         arch_kw: Optional[list[str]] = typer.Option(None, "--arch-kw", help="With --arch: an architecture option "
@@ -34,6 +35,9 @@ def register(app: typer.Typer) -> None:
                                               "pre-training (e.g. to fine-tune on them later)."),
         min_count: Optional[int] = typer.Option(None, "--min-count", min=1, help="Keep labels with at least this "
                                                 "many training positives (default: the recipe's, 10)."),
+        teacher: Optional[str] = typer.Option(None, "--teacher", help="Distilling recipes: the teacher (a shipped "
+                                              "name or a model folder) instead of the recipe's; with "
+                                              "--exclude-labels it must not predict them."),
         config_file: ConfigFile = None,
         set_: Optional[list[str]] = typer.Option(None, "--set", help="A training setting KEY=VALUE of TrainConfig (repeatable), "
                                       "e.g. --set epochs=30 --set lr=0.003 --set window=500 (window and stride in "
@@ -78,7 +82,7 @@ def register(app: typer.Typer) -> None:
                                     **source_kwargs(data, ptbxl, manifest, store))
             console.print(f"pre-training [bold]{chosen.name}[/] on {len(dataset.part('train'))} ECGs "
                           f"({len(dataset.labels)} labels), validating on {len(dataset.part('val'))}; run folder {out}")
-            result = pretrain(dataset, chosen, run_dir=out, resume=resume, jobs=jobs,
+            result = pretrain(dataset, chosen, run_dir=out, resume=resume, jobs=jobs, teacher=teacher,
                               report=lambda line: console.print(line), device=device, workers=workers,
                               num_threads=threads, seed=seed, progress=progress)
         score = f"validation macro-AUC {result.best_score:.4f}" if result.best_score is not None else "no validation"

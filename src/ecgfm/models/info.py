@@ -27,6 +27,9 @@ class ModelInfo:
         labels: output label codes, one per logit, in logit order (e.g. PTB-XL SCP statements ``"NORM"``, ``"IMI"``).
         label_descriptions: human-readable description per label code.
         leads: input lead order (canonical names, :data:`ecgfm.leads.STANDARD_LEADS` by default).
+        lead_mask: whether the input carries one lead-presence channel per lead after the leads (the preprocessing's
+            ``lead_set_mask`` step: 1 = recorded or derived, 0 = absent), so the network has ``2 * len(leads)``
+            input channels (:attr:`in_leads`); ``False`` for models written before lead sets existed.
         fs: sampling rate (Hz) the model expects; inputs are resampled to it by ``preprocess``.
         window: samples per model input window (the training crop); ``None`` means whole records.
         stride: step (samples) between test-time sliding windows; predictions aggregate over windows.
@@ -48,6 +51,7 @@ class ModelInfo:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     label_descriptions: dict[str, str] = field(default_factory=dict)
     leads: list[str] = field(default_factory=lambda: list(STANDARD_LEADS))
+    lead_mask: bool = False
     fs: float | None = None
     window: int | None = None
     stride: int | None = None
@@ -72,6 +76,10 @@ class ModelInfo:
         unknown = set(self.thresholds) - set(self.labels)
         if unknown:
             raise ValueError(f"thresholds for labels the model does not predict: {sorted(unknown)}")
+        masked = any(step.get("name") == "lead_set_mask" for step in self.preprocess.get("steps", ()))
+        if self.preprocess and masked != self.lead_mask:
+            raise ValueError(f"lead_mask={self.lead_mask} but the preprocessing {'appends' if masked else 'has no'} "
+                             "lead-presence channels")
 
     @property
     def num_labels(self) -> int:
@@ -79,7 +87,8 @@ class ModelInfo:
 
     @property
     def in_leads(self) -> int:
-        return len(self.leads)
+        """Input channels of the network: the leads, and as many presence channels with ``lead_mask``."""
+        return len(self.leads) * (2 if self.lead_mask else 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict (the ``config.json`` of a saved model)."""

@@ -1,6 +1,7 @@
 """Small, pure preprocessing functions on ``(leads, samples)`` arrays. Each one is tested on its own."""
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 import numpy as np
@@ -76,14 +77,22 @@ def bandpass(x: np.ndarray, fs: float, low: float | None = 0.5, high: float | No
         high = None  # nothing above Nyquist to remove
     if low is None and high is None:
         return x.copy()
+    sos = _butter_sos(order, low, high, float(fs))
+    padlen = min(x.shape[-1] - 1, 3 * (2 * len(sos) + 1))
+    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _butter_sos(order: int, low: float | None, high: float | None, fs: float) -> np.ndarray:
+    """Butterworth sections for :func:`bandpass`, designed once per setting: designing costs about as much as
+    filtering a 10-s record, and prediction filters every record with the same setting."""
     if low is not None and high is not None:
         sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
     elif low is not None:
         sos = sps.butter(order, low, btype="highpass", fs=fs, output="sos")
     else:
         sos = sps.butter(order, high, btype="lowpass", fs=fs, output="sos")
-    padlen = min(x.shape[-1] - 1, 3 * (2 * len(sos) + 1))
-    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen).astype(np.float32)
+    return sos  # shared by every call: scipy's filters only read it
 
 
 def remove_baseline(x: np.ndarray, fs: float, cutoff: float = 0.5) -> np.ndarray:

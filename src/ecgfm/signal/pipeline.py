@@ -15,7 +15,7 @@ from ecgfm.ecg import ECG
 from ecgfm.signal.units import check_plausible_millivolts
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.signal import filters
-from ecgfm.signal.leads import reorder_leads
+from ecgfm.signal.leads import choose_lead_set, reorder_leads
 
 _STEPS: dict[str, type["Step"]] = {}
 
@@ -59,6 +59,41 @@ class ReorderLeads(Step):
 
     def __call__(self, ecg: ECG) -> ECG:
         return reorder_leads(ecg, self.leads, derive=self.derive, missing=self.missing)
+
+
+@dataclass(frozen=True)
+class LeadSetMask(Step):
+    """Read a record as the largest of ``sets`` it covers (``(name, leads)`` pairs; none given: one set, all of
+    ``leads``), in ``leads`` order with every lead outside that set zero, and flag which input leads carry signal.
+
+    The flags (1 = recorded or derived from I and II, 0 = absent) become extra input channels, one per lead, that
+    :meth:`Pipeline.to_array` appends after the last step, so a model tells "this lead is missing" from "this lead
+    is flat". The choice is kept in ``meta``: ``lead_set``, ``leads_used``, ``leads_derived``, ``leads_ignored``,
+    ``lead_presence``. A record covering no set raises :class:`ECGValueError` naming its leads.
+    """
+
+    leads: tuple[str, ...] = STANDARD_LEADS
+    sets: tuple = ()
+    name: ClassVar[str] = "lead_set_mask"
+
+    def __post_init__(self) -> None:  # JSON gives lists; keep tuples so equal specs compare equal
+        sets = tuple((str(n), tuple(leads)) for n, leads in self.sets) or (("all", tuple(self.leads)),)
+        object.__setattr__(self, "leads", tuple(self.leads))
+        object.__setattr__(self, "sets", sets)
+        outside = sorted({lead for _, leads in sets for lead in leads} - set(self.leads))
+        if outside:
+            raise ValueError(f"lead sets name leads {outside} that are not model input leads {list(self.leads)}")
+
+    def __call__(self, ecg: ECG) -> ECG:
+        choice = choose_lead_set(ecg.leads, self.sets, ecg.meta.get("source"))
+        kept = ecg.replace(signal=ecg.signal[[ecg.leads.index(lead) for lead in choice.used]], leads=choice.used)
+        out = reorder_leads(kept, self.leads, derive=bool(choice.derived), missing="zero")
+        return out.replace(lead_set=choice.name, leads_used=list(choice.used), leads_derived=list(choice.derived),
+                           leads_ignored=list(choice.ignored),
+                           lead_presence=[float(lead in choice.present) for lead in self.leads])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "leads": list(self.leads), "sets": [[n, list(leads)] for n, leads in self.sets]}
 
 
 @dataclass(frozen=True)
@@ -146,8 +181,13 @@ class Pipeline:
         return ecg
 
     def to_array(self, ecg: ECG) -> np.ndarray:
-        """Preprocess and return the float32 ``(leads, samples)`` model input."""
-        return self(ecg).signal
+        """Preprocess and return the float32 ``(channels, samples)`` model input: the leads, then (with a
+        :class:`LeadSetMask` step) one presence channel per lead, constant over time."""
+        out = self(ecg)
+        if not self.lead_mask:
+            return out.signal
+        presence = np.asarray(out.meta["lead_presence"], dtype=np.float32)
+        return np.concatenate([out.signal, np.repeat(presence[:, None], out.n_samples, axis=1)])
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": [step.to_dict() for step in self.steps]}
@@ -156,7 +196,7 @@ class Pipeline:
     def from_dict(cls, spec: dict[str, Any]) -> "Pipeline":
         return cls(tuple(step_from_dict(s) for s in spec["steps"]))
 
-    def _find(self, kind: type[Step]) -> Step | None:
+    def _find(self, kind: type[Step] | tuple[type[Step], ...]) -> Step | None:
         return next((s for s in reversed(self.steps) if isinstance(s, kind)), None)
 
     @property
@@ -167,8 +207,18 @@ class Pipeline:
 
     @property
     def leads(self) -> tuple[str, ...] | None:
-        step = self._find(ReorderLeads)
+        step = self._find((ReorderLeads, LeadSetMask))
         return step.leads if step else None
+
+    @property
+    def lead_mask(self) -> bool:
+        """Whether the model input carries lead-presence channels after the leads (:class:`LeadSetMask`)."""
+        return self._find(LeadSetMask) is not None
+
+    @property
+    def channels(self) -> int | None:
+        """Input channels of the model: the leads, twice with presence channels."""
+        return None if self.leads is None else len(self.leads) * (2 if self.lead_mask else 1)
 
     @property
     def input_seconds(self) -> float | None:
@@ -189,13 +239,17 @@ class Pipeline:
     @classmethod
     def default(cls, fs: float = 100.0, seconds: float = 10.0, leads: Sequence[str] = STANDARD_LEADS,
                 bandpass: tuple[float | None, float | None] | None = (0.5, None), notch: float | None = None,
-                normalize: str = "none") -> "Pipeline":
+                normalize: str = "none", lead_sets: Sequence[tuple[str, Sequence[str]]] | None = None) -> "Pipeline":
         """The standard model input: plausible mV, 12 standard leads, resampled, filtered, fixed length.
 
         By default only baseline wander is removed (0.5 Hz high-pass) and amplitudes stay in mV: absolute voltage
-        carries diagnostic information (hypertrophy, low voltage), so no per-lead z-scoring.
+        carries diagnostic information (hypertrophy, low voltage), so no per-lead z-scoring. ``lead_sets``
+        (``(name, leads)`` pairs) reads any of those sets with lead-presence channels (:class:`LeadSetMask`)
+        instead of requiring every lead.
         """
-        steps: list[Step] = [CheckUnits(), ReorderLeads(tuple(leads)), Resample(float(fs))]
+        reorder = (ReorderLeads(tuple(leads)) if lead_sets is None
+                   else LeadSetMask(tuple(leads), tuple((n, tuple(s)) for n, s in lead_sets)))
+        steps: list[Step] = [CheckUnits(), reorder, Resample(float(fs))]
         if bandpass is not None and (bandpass[0] or bandpass[1]):
             steps.append(Bandpass(bandpass[0], bandpass[1]))
         if notch:

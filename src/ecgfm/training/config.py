@@ -59,6 +59,19 @@ class TrainConfig:
     scale_jitter: float = 0.0
     noise_mv: float = 0.0
     mixup: float = 0.0
+    # What differs between hospitals (ecgfm.training.augment.HospitalShift), off by default: electrode gains
+    # (log-uniform within +-s), probability of a device filter, probability of another recording rate, baseline
+    # wander / mains hum / muscle noise up to these mV, chest-electrode placement (up to this fraction of a neighbour)
+    lead_gain: float = 0.0
+    device_filter: float = 0.0
+    recording_rate: float = 0.0
+    baseline_mv: float = 0.0
+    powerline_mv: float = 0.0
+    emg_mv: float = 0.0
+    lead_mix: float = 0.0
+    # models with lead-presence channels (ModelInfo.lead_mask): probability that a training ECG is read as one of
+    # the model's reduced lead sets (chosen uniformly; ecgfm.models.leadsets)
+    lead_drop: float = 0.0
     eval_batch_size: int = 256  # windows per forward pass at validation
     num_threads: int | None = None  # torch.set_num_threads for CPU runs; None = leave as is
     progress: bool = True  # tqdm progress bar on stderr
@@ -84,10 +97,19 @@ class TrainConfig:
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (self.workers >= 0, "workers must be >= 0"),
             (min(self.scale_jitter, self.noise_mv, self.mixup) >= 0, "scale_jitter, noise_mv and mixup must be >= 0"),
+            (0 <= self.lead_drop <= 1, "lead_drop must be in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"TrainConfig: {message}")
+        self.hospital_shift  # noqa: B018 - HospitalShift checks its strengths
+
+    @property
+    def hospital_shift(self):
+        """The hospital augmentations' strengths (:class:`ecgfm.training.augment.HospitalShift`)."""
+        from ecgfm.training.augment import HospitalShift
+
+        return HospitalShift(**{f.name: getattr(self, f.name) for f in dataclasses.fields(HospitalShift)})
 
     @property
     def test_stride(self) -> int | None:

@@ -107,7 +107,7 @@ def _gpu_slots(runs: list[MemberRun], jobs: int) -> list[str | None]:
 
 def _train_in_workers(data, runs, train, jobs, resume, report) -> dict[int, torch.nn.Module]:
     record_samples = int(data.signal(0).shape[-1])
-    costs = {run.index: training_cost(run, record_samples, len(data.leads), len(data.labels)) for run in runs}
+    costs = {run.index: training_cost(run, record_samples, int(data.signal(0).shape[0]), len(data.labels)) for run in runs}
     order = sorted(runs, key=lambda run: -costs[run.index])
     context = mp.get_context("spawn")  # fork after torch has started its thread pool can deadlock the children
     slots = context.Queue()

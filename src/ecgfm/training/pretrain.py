@@ -6,6 +6,7 @@ combined into an ensemble.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from ecgfm.models.ensemble import combine
 from ecgfm.models.hub import checkpoint_state
 from ecgfm.models.windowing import predict_logits
 from ecgfm.signal import Pipeline
+from ecgfm.training.distill import distil
 from ecgfm.training.distributed import is_main_process
 from ecgfm.training.members import MemberRun, TrainingClock, threads_per_job, train_members
 from ecgfm.evaluation.metrics import macro_auc
@@ -31,12 +33,16 @@ def training_data(recipe: str | Recipe = "xresnet1d50", labels: Sequence[str] | 
                   exclude: Sequence[str] = (), min_count: int | None = None, task: str = "all", progress: bool = True,
                   **source) -> LabelledSet:
     """The data a recipe trains on, from any source (``ptbxl=``, ``manifest=``, ``store=``, ``data=``): its labels
-    (default: those with at least the recipe's ``min_count`` training positives, minus ``exclude``), preprocessed
-    at the recipe's rate (a store keeps its own preprocessing)."""
+    (default: those with at least the recipe's ``min_count`` training positives, minus ``exclude``, which
+    ``source["excluded_labels"]`` records), preprocessed at the recipe's rate and with its lead sets (a store keeps
+    its own preprocessing)."""
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    pipeline = None if "store" in source else Pipeline.default(fs=recipe.fs)
-    return load_labelled(**source, labels=labels, pipeline=pipeline, task=task, exclude=exclude,
+    pipeline = None if "store" in source else Pipeline.default(fs=recipe.fs, lead_sets=recipe.lead_sets)
+    data = load_labelled(**source, labels=labels, pipeline=pipeline, task=task, exclude=exclude,
                          min_count=recipe.min_count if min_count is None else min_count, progress=progress)
+    if exclude:
+        data = dataclasses.replace(data, source={**data.source, "excluded_labels": list(exclude)})
+    return data
 
 
 def train_member(data: LabelledSet, run: MemberRun, resume: bool = False,
@@ -47,9 +53,11 @@ def train_member(data: LabelledSet, run: MemberRun, resume: bool = False,
     receives the run (checkpoints, metrics) and ``pretrained/`` (``ecgfm.models.load`` reads it).
     """
     torch.manual_seed(run.config.seed)
-    net = create(run.model, num_labels=len(data.labels), in_leads=len(data.leads), **run.model_kwargs)
+    pipeline = data.pipeline()
+    net = create(run.model, num_labels=len(data.labels), in_leads=pipeline.channels, **run.model_kwargs)
     net.info = ModelInfo.from_model(net, data.labels, label_descriptions=data.label_descriptions, leads=data.leads,
-                                    fs=data.fs, preprocess=data.preprocess, data=data.describe())
+                                    lead_mask=pipeline.lead_mask, fs=data.fs, preprocess=data.preprocess,
+                                    data=data.describe())
     val = data.part("val")
     result = fit(net, data.part("train"), val if len(val) else None, run.config, run_dir=run.run_dir, resume=resume,
                  callbacks=callbacks)
@@ -60,8 +68,11 @@ def train_member(data: LabelledSet, run: MemberRun, resume: bool = False,
 
 def pretrain(data: LabelledSet, recipe: str | Recipe = "xresnet1d50", run_dir: str | Path | None = None,
              resume: bool = False, jobs: int | None = None, report=None, callbacks: Sequence[Callback] = (),
-             **runtime: Any) -> FitResult:
+             teacher: str | None = None, **runtime: Any) -> FitResult:
     """Train a recipe: its single model, or each member then their ensemble.
+
+    A distilling recipe first blends the training targets with its teacher's predictions (``teacher`` replaces
+    the recipe's: a shipped name or a model path; the logits are cached, see ``ecgfm.training.distill``).
 
     ``runtime`` overrides options that do not define the recipe (``seed``, ``device``, ``num_threads``,
     ``workers``, ``progress``, ``time_limit_s`` ...). Ensemble members train in ``run_dir/<member name>/`` (each a
@@ -72,6 +83,11 @@ def pretrain(data: LabelledSet, recipe: str | Recipe = "xresnet1d50", run_dir: s
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     run_dir = Path(run_dir) if run_dir is not None else None
+    if recipe.distill is not None:
+        chosen = replace(recipe.distill, teacher=teacher) if teacher else recipe.distill
+        data = distil(data, chosen, num_threads=runtime.get("num_threads"))
+    elif teacher:
+        raise ValueError(f"recipe {recipe.name!r} does not distil, so it takes no teacher")
     if not recipe.members:
         run = MemberRun(0, recipe.name, recipe.model, dict(recipe.model_kwargs), replace(recipe.config, **runtime),
                         run_dir)

@@ -17,7 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ecgfm.models.leadsets import LEAD_SETS
 from ecgfm.training.config import TrainConfig
+from ecgfm.training.distill import Distillation
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ class Recipe:
     their logits (each member scoring records with its own window). ``jobs`` members train at once, each on its
     share of the CPU threads (part of a recipe because the threads a member runs with decide its float rounding, so
     a replay needs the same split). ``whole_record_group`` names a label group of the training data
-    (``LabelledSet.label_groups``, e.g. ``"rhythm"``) that only the whole-record members score.
+    (``LabelledSet.label_groups``, e.g. ``"rhythm"``) that only the whole-record members score. ``lead_sets``
+    (``(name, leads)`` pairs, ``ecgfm.models.leadsets.LEAD_SETS``) gives the model lead-presence inputs and lets it
+    read any of those sets; ``distill`` trains on a teacher's soft predictions (``ecgfm.training.distill``).
     """
 
     name: str
@@ -52,6 +56,8 @@ class Recipe:
     members: tuple[Member, ...] = ()
     jobs: int = 1
     whole_record_group: str | None = None
+    lead_sets: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    distill: Distillation | None = None
 
     def combine_options(self, data) -> dict[str, Any]:
         """Keyword arguments for ``ecgfm.models.ensemble.combine`` given the training data's label groups."""
@@ -96,6 +102,12 @@ def _default8_member(name: str, model: str, window: int | None, epochs: int, sto
     return Member(name, model, config)
 
 
+#: The foundation recipe's training: whole 10-s records (one pass per record at prediction), bf16 channels-last, the
+#: hospital augmentations (ecgfm.training.augment.HospitalShift) and lead dropping; chosen on fold 9 (docs/history.md).
+FOUNDATION = replace(STRODTHOFF, epochs=120, batch_size=64, window=None, amp=True, channels_last=True,
+                     scale_jitter=0.1, noise_mv=0.02, lead_gain=0.05, device_filter=0.5, recording_rate=0.2,
+                     baseline_mv=0.5, powerline_mv=0.1, emg_mv=0.05, lead_mix=0.3, lead_drop=0.5)
+
 RECIPES: dict[str, Recipe] = {
     "default8": Recipe(
         name="default8", model="ensemble", config=STRODTHOFF, members=tuple(_default8_member(*m) for m in _DEFAULT8),
@@ -103,6 +115,11 @@ RECIPES: dict[str, Recipe] = {
         description="the shipped foundation model (MODEL_CARD.md): six xresnet1d50 and two xresnet1d18 networks on "
                     "2.5-s crops, 5-s crops and whole records, trained two at a time on one CPU thread each; rhythm "
                     "statements scored by the whole-record networks; 26.2 min on 2 CPU cores"),
+    "foundation": Recipe(
+        name="foundation", model="xresnet1d18", config=FOUNDATION, lead_sets=LEAD_SETS,
+        distill=Distillation(teacher="default8", alpha=0.5, temperature=1.0),
+        description="one xresnet1d18 on whole records distilled from default8, with hospital augmentations and lead "
+                    "dropping; reads 12 leads, the six limb leads, I+II, V1-V6 or lead I"),
     "xresnet1d50": Recipe(name="xresnet1d50", model="xresnet1d50", config=STRODTHOFF,
                           description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (ecgfm pretrain's default)"),
     "xresnet1d101": Recipe(name="xresnet1d101", model="xresnet1d101", config=STRODTHOFF,

@@ -38,7 +38,7 @@ from ecgfm.models.info import ModelInfo
 from ecgfm.models.layout import set_channels_last, supports_channels_last
 from ecgfm.models.windowing import autocast_context, predict_logits
 from ecgfm.training import distributed as dist_utils
-from ecgfm.training.augment import augment_batch, batch_rng, is_active
+from ecgfm.training.augment import batch_rng, training_augmentation
 from ecgfm.training.config import TrainConfig
 from ecgfm.training.data import RandomCropDataset, labels_of
 from ecgfm.evaluation.metrics import macro_auc
@@ -48,7 +48,8 @@ from ecgfm.training.state import capture_rng_state, restore_rng_state, seed_ever
 #: Options that change the result; a resumed run must use the same values as the run it continues.
 RESULT_AFFECTING = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_frac", "window", "stride",
                     "aggregate", "class_weights", "max_pos_weight", "monitor", "seed", "grad_accum", "max_grad_norm",
-                    "ema_decay", "scale_jitter", "noise_mv", "mixup")
+                    "ema_decay", "scale_jitter", "noise_mv", "mixup", "lead_gain", "device_filter", "recording_rate",
+                    "baseline_mv", "powerline_mv", "emg_mv", "lead_mix", "lead_drop")
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -232,7 +233,7 @@ def fit(model: nn.Module, train_set: LabelledSet | Dataset, val_set: LabelledSet
     loader = DataLoader(train_data, batch_size=config.batch_size, sampler=sampler, drop_last=drop_last,
                         num_workers=config.workers, generator=generator, pin_memory=device.type == "cuda")
     val_Y = labels_of(val_set) if val_set is not None else None
-    augmenting = is_active(config.scale_jitter, config.noise_mv, config.mixup)
+    augmentation = training_augmentation(config, info)
 
     # --- model, loss weights, optimiser, schedule
     if config.init_head_bias and not (resume and last_path is not None and last_path.exists()):
@@ -315,10 +316,8 @@ def fit(model: nn.Module, train_set: LabelledSet | Dataset, val_set: LabelledSet
             bar = _progress(loader, config.progress and env.is_main, f"epoch {epoch + 1}/{config.epochs}")
             for i, (x, y) in enumerate(bar):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if augmenting:  # draws seeded by (seed, epoch, batch, rank): a resumed epoch repeats them exactly
-                    x, y = augment_batch(x, y, batch_rng(config.seed, epoch, i, env.rank),
-                                         scale_jitter=config.scale_jitter, noise_mv=config.noise_mv,
-                                         mixup=config.mixup)
+                if augmentation:  # draws seeded by (seed, epoch, batch, rank): a resumed epoch repeats them exactly
+                    x, y = augmentation(x, y, batch_rng(config.seed, epoch, i, env.rank))
                 step_now = (i + 1) % config.grad_accum == 0 or i + 1 == len(loader)
                 with dist_utils.no_sync(train_model, skip_sync=not step_now):  # all-reduce once per optimiser step
                     with autocast_context(device, amp):
