@@ -1,6 +1,6 @@
 """Experiment: choosing the foundation recipe (one distilled network reading any lead set) on PTB-XL fold 9.
 
-Each candidate is the product recipe ``foundation`` (``ecgfm.training.recipes``) with some options changed (the
+Each candidate is the product recipe ``anylead`` (``ecgfm.training.recipes``) with some options changed (the
 table ``CANDIDATES`` below). A candidate trains on folds 1-8 (distilled from the shipped ``default8``, whose logits
 are cached), and is scored on fold 9 (validation, the statements with >= 5 fold-9 positives): macro-AUC reading 12
 leads and reading each reduced lead set (``ecgfm.evaluation.leadsets``). ``--cpsc`` also scores the external CPSC
@@ -56,13 +56,13 @@ CANDIDATES: dict[str, tuple[dict, dict]] = {
 
 def candidate_recipe(name: str, epochs: int | None) -> Recipe:
     """The foundation recipe with a candidate's changes (and, for a screen, another number of epochs)."""
-    base = get_recipe("foundation")
+    base = get_recipe("anylead")
     recipe_changes, config_changes = CANDIDATES[name]
     recipe_changes = dict(recipe_changes)
     if "alpha" in recipe_changes:
         recipe_changes["distill"] = replace(base.distill, alpha=recipe_changes.pop("alpha"))
     config = replace(base.config, **config_changes, **({"epochs": epochs} if epochs else {}))
-    return replace(base, name=f"foundation-{name}", config=config, **recipe_changes)
+    return replace(base, name=f"anylead-{name}", config=config, **recipe_changes)
 
 
 def fold_scores(model, data, split: str) -> dict:
@@ -70,8 +70,10 @@ def fold_scores(model, data, split: str) -> dict:
     and specificity at the set's own thresholds, fitted (Youden) on fold 9."""
     val = data.part("val").select_labels(model.info.labels)
     test = None if split == "val" else data.part(split).select_labels(model.info.labels)
-    metrics = lead_set_metrics(model, val, test, min_positives=MIN_POSITIVES)
-    return {name: {k: v for k, v in m.items() if k not in ("thresholds", "per_label")} | {
+    metrics = lead_set_metrics(model, val, test, min_positives=MIN_POSITIVES, n_bootstrap=200)
+    return {name: {k: v for k, v in m.items() if k not in ("thresholds", "per_label", "macro_auc", "median_auc")} | {
+        "macro_auc": m["macro_auc"]["value"], "macro_auc_ci": [m["macro_auc"]["ci_low"], m["macro_auc"]["ci_high"]],
+        "median_auc": m["median_auc"]["value"],
         "per_label_auc": {label: row["auc"] for label, row in m["per_label"].items()}} for name, m in metrics.items()}
 
 
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep", default="runs/foundation-screen", help="run folders (reused when finished)")
     parser.add_argument("--run", action="append", default=[], metavar="NAME=DIR",
                         help="also score a finished run of the product recipe (e.g. ecgfm pretrain --recipe "
-                             "foundation), under NAME")
+                             "anylead), under NAME")
     parser.add_argument("--out", default=str(RESULTS / "foundation_choices.json"))
     args = parser.parse_args(argv)
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = [(run_dir.name, candidate_recipe(name, args.epochs), run_dir)
             for name in args.candidates.split(",") if name
             for run_dir in [Path(args.keep) / (name + (f"-e{args.epochs}" if args.epochs else ""))]]
-    jobs += [(spec.split("=", 1)[0], get_recipe("foundation"), Path(spec.split("=", 1)[1])) for spec in args.run]
+    jobs += [(spec.split("=", 1)[0], get_recipe("anylead"), Path(spec.split("=", 1)[1])) for spec in args.run]
     for key, recipe, run_dir in jobs:
         data = training_data(recipe, ptbxl=args.ptbxl, progress=False)
         entry = result["candidates"].get(key, {})

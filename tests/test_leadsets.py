@@ -105,15 +105,16 @@ def test_read_as_matches_the_pipeline_on_a_reduced_recording(synthetic_ecg):
 
 
 def test_predicting_a_reduced_wfdb_file_and_refusing_one_without_a_set(tmp_path, synthetic_ecg, write_wfdb):
-    from ecgfm.inference.predictor import preprocess_input
+    from ecgfm.inference.predictor import InputReader
 
-    pipeline = Pipeline.default(fs=100, lead_sets=LEAD_SETS).any_length()
+    reader = InputReader(Pipeline.default(fs=100, lead_sets=LEAD_SETS).any_length())
     single = write_wfdb(tmp_path, "wearable", reorder_leads(synthetic_ecg(), ("I",), derive=False))
-    loaded = preprocess_input(single, pipeline)
+    loaded = reader.read(single)
     assert loaded.array.shape == (24, 1000) and loaded.array[12:].sum(axis=1).tolist() == [1000.0] + [0.0] * 11
+    assert loaded.leads == {"lead_set": "I", "used": ["I"], "derived": [], "ignored": []}
     chest = write_wfdb(tmp_path, "chest", reorder_leads(synthetic_ecg(), ("V2", "V3"), derive=False))
     with pytest.raises(ECGReadError, match=r"chest\.hea.*\['V2', 'V3'\].*cover none"):
-        preprocess_input(chest, pipeline)
+        reader.read(chest)
 
 
 def _info() -> ModelInfo:
@@ -136,3 +137,22 @@ def test_a_predictor_reads_a_single_lead_file_with_a_lead_set_model(tmp_path, sy
     proba = Predictor(TorchRunner(model), info).predict_proba(single)
     assert proba.shape == (1, 2) and np.isfinite(proba).all()
     assert lead_set_for(("I",), info).name == "I"
+
+
+def test_a_prediction_names_its_lead_set_and_uses_that_sets_thresholds(tmp_path, synthetic_ecg, write_wfdb):
+    from ecgfm.inference.predictor import Predictor
+    from ecgfm.models.runner import TorchRunner
+
+    info = _info().replace(labels=["NORM", "AFIB"], thresholds={"NORM": 0.99, "AFIB": 0.99},
+                           extra={"threshold_rule": "f1 on the validation records",
+                                  "lead_set_thresholds": {"I": {"NORM": 0.0, "AFIB": 0.0}}})
+    predictor = Predictor(TorchRunner(build_model(info).eval()), info)
+    single = write_wfdb(tmp_path, "wearable", reorder_leads(synthetic_ecg(), ("I",), derive=False))
+    limbs = write_wfdb(tmp_path, "limbs", reorder_leads(synthetic_ecg(), ("I", "II", "III"), derive=False))
+    wearable, six = predictor.predict(single), predictor.predict(limbs)
+    assert wearable.leads["lead_set"] == "I" and {f.label for f in wearable.findings} == {"NORM", "AFIB"}
+    assert {f.rule for f in wearable.findings} == {"f1 for the lead set"}
+    assert six.leads == {"lead_set": "limb6", "used": ["I", "II", "III"], "derived": ["aVR", "aVL", "aVF"],
+                         "ignored": []} and six.findings == []  # the stored 0.99 of every other set
+    assert predictor.configured(threshold=0.99).predict(single).findings == []  # a chosen threshold applies to all
+    assert wearable.to_row()["lead_set"] == "I" and wearable.to_dict()["leads"]["used"] == ["I"]

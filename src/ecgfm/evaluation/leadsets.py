@@ -8,15 +8,15 @@ reading lead I alone is less sure of itself than one reading twelve.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy.special import expit
 from torch import nn
 
 from ecgfm.datasets import LabelledSet
-from ecgfm.evaluation.metrics import confusion_counts, nan_median, per_label_auc, rates_from_counts
-from ecgfm.evaluation.thresholds import choose_thresholds
+from ecgfm.evaluation.evaluate import evaluate_scores
+from ecgfm.evaluation.thresholds import fit_thresholds
 from ecgfm.models.leadsets import model_lead_sets, read_as
 from ecgfm.models.runner import TorchRunner, record_logits
 
@@ -34,36 +34,35 @@ def lead_set_probabilities(model: nn.Module, data: LabelledSet, lead_set: str, b
     return expit(np.stack(list(record_logits(runner, records, input_samples, stride, how, batch_size))))
 
 
-def lead_set_thresholds(val_true: np.ndarray, val_probs: np.ndarray, labels: list[str],
-                        rule: str = "youden") -> dict[str, float]:
-    """Per-label thresholds of one lead set fitted on its validation probabilities (0.5 where none can be)."""
-    values, _ = choose_thresholds(val_true, val_probs, rule)
-    return {label: float(v) if np.isfinite(v) else 0.5 for label, v in zip(labels, values)}
-
-
 def lead_set_metrics(model: nn.Module, val: LabelledSet, test: LabelledSet | None = None,
-                     lead_sets: list[str] | None = None, min_positives: int = 5, rule: str = "youden") -> dict[str, Any]:
-    """For each lead set (default: all of the model's): thresholds fitted on ``val`` and, on ``test`` (default:
-    ``val`` itself), macro-AUC over the labels with >= ``min_positives`` positives, median AUC, and the median
-    sensitivity and specificity at the set's own thresholds, with the per-label rows."""
+                     lead_sets: list[str] | None = None, min_positives: int = 5, rule: str = "youden",
+                     calibrate: Callable[[np.ndarray], np.ndarray] | None = None,
+                     n_bootstrap: int = 1000) -> dict[str, Any]:
+    """For each lead set (default: all of the model's): thresholds by ``rule`` fitted on ``val`` read as the set
+    (on ``calibrate``'d probabilities when given: a released model's findings are on that scale) and, on ``test``
+    (default: ``val`` itself), over the labels with >= ``min_positives`` positives: macro-AUC and median AUC with
+    patient-bootstrap 95% CIs, the median sensitivity and specificity at the set's own thresholds, per-label rows."""
     labels = list(model.info.labels)
+    calibrate = calibrate or (lambda p: p)
     val = val.select_labels(labels)
     test = val if test is None else test.select_labels(labels)
     names = lead_sets or [name for name, _ in model_lead_sets(model.info)]
     scored = np.flatnonzero(np.nansum(test.Y == 1, axis=0) >= min_positives)
     result: dict[str, Any] = {}
     for name in names:
-        val_probs = lead_set_probabilities(model, val, name)
-        thresholds = lead_set_thresholds(val.Y, val_probs, labels, rule)
-        probs = val_probs if test is val else lead_set_probabilities(model, test, name)
-        y, p = test.Y[:, scored], probs[:, scored]
-        auc = per_label_auc(y, p)
-        rates = rates_from_counts(**confusion_counts(y, p, np.array([thresholds[labels[j]] for j in scored])))
+        val_probs = calibrate(lead_set_probabilities(model, val, name))
+        thresholds = fit_thresholds(val.Y, val_probs, labels, rule).as_mapping()
+        probs = val_probs if test is val else calibrate(lead_set_probabilities(model, test, name))
+        evaluated = evaluate_scores(test.Y[:, scored], probs[:, scored], [labels[j] for j in scored],
+                                    thresholds={labels[j]: thresholds[labels[j]] for j in scored},
+                                    patient_ids=test.patient_ids, n_bootstrap=n_bootstrap)
+        summary = evaluated.summary
         result[name] = {
-            "macro_auc": float(np.nanmean(auc)), "median_auc": nan_median(auc),
-            "median_sensitivity": nan_median(rates["sensitivity"]), "median_specificity": nan_median(rates["specificity"]),
+            "macro_auc": summary["macro_auc"], "median_auc": summary["median_auc"],
+            "median_sensitivity": summary["median_sensitivity"]["value"],
+            "median_specificity": summary["median_specificity"]["value"],
             "labels_scored": len(scored), "thresholds": thresholds,
-            "per_label": {labels[j]: {"auc": float(auc[k]), "sensitivity": float(rates["sensitivity"][k]),
-                                      "specificity": float(rates["specificity"][k])} for k, j in enumerate(scored)},
+            "per_label": {row["label"]: {k: row[k] for k in ("auc", "auc_ci_low", "auc_ci_high", "sensitivity",
+                                                             "specificity")} for row in evaluated.labels},
         }
     return result

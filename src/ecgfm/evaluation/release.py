@@ -13,6 +13,7 @@ from torch import nn
 
 from ecgfm.datasets import LabelledSet
 from ecgfm.evaluation.calibration import fit_calibration
+from ecgfm.evaluation.leadsets import lead_set_metrics
 from ecgfm.evaluation.model_eval import evaluate_model, score
 from ecgfm.evaluation.ood import fit_ood, save_ood
 from ecgfm.evaluation.thresholds import fit_thresholds
@@ -64,10 +65,24 @@ def release(model: nn.Module, data: LabelledSet, out: str | Path, rule: str = RE
                                thresholds="youden", n_bootstrap=n_bootstrap, command=command)
     test["summary_youden"] = {k: youden.summary[k] for k in ("median_sensitivity", "median_specificity", "text")}
     model.info = model.info.replace(metrics={**model.info.metrics, "test": test})
+    if model.info.lead_mask:
+        _release_lead_sets(model, data, rule, calibration)
     folder = save(model, out)
     save_validation(folder, labels, val.Y, calibration.apply(raw))
     save_ood(folder, fit_ood(*(extract_features(model, data.part(s).torch()) for s in ("train", "val"))))
     return folder
+
+
+def _release_lead_sets(model: nn.Module, data: LabelledSet, rule: str, calibration) -> None:
+    """For a model reading lead sets: each set's thresholds by ``rule`` fitted on the validation records read as that
+    set (``info.extra["lead_set_thresholds"]``, applied at prediction) and its test metrics at them."""
+    metrics = lead_set_metrics(model, data.part("val"), data.part("test"), min_positives=MIN_TEST_POSITIVES,
+                               rule=rule, calibrate=calibration.apply)
+    model.info = model.info.replace(
+        extra={**model.info.extra, "lead_set_thresholds": {name: m["thresholds"] for name, m in metrics.items()}},
+        metrics={**model.info.metrics, "lead_sets": {
+            name: {k: m[k] for k in ("macro_auc", "median_auc", "median_sensitivity", "median_specificity",
+                                      "labels_scored")} for name, m in metrics.items()}})
 
 
 def save_validation(folder: str | os.PathLike, labels, y_true: np.ndarray, calibrated: np.ndarray) -> Path:
@@ -118,7 +133,20 @@ def card_tables(config: dict) -> str:
         auc = {"value": row["auc"], "ci_low": row["auc_ci_low"], "ci_high": row["auc_ci_high"]}
         lines.append(f"| {label} | {config['label_descriptions'].get(label, '')} | {row['n_pos']} | {_with_ci(auc)} | "
                      f"{row['sensitivity']:.3f} | {row['specificity']:.3f} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _lead_set_table(config))
+
+
+def _lead_set_table(config: dict) -> list[str]:
+    """The lead-set table of a model reading lead sets: each set's test metrics at its own thresholds."""
+    sets = config["metrics"].get("lead_sets")
+    if not sets:
+        return []
+    lines = ["", "| leads read | macro AUC (95% CI) | median AUC (95% CI) | median sensitivity | median specificity |",
+             "|---|---|---|---|---|"]
+    for name, m in sets.items():
+        lines.append(f"| {name} | {_with_ci(m['macro_auc'], 4)} | {_with_ci(m['median_auc'])} | "
+                     f"{m['median_sensitivity']:.3f} | {m['median_specificity']:.3f} |")
+    return lines
 
 
 def update_card(card: str | Path, config: dict) -> None:

@@ -41,6 +41,19 @@ def stored_operating_point(info) -> OperatingPoint:
                            for lab in info.labels})
 
 
+def lead_set_operating_points(info) -> dict[str, tuple[dict[str, float], dict[str, str]]]:
+    """The thresholds a model reading lead sets was released with for each set (``info.extra["lead_set_thresholds"]``:
+    set -> label -> threshold, fitted on the validation records read as that set), with their rule; empty for a
+    model without them. A record read as a set uses the set's thresholds: a model reading lead I alone is less sure
+    of itself than one reading twelve, so one threshold for both would flag too little on one or too much on the
+    other."""
+    stored = info.extra.get("lead_set_thresholds") or {}
+    rule = str(info.extra.get("threshold_rule", "stored")).split(" ")[0] + " for the lead set"
+    base = stored_operating_point(info)
+    return {name: ({**base.thresholds, **{k: float(v) for k, v in values.items()}},
+                   {**base.rules, **{k: rule for k in values}}) for name, values in stored.items()}
+
+
 def operating_point(info, spec: ThresholdSpec = None, folder: str | os.PathLike | None = None) -> OperatingPoint:
     """Thresholds for ``spec``: ``None`` (the model's own), a number (one threshold for all), a mapping or a JSON/CSV
     file of label -> threshold, or a rule fitted on the validation records stored in ``folder``."""

@@ -37,7 +37,7 @@ from ecgfm.io.discover import discover_inputs
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.evaluation.calibration import Calibration
 from ecgfm.evaluation.ood import load_ood
-from ecgfm.inference.operating import DEFAULT_THRESHOLD, ThresholdSpec, operating_point
+from ecgfm.inference.operating import DEFAULT_THRESHOLD, ThresholdSpec, lead_set_operating_points, operating_point
 from ecgfm.inference.results import Failure, Finding, Loaded, Prediction
 from ecgfm.models.runner import TorchRunner, record_logits
 from ecgfm.signal import Pipeline
@@ -79,6 +79,7 @@ class Predictor:
         self.ood = load_ood(folder) if hasattr(backend, "with_features") else None
         point = operating_point(info, threshold, folder)
         self._thresholds, self.rules = point.thresholds, point.rules
+        self.lead_set_thresholds = lead_set_operating_points(info) if threshold is None else {}
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
 
@@ -94,6 +95,7 @@ class Predictor:
         if unknown:
             raise ValueError(f"thresholds for labels the model does not predict: {unknown}")
         changed = {lab for lab in values if float(values[lab]) != self._thresholds.get(lab)}
+        self.lead_set_thresholds = {}  # thresholds set by hand apply to every lead set
         self._thresholds = {lab: float(values.get(lab, DEFAULT_THRESHOLD)) for lab in self.labels}
         self.rules = {lab: "given" if lab in changed else rule for lab, rule in self.rules.items()}
 
@@ -104,6 +106,7 @@ class Predictor:
         if threshold is not None:
             point = operating_point(self.info, threshold, self.folder)
             other._thresholds, other.rules = point.thresholds, point.rules
+            other.lead_set_thresholds = {}
         if on_poor_quality is not None:
             other.reader = dataclasses.replace(self.reader, on_poor_quality=on_poor_quality)
         return other
@@ -202,13 +205,16 @@ class Predictor:
         abstained = None
         if self.reader.on_poor_quality == "abstain" and quality and not quality["ok"]:
             abstained = "poor signal quality: " + "; ".join(quality["problems"])
+        thresholds, rules = self._thresholds, self.rules
+        if loaded.leads and loaded.leads["lead_set"] in self.lead_set_thresholds:
+            thresholds, rules = self.lead_set_thresholds[loaded.leads["lead_set"]]
         findings = [] if abstained else sorted(
-            (Finding(lab, self.descriptions[lab], float(p), self._thresholds[lab], self.rules[lab])
-             for lab, p in zip(self.labels, probs) if p >= self._thresholds[lab]), key=lambda f: -f.probability)
+            (Finding(lab, self.descriptions[lab], float(p), thresholds[lab], rules[lab])
+             for lab, p in zip(self.labels, probs) if p >= thresholds[lab]), key=lambda f: -f.probability)
         duration = loaded.array.shape[-1] / self.pipeline.fs if self.pipeline.fs else None
         return Prediction(loaded.record_id, loaded.source, {lab: float(p) for lab, p in zip(self.labels, probs)},
                           findings, None if duration is None else round(duration, 3), loaded.notes, quality,
-                          abstained, {lab: float(p) for lab, p in zip(self.labels, raw)})
+                          abstained, {lab: float(p) for lab, p in zip(self.labels, raw)}, loaded.leads)
 
     # -- many ECGs ----------------------------------------------------------------------------------------------------
 
@@ -333,7 +339,8 @@ class InputReader:
         if quality and not quality["ok"] and self.on_poor_quality == "error":
             raise ECGReadError(source, "poor signal quality: " + "; ".join(quality["problems"]))
         try:
-            array = self.pipeline.to_array(ecg)
+            out = self.pipeline(ecg)
+            array = self.pipeline.model_input(out)
         except ECGReadError:
             raise
         except (ECGError, ValueError) as exc:  # preprocessing refused the content (units, missing leads, ...)
@@ -342,7 +349,11 @@ class InputReader:
         if self.input_samples is not None and array.shape[-1] < self.input_samples and self.pipeline.fs:
             notes = (f"short record: {array.shape[-1] / self.pipeline.fs:.2f} s, zero-padded to the model's "
                      f"{self.input_samples / self.pipeline.fs:g}-s input",)
-        return Loaded(array, str(record_id) if record_id is not None else None, source, notes, quality)
+        leads = None
+        if "lead_set" in out.meta:
+            leads = {"lead_set": out.meta["lead_set"], "used": out.meta["leads_used"],
+                     "derived": out.meta["leads_derived"], "ignored": out.meta["leads_ignored"]}
+        return Loaded(array, str(record_id) if record_id is not None else None, source, notes, quality, leads)
 
     def load(self, item: ECGInput) -> Loaded | Failure:
         """:meth:`read`, with any failure returned as a :class:`Failure` (batch jobs report, never stop)."""

@@ -27,7 +27,9 @@ class Prediction:
     """The model's output for one ECG: every label's (calibrated) probability, the positive findings (most likely
     first), how the record was read (its duration, notes such as padding of a record shorter than the input), the
     record's signal quality (``{"ok": bool, "problems": [...]}``), whether findings were withheld and why
-    (``abstained``), and the uncalibrated sigmoid outputs (``raw_probabilities``)."""
+    (``abstained``), the uncalibrated sigmoid outputs (``raw_probabilities``) and, for a model reading lead sets, the
+    leads it read (``leads``: the ``lead_set``, the recorded leads ``used``, the limb leads ``derived`` from I and
+    II, the recorded leads ``ignored``)."""
 
     record_id: str | None
     source: str | None
@@ -38,6 +40,7 @@ class Prediction:
     quality: dict[str, Any] | None = None
     abstained: str | None = None
     raw_probabilities: dict[str, float] | None = None
+    leads: dict[str, Any] | None = None
 
     @property
     def quality_ok(self) -> bool | None:
@@ -48,6 +51,7 @@ class Prediction:
         return {"record_id": self.record_id, "source": self.source, "duration_s": self.duration_s,
                 "notes": list(self.notes), "quality": self.quality, "abstained": self.abstained,
                 "probabilities": dict(self.probabilities), "raw_probabilities": self.raw_probabilities,
+                "leads": self.leads,
                 "findings": [vars(f).copy() for f in self.findings]}
 
     @classmethod
@@ -55,14 +59,16 @@ class Prediction:
         """Inverse of :meth:`to_dict`."""
         return cls(data["record_id"], data["source"], dict(data["probabilities"]),
                    [Finding(**f) for f in data["findings"]], data.get("duration_s"), tuple(data.get("notes", ())),
-                   data.get("quality"), data.get("abstained"), data.get("raw_probabilities"))
+                   data.get("quality"), data.get("abstained"), data.get("raw_probabilities"),
+                   data.get("leads"))
 
     def to_row(self) -> dict[str, Any]:
         """Flat table row: ids, quality, one (calibrated) probability column per label, and the findings."""
         problems = "; ".join((self.quality or {}).get("problems", []))
         return {"record_id": self.record_id, "source": self.source, "duration_s": self.duration_s,
                 "notes": "; ".join(self.notes), "quality": "" if self.quality is None else problems or "ok",
-                "abstained": self.abstained or "", **self.probabilities, "n_findings": len(self.findings),
+                "abstained": self.abstained or "", **({"lead_set": self.leads["lead_set"]} if self.leads else {}),
+                **self.probabilities, "n_findings": len(self.findings),
                 "findings": "; ".join(str(f) for f in self.findings)}
 
 
@@ -77,10 +83,12 @@ class Failure:
 @dataclass(frozen=True)
 class Loaded:
     """One input read and preprocessed: the model input (whole record, any length), where it came from, and the
-    signal-quality verdict on the record as read."""
+    signal-quality verdict on the record as read, and which of the model's lead sets it was read as (models reading
+    lead sets; ``lead_set``, ``used``, ``derived``, ``ignored``)."""
 
     array: np.ndarray
     record_id: str | None
     source: str | None
     notes: tuple[str, ...] = ()
     quality: dict[str, Any] | None = None
+    leads: dict[str, Any] | None = None

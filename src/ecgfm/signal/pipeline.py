@@ -183,7 +183,11 @@ class Pipeline:
     def to_array(self, ecg: ECG) -> np.ndarray:
         """Preprocess and return the float32 ``(channels, samples)`` model input: the leads, then (with a
         :class:`LeadSetMask` step) one presence channel per lead, constant over time."""
-        out = self(ecg)
+        return self.model_input(self(ecg))
+
+    def model_input(self, out: ECG) -> np.ndarray:
+        """The float32 model input from this pipeline's output ECG (see :meth:`to_array`); kept apart so a caller
+        can also read what the pipeline noted in ``out.meta`` (e.g. the lead set a record was read as)."""
         if not self.lead_mask:
             return out.signal
         presence = np.asarray(out.meta["lead_presence"], dtype=np.float32)
