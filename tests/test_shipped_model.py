@@ -108,3 +108,54 @@ def test_card_tables_leave_out_intervals_the_bootstrap_could_not_give():
     config["metrics"]["test"]["per_label"][label].update(auc=0.5, auc_ci_low=float("nan"), auc_ci_high=float("nan"))
     row = next(line for line in card_tables(config).splitlines() if line.startswith(f"| {label} |"))
     assert "| 0.500 |" in row and "nan" not in row
+
+
+# --- anylead: the shipped network that reads reduced lead sets ------------------------------------------------------
+def test_anylead_reads_a_single_lead_file_with_that_sets_thresholds(tmp_path, synthetic_ecg, write_wfdb):
+    from ecgfm.inference.predictor import Predictor
+    from ecgfm.signal.leads import reorder_leads
+
+    info = get_weights("anylead").info
+    assert info.lead_mask and set(info.extra["lead_set_thresholds"]) == {"12-lead", "limb6", "I+II", "V1-V6", "I"}
+    assert set(info.metrics["lead_sets"]) == set(info.extra["lead_set_thresholds"])
+    predictor = Predictor.from_pretrained("anylead")
+    single = predictor.predict(write_wfdb(tmp_path, "wearable", reorder_leads(synthetic_ecg(), ("I",), derive=False)))
+    assert single.leads == {"lead_set": "I", "used": ["I"], "derived": [], "ignored": []}
+    assert single.quality["ok"], single.quality  # a single-lead record is not "eleven leads missing" to this model
+    assert all(f.threshold == info.extra["lead_set_thresholds"]["I"][f.label] for f in single.findings)
+    assert predictor.predict(synthetic_ecg()).leads["lead_set"] == "12-lead"
+
+
+def test_a_model_needing_every_lead_names_the_one_that_reads_fewer(tmp_path, synthetic_ecg, write_wfdb):
+    from ecgfm.errors import ECGReadError
+    from ecgfm.inference.predictor import Predictor
+    from ecgfm.signal.leads import reorder_leads
+
+    chest = write_wfdb(tmp_path, "chest", reorder_leads(synthetic_ecg(), ("V1", "V2", "V3"), derive=False))
+    with pytest.raises(ECGReadError, match=r"chest\.hea.*lacks leads.*--model anylead"):
+        Predictor.from_pretrained().predict(chest)
+
+
+def test_anylead_reproduces_its_fold10_lead_set_metrics(ptbxl_dir):
+    from ecgfm.datasets import load_labelled
+    from ecgfm.evaluation.leadsets import lead_set_probabilities
+    from ecgfm.evaluation.metrics import per_label_auc
+
+    model = load("anylead")
+    test = load_labelled(ptbxl=ptbxl_dir, labels=model.info.labels, pipeline=model.info.pipeline(), train_folds=(),
+                         progress=False).part("test")
+    scored = [j for j, n in enumerate(np.nansum(test.Y == 1, axis=0)) if n >= 5]
+    for name in ("12-lead", "I"):
+        auc = per_label_auc(test.Y[:, scored], lead_set_probabilities(model, test, name)[:, scored])
+        assert np.mean(auc) == pytest.approx(model.info.metrics["lead_sets"][name]["macro_auc"]["value"], abs=1e-4)
+
+
+def test_anylead_card_tables_are_its_shipped_metrics():
+    from pathlib import Path
+
+    from ecgfm.evaluation.release import CARD_END, CARD_START, card_tables
+
+    card = (Path(__file__).resolve().parents[1] / "docs" / "model_card_anylead.md").read_text()
+    config = json.loads((get_weights("anylead").path / "config.json").read_text())
+    assert card.split(CARD_START, 1)[1].split(CARD_END, 1)[0].strip() == card_tables(config)
+    assert "| I | 0.8409 (" in card_tables(config)

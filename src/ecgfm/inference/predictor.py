@@ -335,25 +335,33 @@ class InputReader:
         ecg = item if isinstance(item, ECG) else read(item)
         source = ecg.meta.get("source") or (None if isinstance(item, ECG) else str(item))
         record_id = ecg.meta.get("record_id") or (Path(source).stem if source else None)
-        quality = _quality(ecg) if self.assess else None
-        if quality and not quality["ok"] and self.on_poor_quality == "error":
-            raise ECGReadError(source, "poor signal quality: " + "; ".join(quality["problems"]))
         try:
             out = self.pipeline(ecg)
             array = self.pipeline.model_input(out)
         except ECGReadError:
             raise
         except (ECGError, ValueError) as exc:  # preprocessing refused the content (units, missing leads, ...)
-            raise ECGReadError(source, f"preprocessing failed: {exc}") from exc
-        notes = ()
-        if self.input_samples is not None and array.shape[-1] < self.input_samples and self.pipeline.fs:
-            notes = (f"short record: {array.shape[-1] / self.pipeline.fs:.2f} s, zero-padded to the model's "
-                     f"{self.input_samples / self.pipeline.fs:g}-s input",)
+            raise ECGReadError(source, f"preprocessing failed: {exc}{self._lead_hint(ecg)}") from exc
         leads = None
         if "lead_set" in out.meta:
             leads = {"lead_set": out.meta["lead_set"], "used": out.meta["leads_used"],
                      "derived": out.meta["leads_derived"], "ignored": out.meta["leads_ignored"]}
+        expected = STANDARD_LEADS if leads is None else leads["used"] + leads["derived"]
+        quality = _quality(ecg, expected) if self.assess else None
+        if quality and not quality["ok"] and self.on_poor_quality == "error":
+            raise ECGReadError(source, "poor signal quality: " + "; ".join(quality["problems"]))
+        notes = ()
+        if self.input_samples is not None and array.shape[-1] < self.input_samples and self.pipeline.fs:
+            notes = (f"short record: {array.shape[-1] / self.pipeline.fs:.2f} s, zero-padded to the model's "
+                     f"{self.input_samples / self.pipeline.fs:g}-s input",)
         return Loaded(array, str(record_id) if record_id is not None else None, source, notes, quality, leads)
+
+    def _lead_hint(self, ecg: ECG) -> str:
+        """Where a model needing every lead refuses a record lacking some: which shipped model reads it."""
+        if self.pipeline.lead_mask or set(self.pipeline.leads or ()) <= set(ecg.leads):
+            return ""
+        return (". The shipped 'anylead' model reads 12 leads, the six limb leads, I+II, V1-V6 or lead I alone "
+                "(--model anylead)")
 
     def load(self, item: ECGInput) -> Loaded | Failure:
         """:meth:`read`, with any failure returned as a :class:`Failure` (batch jobs report, never stop)."""
@@ -365,9 +373,9 @@ class InputReader:
             return Failure(_source_of(item), f"{type(exc).__name__}: {exc}")
 
 
-def _quality(ecg: ECG) -> dict[str, Any]:
+def _quality(ecg: ECG, expected_leads=STANDARD_LEADS) -> dict[str, Any]:
     """The record's signal-quality verdict: ``ok``, the problems in plain language, and the heart rate."""
-    report = assess_quality(ecg).to_dict()
+    report = assess_quality(ecg, expected_leads).to_dict()
     return {"ok": report["ok"], "problems": report["problems"], "heart_rate": report["heart_rate"]}
 
 

@@ -16,7 +16,7 @@ patient with dextrocardia looks like reversed arm electrodes, and an ECG can pas
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -42,11 +42,12 @@ def check_duration(ecg: ECG | QualitySignals) -> CheckResult:
 
 
 def check_missing_leads(ecg: ECG | QualitySignals) -> CheckResult:
-    """Standard leads absent from the record (limb leads derivable from I and II do not count) or zero-filled."""
+    """Expected leads (the 12 standard ones unless said) absent from the record (limb leads derivable from I and II do
+    not count) or zero-filled."""
     s = _signals(ecg)
     present = set(s.leads)
     derivable = {"I", "II"} <= present
-    absent = [lead for lead in STANDARD_LEADS
+    absent = [lead for lead in s.expected_leads
               if lead not in present and not (derivable and lead in DERIVED_LIMB_LEADS)]
     filled = [lead for lead in s.ecg.meta.get("zero_filled_leads", ()) if lead not in absent]
     missing = absent + list(filled)
@@ -339,9 +340,10 @@ CHECKS: tuple[Callable[[QualitySignals], CheckResult], ...] = (
 )
 
 
-def assess_quality(ecg: ECG) -> QualityReport:
-    """Run every check on ``ecg``; ``report.ok`` is False when any failed, ``report.problems`` says why."""
-    s = QualitySignals(ecg)
+def assess_quality(ecg: ECG, expected_leads: Sequence[str] = STANDARD_LEADS) -> QualityReport:
+    """Run every check on ``ecg``; ``report.ok`` is False when any failed, ``report.problems`` says why.
+    ``expected_leads``: the leads the record should hold (a model reading lead sets expects only its set's)."""
+    s = QualitySignals(ecg, expected_leads)
     checks = [check(s) for check in CHECKS]
     nan = np.full(len(s.leads), np.nan)
     per_lead = {"flat_fraction": s.flat_fraction, "amplitude_mv": s.amplitude, "baseline_span_mv": s.baseline_span,

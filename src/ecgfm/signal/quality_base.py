@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import ndimage
 from scipy import signal as sps
 
 from ecgfm.ecg import ECG
+from ecgfm.leads import STANDARD_LEADS
 from ecgfm.signal.filters import bandpass
 
 PRECORDIAL = ("V1", "V2", "V3", "V4", "V5", "V6")
@@ -187,8 +188,9 @@ class QualitySignals:
     """What the checks share for one record, each computed on first use: the 1-40 Hz signal, the power spectrum,
     per-lead amplitudes, flat leads and the heartbeats."""
 
-    def __init__(self, ecg: ECG):
+    def __init__(self, ecg: ECG, expected_leads: Sequence[str] = STANDARD_LEADS):
         self.ecg = ecg
+        self.expected_leads = tuple(expected_leads)  # what the reader of the record needs (check_missing_leads)
         self.x = ecg.signal
         self.fs = ecg.fs
         self.leads = ecg.leads
