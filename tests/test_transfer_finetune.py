@@ -50,10 +50,11 @@ def novel_dataset(n_patients=90, seed=0, prevalence=(0.25, 0.3)) -> LabelledSet:
 
 
 def quick(strategy="full", **kw) -> FinetuneConfig:
-    """A tiny budget; the SGD warm-up head (``new_head="fc"``) unless a test asks for the probe."""
+    """A tiny budget; the SGD warm-up head (``new_head="fc"``) unless a test asks for the probe; one recipe (no
+    whole-body candidate) unless a test asks for it."""
     return FinetuneConfig.for_strategy(strategy, **{"epochs": 3, "patience": None, "warmup_epochs": 1,
                                                     "min_epoch_samples": 32, "batch_size": 16, "device": "cpu",
-                                                    "new_head": "fc", **kw})
+                                                    "new_head": "fc", "whole_body": False, **kw})
 
 
 @pytest.fixture(autouse=True)
@@ -457,3 +458,30 @@ def test_labelled_sets_concatenate():
         data.concat(data.select_labels(["NEW2"]))
     with pytest.raises(ValueError, match="same data"):
         data.concat(novel_dataset(n_patients=10))
+
+
+def test_the_whole_body_candidate_is_trained_and_kept_only_when_it_validates_better(tmp_path, monkeypatch):
+    """A brief event is what a lightly tuned body misses: the whole network at the pre-training recipe is trained on the
+    same records, and the better of the two on validation is the model (ties keep the fine-tuned one)."""
+    from ecgfm.transfer import finetune as finetune_module
+    from ecgfm.transfer.config import SCRATCH_RECIPE, whole_body_config
+
+    alt = whole_body_config(quick(new_head="probe", whole_body=True))
+    assert (alt.new_head, alt.body_lr_scale, alt.layer_lr_decay, alt.freeze_bn, alt.aggregate) == (
+        "head", 1.0, 1.0, False, None) and alt.train.lr == SCRATCH_RECIPE["lr"] and not alt.whole_body
+    data = novel_dataset()
+    train, val = data.subset(np.flatnonzero(data.folds <= 8)), data.subset(np.flatnonzero(data.folds > 8))
+    config = quick(new_head="probe", whole_body=True, min_val_positives=0)
+    result = finetune(tiny_foundation(), train, val, config, run_dir=tmp_path / "run")
+    scores = result.info.training["candidates_val_macro_auc"]
+    kept = result.info.training["selected_recipe"]
+    assert kept == ("whole body" if scores["whole body"] > scores["fine-tuned"] else "fine-tuned")
+    assert any(row.get("candidate") == "whole body" for row in result.history)
+    assert (tmp_path / "run" / "whole-body").is_dir() and load(tmp_path / "run" / "model").info.labels == ["NEW1", "NEW2"]
+    scored = iter([0.9, 0.9])  # a tie keeps the fine-tuned model
+    monkeypatch.setattr(finetune_module, "validation_score", lambda *args: next(scored))
+    tied = finetune(tiny_foundation(), train, val, config)
+    assert tied.info.training["selected_recipe"] == "fine-tuned" and tied.info.aggregate == "mean"
+    scored = iter([0.7, 0.9])
+    better = finetune(tiny_foundation(), train, val, config)
+    assert better.info.training["selected_recipe"] == "whole body" and better.info.aggregate == "max"

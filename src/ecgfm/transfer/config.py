@@ -74,6 +74,9 @@ class FinetuneConfig:
     balance: str = "pos_weight"  # "pos_weight" (loss weight neg/pos per label) | "oversample" | "none"
     min_epoch_samples: int = 512  # repeat tiny training sets so an epoch shows at least this many crops
     threshold_rule: str = "youden"
+    whole_body: bool = True  # also train the whole network at the pre-training recipe (see whole_body_config) and
+    # keep whichever of the two validates better: the light LP-FT body barely moves, which loses to training from
+    # scratch on statements whose evidence is a brief event within the strip
     val_fraction: float = 0.2  # inner validation share when no validation set is given (and cv_folds is None)
     cv_folds: int | None = None  # K-fold CV on the training data instead of an inner split (final model refit on all)
 
@@ -122,6 +125,16 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FinetuneConfig":
         return options_from_dict(cls, data, "fine-tuning")
+
+
+def whole_body_config(config: FinetuneConfig) -> FinetuneConfig:
+    """The whole-body candidate of a fine-tuning run: the foundation's own head re-learnt and every layer trained at
+    the pre-training recipe (:data:`SCRATCH_RECIPE`, no discriminative rates, BatchNorm statistics re-estimated), its
+    windows combined as the foundation combines them (the maximum keeps a brief event); the same budget and data
+    handling. It is training from scratch started from the pretrained weights."""
+    return dataclasses.replace(config, new_head="head", body_lr_scale=1.0, layer_lr_decay=1.0, freeze_bn=False,
+                               aggregate=None, select_warmup=False, whole_body=False,
+                               train=dataclasses.replace(config.train, **SCRATCH_RECIPE))
 
 
 # --------------------------------------------------------------------------------------------------- comparisons

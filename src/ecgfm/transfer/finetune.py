@@ -17,6 +17,11 @@ Strategies (``FinetuneConfig.strategy``; options in :mod:`ecgfm.transfer.config`
   an AUC. K-fold CV (``cv_folds``) is exempt: it decides by majority over the folds, whose validation records cover all
   the training positives. ``new_head="fc"`` instead keeps the foundation's 128-unit hidden layer and warms up a fresh
   final layer with ``warmup_epochs`` of SGD on the frozen body; ``"head"`` re-learns the whole pretrained head that way.
+  With ``whole_body`` (default), a second candidate trains on the same records: the whole network from the pretrained
+  weights at the pre-training recipe (:func:`~ecgfm.transfer.config.whole_body_config`), windows combined as the
+  foundation combines them; the one with the higher validation macro-AUC is kept (``info.training["selected_recipe"]``).
+  LP-FT's body barely moves and its probe reads a pooled embedding, which is what loses to training from scratch on
+  statements whose evidence is a brief event within the strip; the candidate is training from scratch with a head start.
 - ``linear``: a linear probe; the pretrained network stays frozen and only the new head trains (from the fitted probe).
 - ``gradual``: ULMFiT-style gradual unfreezing; after the head warm-up, body groups unfreeze one at a time from the
   top (``unfreeze_epochs`` each), then everything trains with discriminative rates.
@@ -55,11 +60,11 @@ from ecgfm.models.ensemble import member
 from ecgfm.models.hub import checkpoint_state
 from ecgfm.models.windowing import predict_logits
 from ecgfm.training import per_label_auc, resolve_device
-from ecgfm.transfer.config import WARMUP_LR, FinetuneConfig
+from ecgfm.transfer.config import WARMUP_LR, FinetuneConfig, whole_body_config
 from ecgfm.transfer.probe import (attach_linear_head, fit_probe_head, has_both_classes, probe_features,
                                   probe_out_of_fold)
 from ecgfm.transfer.splits import check_patient_disjoint, cv_folds, inner_validation_split
-from ecgfm.transfer.stages import body_parameter_groups, plan_stages, run_stages, training_view
+from ecgfm.transfer.stages import body_parameter_groups, plan_stages, run_stages, training_view, validation_score
 
 __all__ = ["finetune", "FinetuneConfig", "FinetuneResult", "load_foundation", "predict_proba", "finetuned_info"]
 
@@ -159,7 +164,28 @@ def finetune(foundation: Foundation, train: LabelledSet, val: LabelledSet | None
     model = _fresh_model(base, info.replace(data={**info.data, **_data_summary(train, val)}), config)
     val_set = val.torch() if len(val) and has_both_classes(val.Y) else None
     history = run_stages(model, training_view(train, config), val_set, config, run_dir, probe_data=train)
+    if config.whole_body and config.strategy != "scratch" and val_set is not None:
+        model, history = _better_of_whole_body(model, history, base, source, train, val, val_set, config, run_dir)
     return _finish(model, history, val, config, run_dir)
+
+
+def _better_of_whole_body(model: nn.Module, history: list, base: nn.Module, source: str | None, train: LabelledSet,
+                          val: LabelledSet, val_set, config: FinetuneConfig,
+                          run_dir: Path | None) -> tuple[nn.Module, list]:
+    """Train the whole-body candidate (:func:`ecgfm.transfer.config.whole_body_config`) on the same records and keep
+    it only when its validation macro-AUC beats the fine-tuned model's (a tie keeps the fine-tuned one)."""
+    alt_config = whole_body_config(config)
+    alt_info = finetuned_info(base.info, train, alt_config, source)
+    alt = _fresh_model(base, alt_info.replace(data={**alt_info.data, **_data_summary(train, val)}), alt_config)
+    alt_history = run_stages(alt, training_view(train, alt_config), val_set, alt_config,
+                             None if run_dir is None else run_dir / "whole-body")
+    scores = {"fine-tuned": validation_score(model, val_set, config),
+              "whole body": validation_score(alt, val_set, alt_config)}
+    keep_alt = bool(np.isfinite(scores["whole body"]) and not scores["whole body"] <= scores["fine-tuned"])
+    chosen = alt if keep_alt else model
+    chosen.info = chosen.info.replace(training={**chosen.info.training, "candidates_val_macro_auc": scores,
+                                                "selected_recipe": "whole body" if keep_alt else "fine-tuned"})
+    return chosen, history + [{"candidate": "whole body", **row} for row in alt_history]
 
 
 def finetune_data(data: LabelledSet, config: FinetuneConfig) -> tuple[LabelledSet, LabelledSet | None]:
