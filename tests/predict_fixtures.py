@@ -1,7 +1,14 @@
 """Shared helpers for the inference tests: a tiny saved model and synthetic ECG files the tests write themselves."""
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -45,3 +52,46 @@ def make_tiny_model(folder: Path, window: int | None = 250, seed: int = 0) -> Pa
                                 preprocess=Pipeline.default(fs=100.0, seconds=10.0).to_dict(), thresholds=THRESHOLDS,
                                 data={"dataset": "synthetic", "note": "untrained test model"})
     return save(model, folder)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``ecgfm serve ARGS`` as a real process on a free port until the block ends, yielding its URL once ``/health``
+    answers (the test fails with the server's log if it exits or is not healthy within 90 s)."""
+    import httpx
+    import pytest
+
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ecgfm.cli.main", "serve", "--port", str(port), *args],
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not become healthy in 90 s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

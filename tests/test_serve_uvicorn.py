@@ -2,32 +2,22 @@
 raw socket), API keys from the command line, and predictions that keep their latency while explanations run."""
 from __future__ import annotations
 
-import os
 import select
 import socket
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
 from ecgfm.leads import STANDARD_LEADS
-from predict_fixtures import make_tiny_model, synthetic_signal, write_wfdb
+from predict_fixtures import make_tiny_model, serving, synthetic_signal, write_wfdb
 
 API_KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 READ_TIMEOUT_S, BODY_TIMEOUT_S, MIN_RATE, KEEP_ALIVE_S, TIMEOUT_S = 2.0, 5.0, 5000, 1.0, 8.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,37 +26,11 @@ def server(tmp_path_factory):
     model_dir = make_tiny_model(tmp_path_factory.mktemp("model"))
     key_file = tmp_path_factory.mktemp("secrets") / "keys.txt"
     key_file.write_text(f"an-older-key-still-accepted\n{API_KEY}\n")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("log") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ecgfm.cli.main", "serve", "--model", str(model_dir),
-                                 "--port", str(port), "--workers", "2", "--threads", "1", "--api-key-file",
-                                 str(key_file), "--rate-limit", "0", "--read-timeout", str(READ_TIMEOUT_S),
-                                 "--body-timeout", str(BODY_TIMEOUT_S), "--body-min-rate", str(MIN_RATE),
-                                 "--keep-alive", str(KEEP_ALIVE_S), "--explain-timeout", str(TIMEOUT_S)],
-                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "MPLBACKEND": "Agg"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not become healthy in 90 s:\n{log.read_text()}")
-            time.sleep(0.25)
+    args = ["--model", str(model_dir), "--workers", "2", "--threads", "1", "--api-key-file", str(key_file),
+            "--rate-limit", "0", "--read-timeout", str(READ_TIMEOUT_S), "--body-timeout", str(BODY_TIMEOUT_S),
+            "--body-min-rate", str(MIN_RATE), "--keep-alive", str(KEEP_ALIVE_S), "--explain-timeout", str(TIMEOUT_S)]
+    with serving(args, tmp_path_factory.mktemp("log") / "server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +19,7 @@ import pytest
 from conftest import make_synthetic_ecg
 from ecgfm.io.writers import write
 from ecgfm.printout import format_probability
-from predict_fixtures import make_tiny_model, write_wfdb
+from predict_fixtures import make_tiny_model, serving, write_wfdb
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
 from selenium.common.exceptions import WebDriverException  # noqa: E402
@@ -39,44 +36,12 @@ PAGE_TIMEOUT_S = 60
 
 # -- the server and the browser ------------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
-def serving(model: Path | None, log: Path, env: dict[str, str] | None = None):
+def serving_model(model: Path | None, log: Path, env: dict[str, str] | None = None):
     """``ecgfm serve`` (the shipped model when ``model`` is None) on a free port until the block ends; ``env``: extra
     environment variables."""
-    port = _free_port()
-    command = [sys.executable, "-m", "ecgfm.cli.main", "serve", "--port", str(port), "--workers", "2",
-               "--threads", "1"] + (["--model", str(model)] if model else [])
-    with open(log, "w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "MPLBACKEND": "Agg", **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not become healthy in 90 s:\n{log.read_text()}")
-            time.sleep(0.2)
+    with serving(["--workers", "2", "--threads", "1"] + (["--model", str(model)] if model else []), log, env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +51,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    with serving(tiny_model, tmp_path_factory.mktemp("log") / "server.log") as url:
+    with serving_model(tiny_model, tmp_path_factory.mktemp("log") / "server.log") as url:
         yield url
 
 
@@ -315,7 +280,7 @@ def test_page_asks_for_the_api_key_once_and_sends_it(browser, tiny_model, tmp_pa
             return None
 
     key = "browser-test-key-0123456789"
-    with serving(tiny_model, tmp_path / "server.log", env={"ECGFM_API_KEY": key}) as url:
+    with serving_model(tiny_model, tmp_path / "server.log", env={"ECGFM_API_KEY": key}) as url:
         assert httpx.get(f"{url}/labels").status_code == 401
         browser.get(url + "/")
         prompt = _wait(alert, "the page to ask for the API key")
@@ -333,7 +298,7 @@ def test_shipped_model_through_the_page(browser, tmp_path):
         paths = _ptbxl_record()
     except pytest.skip.Exception:
         paths = _synthetic_wfdb(tmp_path)
-    with serving(None, tmp_path / "server.log") as url:
+    with serving_model(None, tmp_path / "server.log") as url:
         open_files(browser, url, paths)
         assert listed_findings(browser) == predicted_findings(url, paths)
         timings = browser.execute_script("return window.ecgfmTimings")
