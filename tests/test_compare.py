@@ -235,9 +235,17 @@ def test_training_meta_counts_gradient_epochs_and_the_kept_model():
         return SimpleNamespace(info=info, history=history)
 
     probe_kept = training_meta(result("probe", {"probe": 0, "final": 3}, [("probe", 0), ("final", 9)]))
-    assert probe_kept == {"epochs_run": 9, "best_epoch": 0, "final_stage_epochs": 9, "selected_stage": "probe"}
+    assert probe_kept == {"epochs_run": 9, "best_epoch": 0, "final_stage_epochs": 9, "selected_stage": "probe",
+                          "selected_recipe": None, "candidates_val_macro_auc": None}
     tuned = training_meta(result("final", {"probe": 0, "final": 4}, [("probe", 0), ("final", 9)]))
     assert tuned["best_epoch"] == 4 and tuned["epochs_run"] == 9
     warm = training_meta(result("final", {"warmup": 2, "final": 5}, [("warmup", 3), ("final", 10)]))
     assert warm["best_epoch"] == 3 + 5 and warm["epochs_run"] == 13
     assert training_meta(result("warmup", {"warmup": 2, "final": 5}, [("warmup", 3), ("final", 6)]))["best_epoch"] == 2
+    both = result("final", {"warmup": 1, "final": 2}, [("probe", 0), ("final", 9)])  # the whole-body candidate kept
+    both.history += [{"candidate": "whole body", "stage": s, "epoch": e} for s, n in [("warmup", 2), ("final", 4)]
+                     for e in range(1, n + 1)]
+    both.info.training.update(selected_recipe="whole body", candidates_val_macro_auc={"fine-tuned": 0.8, "whole body": 0.9})
+    assert training_meta(both) | {"candidates_val_macro_auc": None} == {
+        "epochs_run": 6, "best_epoch": 2 + 2, "final_stage_epochs": 4, "selected_stage": "final",
+        "selected_recipe": "whole body", "candidates_val_macro_auc": None}

@@ -88,11 +88,14 @@ def cell_seed(label: str, seed: int, fold: str) -> int:
 
 
 def training_meta(result) -> dict[str, Any]:
-    """Epochs trained (gradient epochs; the fitted probe is epoch 0) and the epoch of the model kept."""
+    """Epochs trained (gradient epochs; the fitted probe is epoch 0) and the epoch of the model kept, by the recipe
+    kept (the fine-tuned model or the whole-body candidate, with both validation scores)."""
     training = result.info.training
     selected = training.get("selected_stage")
     best = training.get("stage_best_epochs") or {}
-    sgd = [row for row in result.history if row.get("stage") != "probe"]
+    recipe = training.get("selected_recipe")
+    kept = [row for row in result.history if (row.get("candidate") == "whole body") == (recipe == "whole body")]
+    sgd = [row for row in kept if row.get("stage") != "probe"]
     final = [row for row in sgd if row.get("stage") == "final"]
     if selected == "probe":
         best_epoch = 0
@@ -101,7 +104,8 @@ def training_meta(result) -> dict[str, Any]:
     else:
         best_epoch = len(sgd) - len(final) + int(best.get("final") or training.get("best_epoch") or 0)
     return {"epochs_run": len(sgd), "best_epoch": best_epoch, "final_stage_epochs": len(final),
-            "selected_stage": selected}
+            "selected_stage": selected, "selected_recipe": recipe,
+            "candidates_val_macro_auc": training.get("candidates_val_macro_auc")}
 
 
 def weights_fingerprint(model: nn.Module) -> str:
