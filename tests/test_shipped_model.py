@@ -134,6 +134,11 @@ def test_a_model_needing_every_lead_names_the_one_that_reads_fewer(tmp_path, syn
     chest = write_wfdb(tmp_path, "chest", reorder_leads(synthetic_ecg(), ("V1", "V2", "V3"), derive=False))
     with pytest.raises(ECGReadError, match=r"chest\.hea.*lacks leads.*--model anylead"):
         Predictor.from_pretrained().predict(chest)
+    eight = reorder_leads(synthetic_ecg(), ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6"), derive=False)
+    loud = eight.replace(signal=eight.signal * 20, source="loud.xml")  # an 8-lead export, gain wrong
+    with pytest.raises(ECGReadError, match=r"loud\.xml.*preprocessing failed: implausible amplitude") as refused:
+        Predictor.from_pretrained().predict(loud)
+    assert "anylead" not in str(refused.value)  # its leads are enough: the hint would mislead
 
 
 def test_anylead_reproduces_its_fold10_lead_set_metrics(ptbxl_dir):

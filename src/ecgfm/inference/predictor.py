@@ -34,7 +34,7 @@ from ecgfm.ecg import ECG
 from ecgfm.errors import ECGError, ECGReadError, ECGValueError
 from ecgfm.io import read
 from ecgfm.io.discover import discover_inputs
-from ecgfm.leads import STANDARD_LEADS
+from ecgfm.leads import DERIVED_LIMB_LEADS, STANDARD_LEADS
 from ecgfm.evaluation.calibration import Calibration
 from ecgfm.evaluation.ood import load_ood
 from ecgfm.inference.operating import DEFAULT_THRESHOLD, ThresholdSpec, lead_set_operating_points, operating_point
@@ -358,7 +358,8 @@ class InputReader:
 
     def _lead_hint(self, ecg: ECG) -> str:
         """Where a model needing every lead refuses a record lacking some: which shipped model reads it."""
-        if self.pipeline.lead_mask or set(self.pipeline.leads or ()) <= set(ecg.leads):
+        derivable = set(DERIVED_LIMB_LEADS) if {"I", "II"} <= set(ecg.leads) else set()
+        if self.pipeline.lead_mask or set(self.pipeline.leads or ()) <= set(ecg.leads) | derivable:
             return ""
         return (". The shipped 'anylead' model reads 12 leads, the six limb leads, I+II, V1-V6 or lead I alone "
                 "(--model anylead)")
