@@ -123,7 +123,8 @@ RECIPES: dict[str, Recipe] = {
         name="anylead", model="xresnet1d18", config=ANYLEAD, lead_sets=LEAD_SETS,
         distill=Distillation(teacher="default8", alpha=0.5, temperature=1.0),
         description="one xresnet1d18 on whole records distilled from default8, with hospital augmentations and lead "
-                    "dropping; reads 12 leads, the six limb leads, I+II, V1-V6 or lead I; about 5 min on 2 CPU cores once the teacher's logits are cached"),
+                    "dropping; reads 12 leads, the six limb leads, I+II, V1-V6 or lead I; about 5 min on 2 CPU cores "
+                    "once the teacher's logits are cached"),
     "xresnet1d50": Recipe(name="xresnet1d50", model="xresnet1d50", config=STRODTHOFF,
                           description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (ecgfm pretrain's default)"),
     "xresnet1d101": Recipe(name="xresnet1d101", model="xresnet1d101", config=STRODTHOFF,
