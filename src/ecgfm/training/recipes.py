@@ -6,7 +6,7 @@
   ECG (+-10%) and 0.02 mV white noise, logits averaged; rhythm statements are scored by the whole-record networks.
   ``stop_epoch`` replays where the development run's time limits stopped members, so the recipe reproduces the
   shipped weights bit for bit (26 min on 2 CPU cores; how it was chosen: docs/history.md).
-- ``anylead``: one ``xresnet1d18`` reading whole records with lead-presence inputs, distilled from ``default8``
+- ``anylead``: one ``xresnet1d50`` reading whole records with lead-presence inputs, distilled from ``default8``
   (teacher logits cached) with hospital-shift augmentations and random lead dropping: reads 12 leads, the six limb
   leads, I+II, V1-V6 or lead I alone (the shipped ``anylead`` weights).
 - ``xresnet1d50``: one such network (``ecgfm pretrain``'s default).
@@ -120,10 +120,10 @@ RECIPES: dict[str, Recipe] = {
                     "2.5-s crops, 5-s crops and whole records, trained two at a time on one CPU thread each; rhythm "
                     "statements scored by the whole-record networks; 26.2 min on 2 CPU cores"),
     "anylead": Recipe(
-        name="anylead", model="xresnet1d18", config=ANYLEAD, lead_sets=LEAD_SETS,
+        name="anylead", model="xresnet1d50", config=ANYLEAD, lead_sets=LEAD_SETS,
         distill=Distillation(teacher="default8", alpha=0.5, temperature=1.0),
-        description="one xresnet1d18 on whole records distilled from default8, with hospital augmentations and lead "
-                    "dropping; reads 12 leads, the six limb leads, I+II, V1-V6 or lead I; about 5 min on 2 CPU cores "
+        description="one xresnet1d50 on whole records distilled from default8, with hospital augmentations and lead "
+                    "dropping; reads 12 leads, the six limb leads, I+II, V1-V6 or lead I; about 6 min on 2 CPU cores "
                     "once the teacher's logits are cached"),
     "xresnet1d50": Recipe(name="xresnet1d50", model="xresnet1d50", config=STRODTHOFF,
                           description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (ecgfm pretrain's default)"),
