@@ -33,44 +33,10 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import command_line, cpu_flags, write_result
+from common import command_line, cpu_flags, free_port, start_server, stop, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEY = "benchmark-key-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, log: Path, *options: str) -> subprocess.Popen:
-    import httpx
-
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ecgfm.cli.main", "serve", "--port", str(port),
-                                 "--rate-limit", "0", *options], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "MPLBACKEND": "Agg"})
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("server did not start in 180 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def rss_mb(pid: int) -> dict[str, float]:
@@ -247,7 +213,8 @@ def main(argv=None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="serve-load-"))
     for workers in [int(w) for w in args.explain_workers.split(",")]:
         port = free_port()
-        proc = start_server(port, log_dir / f"server{workers}.log", "--explain-workers", str(workers))
+        proc = start_server(port, log_dir / f"server{workers}.log", "--rate-limit", "0", "--explain-workers",
+                            str(workers))
         try:
             url = f"http://127.0.0.1:{port}"
             scenario = load_scenario(url, proc, files, args.n, explain_alone=workers == 1)
@@ -258,7 +225,8 @@ def main(argv=None) -> int:
         finally:
             stop(proc)
     port = free_port()
-    proc = start_server(port, log_dir / "server_key.log", "--api-key-file", str(_key_file(log_dir)))
+    proc = start_server(port, log_dir / "server_key.log", "--rate-limit", "0", "--api-key-file",
+                        str(_key_file(log_dir)))
     try:
         import httpx
 

@@ -22,41 +22,15 @@ import argparse
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import command_line, cpu_flags, write_result
+from common import command_line, cpu_flags, free_port, start_server, stop, write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, log: Path) -> subprocess.Popen:
-    import httpx
-
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ecgfm.cli.main", "serve", "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "MPLBACKEND": "Agg"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("server did not start in 120 s")
 
 
 def start_browser(profile: Path, downloads: Path, width: int = 1280, height: int = 1000):
@@ -172,7 +146,7 @@ def main(argv=None) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    server = start_server(port, work / "server.log")
+    server = start_server(port, work / "server.log", wait_s=120)
     downloads = work / "downloads"
     downloads.mkdir()
     driver = start_browser(work / "profile", downloads)
@@ -189,8 +163,7 @@ def main(argv=None) -> int:
             pictures = screenshots(driver, url, match[0], args.screenshot_label, args.screenshots)
     finally:
         driver.quit()
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
     warm = timings[1:]
     prediction_ms = [t["predictionMs"] for t in warm]
     traces_ms = [t["ecgMs"] for t in warm]
