@@ -25,7 +25,9 @@ def register(app: typer.Typer) -> None:
         train_folds: TrainFolds = "1-8",
         val_folds: ValFolds = "9",
         strategy: str = typer.Option("full", "--strategy", help="full (default: linear probe, then discriminative "
-                                     "fine-tuning), linear (probe only), gradual (ULMFiT unfreezing) or scratch."),
+                                     "fine-tuning, or the whole network at the pre-training rate when that validates "
+                                     "better; --set whole_body=false for the first alone), linear (probe only), "
+                                     "gradual (ULMFiT unfreezing) or scratch."),
         config_file: ConfigFile = None,
         set_: Optional[list[str]] = typer.Option(None, "--set", help="A FinetuneConfig setting KEY=VALUE "
                                                  "(repeatable), e.g. --set epochs=20 --set new_head=fc --set "
