@@ -61,3 +61,9 @@ def test_root_help_lists_every_command_without_importing_any():
     assert "EXIT=0" in lines
     for name in COMMANDS:
         assert name in done.stdout, f"{name} missing from ecgfm --help"
+
+
+@pytest.mark.parametrize("name", ["predict", "evaluate", "embed", "explain", "finetune", "compare", "pretrain", "serve"])
+def test_every_command_running_a_model_takes_the_same_device_and_thread_options(name):
+    text = runner.invoke(app, [name, "--help"]).output
+    assert "--threads" in text and ("--device" in text or name == "serve"), name

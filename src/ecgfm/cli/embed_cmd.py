@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ecgfm.cli.common import console, err_console, fail, user_errors
-from ecgfm.cli.options import Data, Device, Model, Progress, source_kwargs
+from ecgfm.cli.options import Data, Device, Model, Progress, Threads, source_kwargs
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
                                  "(embeddings, ids) or .npy (matrix; ids in <name>.ids.txt)."),
         batch_size: int = typer.Option(256, "--batch-size", min=1, help="Windows per forward pass."),
         device: Device = "auto",
+        threads: Threads = None,
         progress: Progress = True,
     ) -> None:
         """Embed ECGs: the model's pooled features (forward_features), averaged over its test-time windows.
@@ -40,6 +41,10 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"--out must end in {', '.join(EMBEDDING_FORMATS)}, got {out.name!r}")
             if bool(inputs) == (data is not None):
                 raise ValueError("give ECG files or --data (a labelled dataset), one of the two")
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
             device = str(resolve_device(device))
             net = load(model, device=device)
             if data is not None:

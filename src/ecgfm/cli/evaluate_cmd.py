@@ -12,8 +12,8 @@ import numpy as np
 import typer
 
 from ecgfm.cli.common import console, err_console, is_interactive, user_errors
-from ecgfm.cli.options import (Data, Device, Labels, Manifest, Model, Ptbxl, Store, TestFolds, ValFolds, command_line,
-                               match_labels, source_kwargs)
+from ecgfm.cli.options import (Data, Device, Labels, Manifest, Model, Ptbxl, Store, TestFolds, Threads, ValFolds,
+                               command_line, match_labels, source_kwargs)
 from ecgfm.evaluation.evaluate import DEFAULT_N_BOOTSTRAP, ThresholdSpec
 from ecgfm.evaluation.predictions import load_predictions
 from ecgfm.evaluation.report import compare_predictions, evaluate_predictions
@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
         min_test_positives: int = typer.Option(1, "--min-test-positives", min=1,
                                                help="Report only labels with at least this many test positives."),
         device: Device = "auto",
+        threads: Threads = None,
         predictions: Path = typer.Option(None, "--predictions", help="Instead of --model: a test-set prediction file "
                                          "(.npz: y_true, y_score, label_names, optional record_ids/patient_ids)."),
         val_predictions: Path = typer.Option(None, "--val-predictions",
@@ -90,6 +91,10 @@ def register(app: typer.Typer) -> None:
 
         Example: ecgfm evaluate --predictions runs/test.npz --val-predictions runs/val.npz --threshold youden --out runs/eval
         """
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         if predictions is None:
             sources = source_kwargs(data, ptbxl, manifest, store)
             _evaluate_model(ctx, model or "pretrained", out, sources, labels, val_folds=val_folds,
