@@ -1,14 +1,19 @@
-"""Atomic file writes: a crash mid-write leaves the previous file (or none), never a truncated one.
+"""Writing files: atomic writes (a crash mid-write leaves the previous file, or none, never a truncated one) and
+values made fit for strict JSON.
 
 Every file ecgfm writes (weights, checkpoints, reports, predictions, caches) goes through :func:`atomic_write`.
 Files get the usual permissions (``0o666`` minus the umask, as ``open()`` gives), not ``mkstemp``'s private ``0o600``.
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -59,3 +64,24 @@ def check_writable(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise OSError(f"cannot write {path}: it is a folder")
     return path
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` for strict JSON, recursively: numpy scalars and arrays as Python values, non-finite floats as
+    ``None``, paths and any other object as text."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    return str(value)

@@ -29,12 +29,13 @@ calibrated; slope < 1 means over-confident probabilities).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
+
+from ecgfm.files import to_jsonable
 
 #: Probabilities are clipped to [EPS, 1 - EPS] before taking logits (float32 sigmoid outputs reach exactly 0 and 1).
 EPS = 1e-7
@@ -242,7 +243,7 @@ class Calibration:
         """Plain JSON: ``{"labels": {label: {method, a, b, nodes_logit, nodes_p, weight}}, "selection": ...}``."""
         return {"method": "per-label, chosen by cross-validated log-loss on the validation set",
                 "labels": {label: c.to_dict() for label, c in zip(self.labels, self.calibrators)},
-                "selection": _jsonable(self.selection)}
+                "selection": to_jsonable(self.selection)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Calibration":
@@ -259,18 +260,6 @@ class Calibration:
     @classmethod
     def identity(cls, labels: Sequence[str]) -> "Calibration":
         return cls(list(labels), [LabelCalibrator() for _ in labels])
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def fit_calibration(val_true, val_score, labels: Sequence[str], patient_ids=None, seed: int = 0) -> Calibration:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from ecgfm.evaluation.evaluate import (DEFAULT_N_BOOTSTRAP, POOLED, ComparisonResult, EvaluationResult, ThresholdSpec,
                                        compare_scores, evaluate_scores)
-from ecgfm.files import atomic_write_text
+from ecgfm.files import atomic_write_text, to_jsonable
 from ecgfm.plotting.html import figure_to_data_uri, page, provenance, table
 from ecgfm.plotting.reliability import ReliabilityPanel, plot_reliability, plot_reliability_grid
 from ecgfm.plotting.roc import RocPanel, plot_roc_grid
@@ -29,26 +29,6 @@ from ecgfm.plotting.roc import RocPanel, plot_roc_grid
 SCHEMA = "ecgfm.evaluation/1"
 EVALUATION_FILES = {"json": "metrics.json", "csv": "metrics.csv", "html": "report.html"}
 COMPARISON_FILES = {"json": "comparison.json", "csv": "comparison.csv", "html": "comparison.html"}
-
-
-def to_jsonable(value):
-    """Recursively convert numpy scalars/arrays and non-finite floats (to ``None``) for strict JSON."""
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [to_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _document(kind: str, result, command: str | None, config: Mapping | None) -> dict:

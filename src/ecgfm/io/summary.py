@@ -4,9 +4,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
 from ecgfm.ecg import ECG
+from ecgfm.files import to_jsonable
 from ecgfm.io.registry import find_reader, read
 
 #: Metadata keys shown first (the rest follow under ``other``).
@@ -29,8 +28,8 @@ def summarize(ecg: ECG) -> dict[str, Any]:
         "amplitude": amplitude,
         "statements": list(ecg.meta.get("statements", [])),
         "snomed_labels": snomed_labels(ecg.meta.get("snomed", [])),
-        "metadata": {key: _jsonable(ecg.meta[key]) for key in MAIN_META_KEYS if key in ecg.meta},
-        "other": {key: _jsonable(value) for key, value in ecg.meta.items() if key not in skip},
+        "metadata": {key: to_jsonable(ecg.meta[key]) for key in MAIN_META_KEYS if key in ecg.meta},
+        "other": {key: to_jsonable(value) for key, value in ecg.meta.items() if key not in skip},
     }
 
 
@@ -48,13 +47,3 @@ def describe_file(path: str | os.PathLike, format: str | None = None, **options)
     summary["format"] = summary["format"] or reader.name
     summary["reader"] = reader.description
     return summary
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)

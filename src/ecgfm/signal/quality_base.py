@@ -3,7 +3,6 @@
 :func:`~ecgfm.signal.quality.assess_quality` are in :mod:`ecgfm.signal.quality`."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Sequence
@@ -13,6 +12,7 @@ from scipy import ndimage
 from scipy import signal as sps
 
 from ecgfm.ecg import ECG
+from ecgfm.files import to_jsonable
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.signal.filters import bandpass
 
@@ -113,8 +113,8 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "message": self.message, "leads": list(self.leads),
-                "value": _json_float(self.value), "threshold": _json_float(self.threshold),
-                "details": _jsonable(self.details)}
+                "value": to_jsonable(self.value), "threshold": to_jsonable(self.threshold),
+                "details": to_jsonable(self.details)}
 
 
 @dataclass
@@ -157,31 +157,11 @@ class QualityReport:
         raise KeyError(f"no check named {name!r}; checks: {', '.join(c.name for c in self.checks)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "problems": self.problems, "heart_rate": _json_float(self.heart_rate),
+        return {"ok": self.ok, "problems": self.problems, "heart_rate": to_jsonable(self.heart_rate),
                 "duration": self.duration, "fs": self.fs, "lead_problems": self.lead_problems,
                 "checks": [check.to_dict() for check in self.checks],
-                "lead_metrics": {lead: {k: _json_float(v) for k, v in metrics.items()}
+                "lead_metrics": {lead: {k: to_jsonable(v) for k, v in metrics.items()}
                                  for lead, metrics in self.lead_metrics.items()}}
-
-
-def _json_float(value):
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _jsonable(value):
-    """Details for strict JSON: floats (NaN -> None) inside nested dicts and lists."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return _json_float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 class QualitySignals:

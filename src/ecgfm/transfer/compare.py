@@ -39,7 +39,7 @@ import numpy as np
 from torch import nn
 
 from ecgfm.datasets import LabelledSet
-from ecgfm.evaluation.report import to_jsonable
+from ecgfm.files import to_jsonable
 from ecgfm.files import atomic_write_bytes, atomic_write_text
 from ecgfm.models.windowing import extract_features
 from ecgfm.training import resolve_device

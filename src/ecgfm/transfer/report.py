@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ecgfm.evaluation.report import to_jsonable
+from ecgfm.files import to_jsonable
 from ecgfm.files import atomic_write, atomic_write_text
 from ecgfm.plotting.data_efficiency import plot_data_efficiency
 from ecgfm.plotting.html import figure_to_data_uri, page, provenance, table
