@@ -6,14 +6,13 @@ over-confident probabilities, above it under-confident ones. Takes plain arrays 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ecgfm.plotting.roc import CURVE_COLOURS
+from ecgfm.plotting.roc import CURVE_COLOURS, panel_grid
 
 
 @dataclass
@@ -50,22 +49,5 @@ def plot_reliability(panel: ReliabilityPanel, inches: float = 4.0) -> Figure:
 
 def plot_reliability_grid(panels: Sequence[ReliabilityPanel], ncols: int = 6, panel_inches: float = 2.3) -> Figure:
     """Reliability diagrams as a grid of square panels (one per label), legend on top when panels hold two curves."""
-    if not panels:
-        raise ValueError("no reliability panels to plot")
-    ncols = max(1, min(ncols, len(panels)))
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(ncols * panel_inches, nrows * panel_inches + 0.3), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax, panel in zip(axes.flat, panels):
-        _draw(ax, panel, fontsize=7.5)
-    for ax in axes.flat[len(panels):]:
-        ax.set_axis_off()
-    for index, ax in enumerate(axes.flat[: len(panels)]):
-        if index + ncols >= len(panels):
-            ax.set_xlabel("predicted", fontsize=7)
-        if index % ncols == 0:
-            ax.set_ylabel("observed", fontsize=7)
-    if len(panels[0].curves) > 1:
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), fontsize=8, frameon=False)
-    return fig
+    return panel_grid(panels, lambda ax, panel: _draw(ax, panel, fontsize=7.5), "predicted", "observed", ncols,
+                      panel_inches)
