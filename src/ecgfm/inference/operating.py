@@ -41,7 +41,7 @@ def stored_operating_point(info) -> OperatingPoint:
                            for lab in info.labels})
 
 
-def lead_set_operating_points(info) -> dict[str, tuple[dict[str, float], dict[str, str]]]:
+def lead_set_operating_points(info) -> dict[str, OperatingPoint]:
     """The thresholds a model reading lead sets was released with for each set (``info.extra["lead_set_thresholds"]``:
     set -> label -> threshold, fitted on the validation records read as that set), with their rule; empty for a
     model without them. A record read as a set uses the set's thresholds: a model reading lead I alone is less sure
@@ -50,8 +50,8 @@ def lead_set_operating_points(info) -> dict[str, tuple[dict[str, float], dict[st
     stored = info.extra.get("lead_set_thresholds") or {}
     rule = str(info.extra.get("threshold_rule", "stored")).split(" ")[0] + " for the lead set"
     base = stored_operating_point(info)
-    return {name: ({**base.thresholds, **{k: float(v) for k, v in values.items()}},
-                   {**base.rules, **{k: rule for k in values}}) for name, values in stored.items()}
+    return {name: OperatingPoint({**base.thresholds, **{k: float(v) for k, v in values.items()}},
+                                 {**base.rules, **{k: rule for k in values}}) for name, values in stored.items()}
 
 
 def operating_point(info, spec: ThresholdSpec = None, folder: str | os.PathLike | None = None) -> OperatingPoint:

@@ -207,7 +207,8 @@ class Predictor:
             abstained = "poor signal quality: " + "; ".join(quality["problems"])
         thresholds, rules = self._thresholds, self.rules
         if loaded.leads and loaded.leads["lead_set"] in self.lead_set_thresholds:
-            thresholds, rules = self.lead_set_thresholds[loaded.leads["lead_set"]]
+            point = self.lead_set_thresholds[loaded.leads["lead_set"]]
+            thresholds, rules = point.thresholds, point.rules
         findings = [] if abstained else sorted(
             (Finding(lab, self.descriptions[lab], float(p), thresholds[lab], rules[lab])
              for lab, p in zip(self.labels, probs) if p >= thresholds[lab]), key=lambda f: -f.probability)
