@@ -47,11 +47,12 @@ def macro(Y: np.ndarray, P: np.ndarray, scored: np.ndarray, keep: np.ndarray | N
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="pretrained", help="shipped weights to measure (default: the default)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "abstention.json"))
     args = parser.parse_args(argv)
     X, meta = load_ptbxl()
     test = np.flatnonzero(meta["folds"] == 10)
-    predictor = Predictor.from_pretrained(on_poor_quality="abstain")
+    predictor = Predictor.from_pretrained(args.model, on_poor_quality="abstain")
     Y = fold10_labels(predictor, meta["ids"][test])
     scored = np.flatnonzero(np.nansum(Y == 1, axis=0) >= MIN_POSITIVES)
     rng = np.random.default_rng(args.seed)

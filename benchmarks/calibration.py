@@ -33,9 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, write_result  # noqa: E402
-from trust_data import model_scores  # noqa: E402
+from trust_data import MODEL, model_scores, use_model  # noqa: E402
 
 from ecgfm.evaluation.calibration import (  # noqa: E402
+    Calibration,
     brier_score,
     calibration_slope_intercept,
     expected_calibration_error,
@@ -44,10 +45,10 @@ from ecgfm.evaluation.calibration import (  # noqa: E402
 )
 from ecgfm.evaluation.metrics import roc_auc  # noqa: E402
 from ecgfm.evaluation.thresholds import fit_thresholds  # noqa: E402
+from ecgfm.models import get_weights  # noqa: E402
 
 RULES = ["youden", "f1", "ppv>=0.5", "ppv>=0.6", "ppv>=0.7", "spec>=0.95", "spec>=0.99", 0.5]
 MIN_TEST_POSITIVES = 5
-WEIGHTS_CONFIG = Path(__file__).resolve().parents[1] / "src" / "ecgfm" / "weights" / "config.json"
 
 
 def equal_width_ece(y, p, n_bins: int = 10) -> float:
@@ -175,10 +176,11 @@ def operating_points_section(d: dict, calibration) -> dict:
     test = calibration.apply(d["test_score"])
     y, patients = d["test_true"], d["test_patients"]
     rows = {}
-    shipped = json.loads(WEIGHTS_CONFIG.read_text())["thresholds"]
-    rows["shipped (youden, raw probabilities)"] = {
+    info = get_weights(MODEL["name"]).info  # its own calibration and thresholds, as a prediction applies them
+    shipped = np.array([info.thresholds[label] for label in labels])
+    rows["shipped thresholds (calibrated probabilities)"] = {
         "rule": "shipped config thresholds",
-        **findings_stats(y, d["test_score"], np.array([shipped[label] for label in labels]), patients)}
+        **findings_stats(y, Calibration.of(info).apply(d["test_score"]), shipped, patients)}
     for rule in RULES:
         fitted = fit_thresholds(d["val_true"], val, labels, rule)
         rows[str(rule)] = {"rule": str(rule), "labels_on_fallback": sum(n is not None for n in fitted.notes),
@@ -219,8 +221,10 @@ def draw_reliability(d: dict, calibration, out_dir: str | Path, dpi: int = 80) -
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "calibration.json"))
+    parser.add_argument("--model", default="pretrained", help="shipped weights to measure (default: the default)")
     parser.add_argument("--figures", metavar="DIR", help="also draw the reliability diagram of docs/trust.md in DIR")
     args = parser.parse_args(argv)
+    use_model(args.model)
     d = model_scores()
     cal_section, calibration = calibration_section(d)
     if args.figures:

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, write_result  # noqa: E402
 from quality import CORRUPTIONS, FS, load_ptbxl  # noqa: E402
-from trust_data import _cached, cpsc_embeddings, ptbxl_embeddings, shipped_model  # noqa: E402
+from trust_data import _cached, cpsc_embeddings, embed_arrays, ptbxl_embeddings, shipped_model, use_model  # noqa: E402
 
 from ecgfm import ECG, STANDARD_LEADS  # noqa: E402
 from ecgfm.evaluation.metrics import roc_auc  # noqa: E402
@@ -37,11 +37,8 @@ from ecgfm.evaluation.ood import fit_ood  # noqa: E402
 def corrupted_embeddings() -> dict[str, np.ndarray]:
     """Fold-10 embeddings of the clean 500 Hz arrays and of each corruption, through the model's preprocessing."""
     def compute():
-        from ecgfm.models.embedding import embed_arrays
-        from ecgfm.signal import Pipeline
-
-        model, info = shipped_model()
-        pipeline = Pipeline.from_dict(info.preprocess)
+        model = shipped_model()
+        pipeline = model.info.pipeline()
         X, meta = load_ptbxl()
         rows = np.flatnonzero(meta["folds"] == 10)
         out = {"ids": meta["ids"][rows]}
@@ -51,7 +48,7 @@ def corrupted_embeddings() -> dict[str, np.ndarray]:
                 x = np.asarray(X[k], dtype=np.float64)
                 y = x if name == "clean" else CORRUPTIONS[name](x, np.random.default_rng(int(meta["ids"][k])))
                 arrays.append(pipeline.to_array(ECG(y.astype(np.float32), FS, STANDARD_LEADS)))
-            out[name] = embed_arrays(model, info, np.stack(arrays)).astype(np.float32)
+            out[name] = embed_arrays(model, np.stack(arrays)).astype(np.float32)
             print(f"embedded {name}", flush=True)
         return out
     return _cached("ood_fold10_corrupted.npz", compute)
@@ -60,7 +57,9 @@ def corrupted_embeddings() -> dict[str, np.ndarray]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ood.json"))
+    parser.add_argument("--model", default="pretrained", help="shipped weights to measure (default: the default)")
     args = parser.parse_args(argv)
+    use_model(args.model)
     emb = ptbxl_embeddings()
     folds = emb["folds"]
     scorer = fit_ood(emb["vectors"][folds <= 8], emb["vectors"][folds == 9])

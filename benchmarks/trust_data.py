@@ -17,14 +17,26 @@ if not CPSC_DIR.is_dir():
     CPSC_DIR = Path("/work/shared/data/external/cpsc")
 
 
+#: The shipped weights the benchmarks measure (``--model``; default: the default model).
+MODEL = {"name": "pretrained"}
+
+
+def use_model(name: str) -> None:
+    """Measure the shipped weights called ``name`` (see ``ecgfm.models.list_pretrained``)."""
+    MODEL["name"] = name
+
+
 def _cached(name: str, compute) -> dict[str, np.ndarray]:
-    """Arrays from ``CACHE/name`` (.npz), computed and saved on the first call."""
-    path = CACHE / name
+    """Arrays from ``CACHE/<shipped weights' checksum>/name`` (.npz), computed and saved on the first call (keyed
+    by the weights, so one model never reads another's scores)."""
+    from ecgfm.models import get_weights
+
+    path = CACHE / get_weights(MODEL["name"]).info.extra["weights_sha256"][:16] / name
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     arrays = compute()
-    CACHE.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
@@ -34,36 +46,53 @@ def _cached(name: str, compute) -> dict[str, np.ndarray]:
 def model_scores() -> dict[str, np.ndarray]:
     """The shipped model's probabilities on PTB-XL fold 9 (``val_*``) and fold 10 (``test_*``), with labels/ids."""
     def compute():
-        from ecgfm.evaluation.model_eval import score_model
+        from ecgfm.evaluation.model_eval import score
 
-        scored, info, _ = score_model(None, ptbxl=os.environ.get("ECGFM_PTBXL_DIR"), progress=False)
-        out = {"labels": np.array(scored["test"].arrays.label_names, dtype=str)}
-        for split, prefix in (("val", "val"), ("test", "test")):
-            part = scored[split]
-            out[f"{prefix}_true"] = part.arrays.Y.astype(np.float32)
-            out[f"{prefix}_score"] = part.scores.astype(np.float32)
-            out[f"{prefix}_ids"] = np.asarray(part.arrays.ids).astype(str)
-            out[f"{prefix}_patients"] = np.asarray(part.arrays.patient_ids).astype(str)
+        model = shipped_model()
+        data = _ptbxl(model, train_folds=())
+        out = {"labels": np.array(model.info.labels, dtype=str)}
+        for split in ("val", "test"):
+            part = data.part(split)
+            out[f"{split}_true"] = part.Y.astype(np.float32)
+            out[f"{split}_score"] = score(model, part).astype(np.float32)
+            out[f"{split}_ids"] = np.asarray(part.ids).astype(str)
+            out[f"{split}_patients"] = np.asarray(part.patient_ids).astype(str)
         return out
     return _cached("scores.npz", compute)
 
 
 def shipped_model():
-    """``(model, info)`` of the shipped weights (read-only use)."""
+    """The measured shipped model (:func:`use_model`), with ``.info`` (read-only use)."""
     import ecgfm
 
-    return ecgfm.load_pretrained()
+    return ecgfm.load_pretrained(MODEL["name"])
+
+
+def _ptbxl(model, **kw):
+    from ecgfm.datasets import load_labelled
+
+    return load_labelled(ptbxl=os.environ.get("ECGFM_PTBXL_DIR"), labels=model.info.labels,
+                         pipeline=model.info.pipeline(), progress=False, **kw)
+
+
+def embed_arrays(model, arrays: np.ndarray) -> np.ndarray:
+    """Embeddings of arrays already preprocessed by the model's pipeline."""
+    from ecgfm.datasets import from_arrays
+    from ecgfm.models.windowing import extract_features
+
+    data = from_arrays(arrays, np.zeros((len(arrays), 0)), [], preprocess=model.info.preprocess)
+    return extract_features(model, data.torch(), batch_size=256, device="cpu")
 
 
 def ptbxl_embeddings() -> dict[str, np.ndarray]:
     """Embeddings of every PTB-XL record under the shipped model, with ids and folds."""
     def compute():
-        from ecgfm.models.embedding import embed_ptbxl
+        from ecgfm.inference.embed import embed_set
 
-        model, info = shipped_model()
-        emb = embed_ptbxl(model, info, progress=False)
+        model = shipped_model()
+        emb = embed_set(model, _ptbxl(model))
         return {"ids": np.array(emb.ids, dtype=str), "vectors": emb.vectors.astype(np.float32),
-                "folds": np.array(emb.columns["strat_fold"], dtype=np.int16)}
+                "folds": np.array(emb.columns["fold"], dtype=np.int16)}
     return _cached("ptbxl_embeddings.npz", compute)
 
 
@@ -75,10 +104,9 @@ def cpsc_paths() -> list[Path]:
 def cpsc_embeddings() -> dict[str, np.ndarray]:
     """Embeddings of the CPSC records under the shipped model (unreadable records are listed, not embedded)."""
     def compute():
-        from ecgfm.models.embedding import embed_files
+        from ecgfm.inference.embed import embed_files
 
-        model, info = shipped_model()
-        emb = embed_files(model, info, [str(p) for p in cpsc_paths()])
+        emb = embed_files(shipped_model(), [str(p) for p in cpsc_paths()])
         return {"ids": np.array(emb.ids, dtype=str), "vectors": emb.vectors.astype(np.float32),
                 "failures": np.array([f"{s}: {r}" for s, r in emb.failures], dtype=str)}
     return _cached("cpsc_embeddings.npz", compute)

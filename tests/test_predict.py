@@ -299,7 +299,7 @@ def test_real_ptbxl_records_at_both_rates(predictor, ptbxl_dir):
 
 def test_channels_last_is_on_for_cpu_where_supported_and_gives_the_same_logits(model_dir):
     """The shipped xresnet1d ensemble runs channels-last on CPU by default, with the 1-D path's logits."""
-    fast, plain = Predictor.from_pretrained(), Predictor.from_pretrained(channels_last=False)
+    fast, plain = Predictor.from_pretrained("default8"), Predictor.from_pretrained("default8", channels_last=False)
     assert all(m.channels_last for m in fast.backend.module.model.members)
     assert not any(m.channels_last for m in plain.backend.module.model.members)
     X = np.stack([synthetic_signal(100, 10, seed=s).astype(np.float32) for s in range(3)])

@@ -18,8 +18,9 @@ def shipped():
 
 def test_shipped_model_loads_offline_and_describes_itself(shipped):
     model, info = shipped, shipped.info
-    assert list_pretrained()[0] == "default8" and default_weights_dir() == get_weights("default8").path
+    assert list_pretrained()[0] == "anylead" and default_weights_dir() == get_weights("anylead").path
     assert info.arch in ecgfm.list_models() and get_weights().info.to_dict() == info.to_dict()
+    assert ecgfm.load_pretrained().info.to_dict() == info.to_dict()  # the top-level name for the same thing
     assert len(info.labels) == model.num_labels >= 40
     assert set(info.thresholds) == set(info.labels)
     assert info.preprocess["steps"], "the model must carry its preprocessing"
@@ -30,8 +31,8 @@ def test_shipped_model_loads_offline_and_describes_itself(shipped):
 
 
 def test_the_shipped_name_and_the_default_are_the_same_weights(shipped):
-    named = load("default8")
-    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.3, (2, 12, 1000)).astype(np.float32))
+    named = load("anylead")
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.3, (2, shipped.info.in_leads, 1000)).astype(np.float32))
     with torch.no_grad():
         torch.testing.assert_close(named(x), shipped(x))
     with pytest.raises(ValueError, match="no shipped weights named 'default9'"):
@@ -53,11 +54,13 @@ def test_a_model_folder_written_without_a_checksum_still_loads(tmp_path):
         torch.testing.assert_close(load(tmp_path)(x), model(x))
 
 
-def test_shipped_model_reproduces_its_fold10_metrics(ptbxl_dir, shipped):
+@pytest.mark.parametrize("name", list_pretrained())
+def test_shipped_weights_reproduce_their_fold10_metrics(ptbxl_dir, name):
     from ecgfm.datasets import load_labelled
     from ecgfm.evaluation.metrics import roc_auc
     from ecgfm.evaluation.model_eval import score
 
+    shipped = load(name)
     info = shipped.info
     stored = info.metrics["test"]["per_label"]
     data = load_labelled(ptbxl=ptbxl_dir, labels=info.labels, pipeline=info.pipeline(), train_folds=(),
@@ -72,15 +75,17 @@ def test_shipped_model_reproduces_its_fold10_metrics(ptbxl_dir, shipped):
     assert macro == pytest.approx(info.metrics["test"]["summary"]["macro_auc"]["value"], abs=1e-9)
 
 
-def test_model_card_tables_are_the_shipped_metrics():
-    """MODEL_CARD.md's metric tables are exactly what ``card_tables`` renders from the shipped config.json."""
+@pytest.mark.parametrize(("card", "name"), [("MODEL_CARD.md", "anylead"),
+                                          ("docs/model_card_default8.md", "default8")])
+def test_model_card_tables_are_the_shipped_metrics(card, name):
+    """Each card's metric tables are exactly what ``card_tables`` renders from its weights' config.json."""
     from pathlib import Path
 
     from ecgfm.evaluation.release import CARD_END, CARD_START, card_tables
 
-    card = (Path(__file__).resolve().parents[1] / "MODEL_CARD.md").read_text()
-    config = json.loads((default_weights_dir() / "config.json").read_text())
-    block = card.split(CARD_START, 1)[1].split(CARD_END, 1)[0]
+    text = (Path(__file__).resolve().parents[1] / card).read_text()
+    config = json.loads((get_weights(name).path / "config.json").read_text())
+    block = text.split(CARD_START, 1)[1].split(CARD_END, 1)[0]
     assert block.strip() == card_tables(config)
     assert f"| macro AUC | {config['metrics']['test']['summary']['macro_auc']['value']:.4f} (" in block
 
@@ -110,7 +115,7 @@ def test_card_tables_leave_out_intervals_the_bootstrap_could_not_give():
     assert "| 0.500 |" in row and "nan" not in row
 
 
-# --- anylead: the shipped network that reads reduced lead sets ------------------------------------------------------
+# --- anylead: the shipped default reads reduced lead sets -----------------------------------------------------------
 def test_anylead_reads_a_single_lead_file_with_that_sets_thresholds(tmp_path, synthetic_ecg, write_wfdb):
     from ecgfm.inference.predictor import Predictor
     from ecgfm.signal.leads import reorder_leads
@@ -133,11 +138,11 @@ def test_a_model_needing_every_lead_names_the_one_that_reads_fewer(tmp_path, syn
 
     chest = write_wfdb(tmp_path, "chest", reorder_leads(synthetic_ecg(), ("V1", "V2", "V3"), derive=False))
     with pytest.raises(ECGReadError, match=r"chest\.hea.*lacks leads.*--model anylead"):
-        Predictor.from_pretrained().predict(chest)
+        Predictor.from_pretrained("default8").predict(chest)
     eight = reorder_leads(synthetic_ecg(), ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6"), derive=False)
     loud = eight.replace(signal=eight.signal * 20, source="loud.xml")  # an 8-lead export, gain wrong
     with pytest.raises(ECGReadError, match=r"loud\.xml.*preprocessing failed: implausible amplitude") as refused:
-        Predictor.from_pretrained().predict(loud)
+        Predictor.from_pretrained("default8").predict(loud)
     assert "anylead" not in str(refused.value)  # its leads are enough: the hint would mislead
 
 
@@ -155,12 +160,8 @@ def test_anylead_reproduces_its_fold10_lead_set_metrics(ptbxl_dir):
         assert np.mean(auc) == pytest.approx(model.info.metrics["lead_sets"][name]["macro_auc"]["value"], abs=1e-4)
 
 
-def test_anylead_card_tables_are_its_shipped_metrics():
-    from pathlib import Path
+def test_anylead_card_tables_show_each_lead_set():
+    from ecgfm.evaluation.release import card_tables
 
-    from ecgfm.evaluation.release import CARD_END, CARD_START, card_tables
-
-    card = (Path(__file__).resolve().parents[1] / "docs" / "model_card_anylead.md").read_text()
     config = json.loads((get_weights("anylead").path / "config.json").read_text())
-    assert card.split(CARD_START, 1)[1].split(CARD_END, 1)[0].strip() == card_tables(config)
     assert f"| I | {config['metrics']['lead_sets']['I']['macro_auc']['value']:.4f} (" in card_tables(config)

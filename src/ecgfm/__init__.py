@@ -10,13 +10,14 @@ from ecgfm.leads import STANDARD_LEADS
 from ecgfm.version import __version__
 
 __all__ = ["ECG", "read", "ECGError", "ECGReadError", "ECGValueError", "STANDARD_LEADS", "Predictor",
-           "create_model", "list_models", "list_pretrained", "__version__"]
+           "create_model", "list_models", "list_pretrained", "load_pretrained", "__version__"]
 
 #: Public names imported on first use, so ``import ecgfm`` stays fast (no torch import at package import time).
 _LAZY = {"Predictor": ("ecgfm.inference.predictor", "Predictor"),
          "create_model": ("ecgfm.models", "create"),
          "list_models": ("ecgfm.models", "list_models"),
-         "list_pretrained": ("ecgfm.models", "list_pretrained")}
+         "list_pretrained": ("ecgfm.models", "list_pretrained"),
+         "load_pretrained": ("ecgfm.models", "load")}
 #: Subpackages reachable as attributes (``ecgfm.models.load(...)``) without importing them up front.
 _SUBPACKAGES = {"datasets", "evaluation", "explain", "inference", "io", "labels", "models", "signal", "training",
                 "transfer"}

@@ -16,8 +16,9 @@ def register(app: typer.Typer) -> None:
     def pretrain_command(
         out: Path = typer.Option(..., "--out", "-o", help="Run folder (config.json, metrics.jsonl, last.pt, "
                                  "best.pt, pretrained/)."),
-        recipe: str = typer.Option("xresnet1d50", "--recipe", help="A named recipe: 'foundation' (one network "
-                                   "distilled from default8, any lead set), 'default8' (the ensemble), 'xresnet1d50', "
+        recipe: str = typer.Option("xresnet1d50", "--recipe", help="A named recipe: 'anylead' (the shipped "
+                                   "default: one network distilled from default8, any lead set), 'default8' (the "
+                                   "ensemble, its teacher), 'xresnet1d50', "
                                    "'xresnet1d101', 'inception1d' (ecgfm.training.recipes)."),
         arch: Optional[str] = typer.Option(None, "--arch", help="Instead of a recipe: one network of this "
                                            "architecture (see `ecgfm models`) with the Strodthoff settings."),
@@ -57,7 +58,10 @@ def register(app: typer.Typer) -> None:
 
         Example: ecgfm pretrain --ptbxl ../shared/data/ptbxl --out runs/fm
 
-        The shipped recipe: ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe default8 --threads 2 --out runs/fm8
+        The shipped model (distilled from the shipped default8; --teacher runs/fm8 for your own):
+        ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe anylead --threads 2 --out runs/anylead
+
+        Its teacher: ecgfm pretrain --ptbxl ../shared/data/ptbxl --recipe default8 --threads 2 --out runs/fm8
 
         Multi-GPU (DDP, one process per GPU): torchrun --nproc_per_node 8 --no-python ecgfm pretrain --store
         /data/store --set batch_size=128 --workers 8 --out runs/fm  (see docs/scaling.md)

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         """Release a trained model: per-label thresholds fitted on the validation records, test metrics with 95% CIs
         stored in its config.json, and (with --card) the model card's metric tables regenerated from them.
 
-        Example: ecgfm release runs/fm8 --ptbxl ../shared/data/ptbxl --out src/ecgfm/weights/default8 --card MODEL_CARD.md
+        Example: ecgfm release runs/fm8 --ptbxl ../shared/data/ptbxl --out src/ecgfm/weights/default8 --card docs/model_card_default8.md
         """
         from ecgfm.datasets import load_labelled
         from ecgfm.evaluation.release import release, update_card

@@ -362,8 +362,8 @@ class InputReader:
         derivable = set(DERIVED_LIMB_LEADS) if {"I", "II"} <= set(ecg.leads) else set()
         if self.pipeline.lead_mask or set(self.pipeline.leads or ()) <= set(ecg.leads) | derivable:
             return ""
-        return (". The shipped 'anylead' model reads 12 leads, the six limb leads, I+II, V1-V6 or lead I alone "
-                "(--model anylead)")
+        return (". The default model, 'anylead', reads 12 leads, the six limb leads, I+II, V1-V6 or lead I alone "
+                "(--model anylead, or no --model)")
 
     def load(self, item: ECGInput) -> Loaded | Failure:
         """:meth:`read`, with any failure returned as a :class:`Failure` (batch jobs report, never stop)."""

@@ -1,14 +1,15 @@
 """Named pre-training recipes, as data: architecture, training configuration and input settings in one place.
 
-- ``default8``: the shipped foundation model (MODEL_CARD.md): eight networks reading records differently (2.5-s
-  crops, 5-s crops, whole 10-s records; crops scored by the maximum over sliding windows), six ``xresnet1d50`` and two
-  ``xresnet1d18``, trained two at a time in bf16 with channels-last convolutions on batches with one random gain per
-  ECG (+-10%) and 0.02 mV white noise, logits averaged; rhythm statements are scored by the whole-record networks.
+- ``default8``: the shipped ensemble and the teacher of ``anylead`` (docs/model_card_default8.md): eight networks
+  reading records differently (2.5-s crops, 5-s crops, whole 10-s records; crops scored by the maximum over sliding
+  windows), six ``xresnet1d50`` and two ``xresnet1d18``, trained two at a time in bf16 with channels-last
+  convolutions on batches with one random gain per ECG (+-10%) and 0.02 mV white noise, logits averaged; rhythm
+  statements are scored by the whole-record networks.
   ``stop_epoch`` replays where the development run's time limits stopped members, so the recipe reproduces the
   shipped weights bit for bit (26 min on 2 CPU cores; how it was chosen: docs/history.md).
-- ``anylead``: one ``xresnet1d50`` reading whole records with lead-presence inputs, distilled from ``default8``
-  (teacher logits cached) with hospital-shift augmentations and random lead dropping: reads 12 leads, the six limb
-  leads, I+II, V1-V6 or lead I alone (the shipped ``anylead`` weights).
+- ``anylead``: the shipped default (MODEL_CARD.md), one ``xresnet1d50`` reading whole records with lead-presence
+  inputs, distilled from ``default8`` (teacher logits cached) with hospital-shift augmentations and random lead
+  dropping: reads 12 leads, the six limb leads, I+II, V1-V6 or lead I alone.
 - ``xresnet1d50``: one such network (``ecgfm pretrain``'s default).
 - ``xresnet1d101``, ``inception1d``: the PTB-XL benchmark settings of Strodthoff et al. 2020 (AdamW, one-cycle,
   lr 1e-2, weight decay 1e-2, batch 128, 2.5-s random crops, max-aggregated 1.25-s-stride windows, 50 epochs).
@@ -116,15 +117,16 @@ RECIPES: dict[str, Recipe] = {
     "default8": Recipe(
         name="default8", model="ensemble", config=STRODTHOFF, members=tuple(_default8_member(*m) for m in _DEFAULT8),
         jobs=2, whole_record_group="rhythm",
-        description="the shipped foundation model (MODEL_CARD.md): six xresnet1d50 and two xresnet1d18 networks on "
-                    "2.5-s crops, 5-s crops and whole records, trained two at a time on one CPU thread each; rhythm "
-                    "statements scored by the whole-record networks; 26.2 min on 2 CPU cores"),
+        description="the shipped ensemble, anylead's teacher (docs/model_card_default8.md): six xresnet1d50 "
+                    "and two xresnet1d18 networks on 2.5-s crops, 5-s crops and whole records, trained two at a time "
+                    "on one CPU thread each; rhythm statements scored by the whole-record networks; 26.2 min on 2 "
+                    "CPU cores"),
     "anylead": Recipe(
         name="anylead", model="xresnet1d50", config=ANYLEAD, lead_sets=LEAD_SETS,
         distill=Distillation(teacher="default8", alpha=0.5, temperature=1.0),
-        description="one xresnet1d50 on whole records distilled from default8, with hospital augmentations and lead "
-                    "dropping; reads 12 leads, the six limb leads, I+II, V1-V6 or lead I; about 6 min on 2 CPU cores "
-                    "once the teacher's logits are cached"),
+        description="the shipped default (MODEL_CARD.md): one xresnet1d50 on whole records distilled from "
+                    "default8, with hospital augmentations and lead dropping; reads 12 leads, the six limb leads, "
+                    "I+II, V1-V6 or lead I; about 6 min on 2 CPU cores once the teacher's logits are cached"),
     "xresnet1d50": Recipe(name="xresnet1d50", model="xresnet1d50", config=STRODTHOFF,
                           description="one xresnet1d50, 100 Hz, 2.5-s crops, 50 epochs (ecgfm pretrain's default)"),
     "xresnet1d101": Recipe(name="xresnet1d101", model="xresnet1d101", config=STRODTHOFF,

@@ -88,8 +88,8 @@ class FinetuneResult:
 
 def load_foundation(foundation: Foundation) -> nn.Module:
     """A foundation model with ``.info``: as given, or loaded by :func:`ecgfm.models.load` (a shipped name, a folder,
-    a checkpoint). An ensemble (such as the shipped model) contributes its first member, a single network: transfer
-    learning fine-tunes one backbone (the shipped ensemble's first member is its ``xresnet1d50`` on 2.5-s crops)."""
+    a checkpoint; the shipped default is one network). An ensemble (such as ``default8``) contributes its first member:
+    transfer learning fine-tunes one backbone (``default8``'s first member is its ``xresnet1d50`` on 2.5-s crops)."""
     model = foundation if isinstance(foundation, nn.Module) else load(foundation)
     return member(model, 0) if model.info.arch == "ensemble" else model
 
