@@ -78,10 +78,10 @@ def _ptbxl(model, **kw):
 def embed_arrays(model, arrays: np.ndarray) -> np.ndarray:
     """Embeddings of arrays already preprocessed by the model's pipeline."""
     from ecgfm.datasets import from_arrays
-    from ecgfm.models.windowing import extract_features
+    from ecgfm.inference.embed import embed_set
 
     data = from_arrays(arrays, np.zeros((len(arrays), 0)), [], preprocess=model.info.preprocess)
-    return extract_features(model, data.torch(), batch_size=256, device="cpu")
+    return embed_set(model, data).vectors
 
 
 def ptbxl_embeddings() -> dict[str, np.ndarray]:
