@@ -108,6 +108,18 @@ def test_powerline_is_not_assessed_where_the_rate_cannot_show_it():
     assert report.ok
 
 
+def test_spectral_measures_ignore_an_electrode_offset(clean):
+    """The Welch segments are not detrended (a cost saving): a segment's mean leaks only into the 0 and 1 Hz bins of
+    the Hann window, so an offset leaves the spectrum the mains and noise checks read (40 Hz and above) unchanged."""
+    hummed = _add_to_recorded(clean, _sine(clean, 50, 0.1))
+    a, b = QualitySignals(hummed), QualitySignals(_with(hummed, hummed.signal + 3.0))
+    freqs, psd = a.spectrum
+    np.testing.assert_allclose(b.spectrum[1][:, freqs >= 2], psd[:, freqs >= 2], rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(b.mains(50.0)[0], a.mains(50.0)[0], rtol=1e-3)
+    np.testing.assert_allclose(b.hf_noise, a.hf_noise, rtol=1e-3)
+    assert a.mains(50.0)[0].max() > 0.05  # the line is there to be measured
+
+
 def test_white_noise_at_0_db_is_high_frequency_noise(clean):
     rng = np.random.default_rng(0)
     sd = clean.signal[[0, 1, 6, 7, 8, 9, 10, 11]].std(axis=1, keepdims=True)

@@ -63,7 +63,7 @@ PRETRAINED: dict[str, PretrainedWeights] = {w.name: w for w in [
                                             "from fold 9 (MODEL_CARD.md)"),
     PretrainedWeights("default8", "default8", "eight-network ensemble (6 xresnet1d50 + 2 xresnet1d18) pre-trained on "
                                               "PTB-XL folds 1-8, thresholds from fold 9; 12 leads only, higher 12-lead "
-                                              "AUC, 3.6x slower (docs/model_card_default8.md)"),
+                                              "AUC, about 4x slower (docs/model_card_default8.md)"),
 ]}
 
 
