@@ -377,7 +377,7 @@ class InputReader:
 
 def _quality(ecg: ECG, expected_leads=STANDARD_LEADS) -> dict[str, Any]:
     """The record's signal-quality verdict: ``ok``, the problems in plain language, and the heart rate."""
-    report = assess_quality(ecg, expected_leads)  # not to_dict(): serialising every check costs more than a check
+    report = assess_quality(ecg, expected_leads)  # the verdict alone: to_dict() would serialise every check
     return {"ok": report.ok, "problems": report.problems, "heart_rate": report.heart_rate}
 
 

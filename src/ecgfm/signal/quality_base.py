@@ -215,7 +215,7 @@ class QualitySignals:
         """Welch power spectral density per lead (mV^2/Hz) with 1-Hz bins (1-s Hann segments, half overlap).
 
         Segments are not detrended: a segment's mean leaks only into the 0 and 1 Hz bins of a periodic Hann window,
-        and the checks read 40 Hz and above, so skipping it changes nothing they use and saves a quarter of the cost.
+        and the checks read 40 Hz and above, so skipping it changes nothing they use (and saves ~0.2 ms a record).
         """
         nperseg = min(int(round(self.fs)), self.x.shape[1])
         return sps.welch(self.x, fs=self.fs, nperseg=nperseg, axis=-1, detrend=False)
