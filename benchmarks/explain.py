@@ -1,6 +1,6 @@
 """Benchmark: are the shipped model's explanations (``ecgfm.explain``) exact, clinically plausible, and fast enough?
 
-Method. The shipped ensemble, PTB-XL fold 10 (the test fold; each record read from its WFDB file as a user would).
+Method. A shipped model (``--model``, default the shipped default), PTB-XL fold 10 (the test fold; each record read from its WFDB file as a user would).
 
 1. Face validity. For statements that cardiology localises to particular leads (``TEXTBOOK_LEADS``), each fold-10
    positive (at most ``--per-label``) is explained for that statement; per record, the share of the positive lead
@@ -8,7 +8,7 @@ Method. The shipped ensemble, PTB-XL fold 10 (the test fold; each record read fr
    for integrated gradients and lead occlusion against two references: the share evidence spread evenly over the
    leads would give (textbook leads / 12), and the share of the records' absolute voltage in those leads (what an
    attribution that merely follows amplitude would give); and, as the model-randomisation sanity check of Adebayo et
-   al. 2018, the same for the ensemble with freshly initialised weights: an explanation that does not change when the
+   al. 2018, the same for the model with freshly initialised weights: an explanation that does not change when the
    model forgets what it learned explains nothing about the model.
 2. Completeness of integrated gradients: ``|sum(attributions) - (logit - flat-ECG logit)| / |logit - flat-ECG logit|``
    over the first ``--completeness-per-label`` of those record-label pairs at each of ``--steps`` (median and 90th
@@ -35,8 +35,8 @@ from ecgfm import Predictor
 from ecgfm.datasets.ptbxl import PTBXL
 from ecgfm.explain import explain
 from ecgfm.explain.attribution import DEFAULT_STEPS
-from ecgfm.inference.predictor import TorchBackend
-from ecgfm.models import create
+from ecgfm.models import build_model
+from ecgfm.models.runner import TorchRunner
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -73,8 +73,7 @@ def randomised(predictor: Predictor, seed: int = 0) -> Predictor:
     """The same architecture and windows with freshly initialised weights (the randomisation sanity check)."""
     info = predictor.info
     torch.manual_seed(seed)
-    model = create(info.arch, len(info.labels), len(info.leads), **info.arch_kwargs).eval()
-    return Predictor(TorchBackend(model, info), info)
+    return Predictor(TorchRunner(build_model(info).eval()), info)
 
 
 def amplitude_share(explanation, leads: tuple[str, ...]) -> float:
@@ -149,13 +148,14 @@ def main(argv=None) -> int:
                         "check")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default="pretrained", help="shipped name or model folder (default: the default)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     ptbxl = PTBXL(args.ptbxl)
     files = {label: positives(ptbxl, label, args.per_label) for label in TEXTBOOK_LEADS}
-    predictor = Predictor.from_pretrained()
+    predictor = Predictor.from_pretrained(args.model)
 
     print("face validity (shipped model, fold-10 positives):", flush=True)
     validity = {method: face_validity(predictor, files, method, DEFAULT_STEPS)
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     print("speed (one label, one record):", flush=True)
     speed = timing(predictor, [paths[0] for paths in files.values() if paths], args.repeats)
     document = {
-        "benchmark": "explain", "command": command_line(argv), "model": "shipped (src/ecgfm/weights)",
+        "benchmark": "explain", "command": command_line(argv), "model": args.model,
         "records": "PTB-XL fold 10 positives of each statement, first by ecg_id, 100-Hz files where present",
         "face_validity": validity, "completeness_gap": gaps, "speed": speed,
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads},

@@ -11,7 +11,9 @@ member), so they explain the record-level logit that :class:`~ecgfm.Predictor` t
   lead is replaced by a flat line, all else unchanged. Coarser, no gradients, easy to read.
 
 The reference ECG is a flat 0-mV line: after the 0.5-Hz high-pass the isoelectric baseline is 0 mV, so the flat line
-is "no cardiac activity", the usual reference for ECG attributions.
+is "no cardiac activity", the usual reference for ECG attributions. A model that reads lead sets (the shipped
+default) is explained on the leads the record has: the flat line lies on those leads, with their presence channels
+as recorded, and absent leads appear nowhere.
 
 Example::
 
@@ -31,6 +33,8 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
+import torch
+from torch import nn
 
 from ecgfm.ecg import ECG
 from ecgfm.files import atomic_write, atomic_write_text
@@ -196,8 +200,10 @@ def explain(ecg_or_path: ECG | str | os.PathLike, model: ModelInput = None, labe
     probabilities = expit(logits)
     chosen = _choose_labels(predictor, probabilities, labels, max_labels)
     targets = [predictor.labels.index(label) for label in chosen]
-    attributions, deltas, baseline_logits = _attribute(module, array, targets, method, steps, internal_batch_size)
     leads = predictor.pipeline.leads or tuple(f"lead{i}" for i in range(array.shape[0]))
+    if predictor.pipeline.lead_mask:  # explain the leads read, with the presence channels held as they are
+        module, array, leads = _leads_read(module, array, leads)
+    attributions, deltas, baseline_logits = _attribute(module, array, targets, method, steps, internal_batch_size)
     items = tuple(
         LabelExplanation(label=label, description=predictor.descriptions[label],
                          probability=float(probabilities[target]), logit=float(logits[target]),
@@ -233,6 +239,37 @@ def _torch_module(predictor: Predictor):
     return RecordModel(model).to(predictor.backend.device).eval()
 
 
+def _leads_read(module: nn.Module, array: np.ndarray, leads: Sequence[str]):
+    """For a model with lead-presence channels (``Pipeline.lead_mask``): a module taking only the leads the record
+    was read with (it adds the record's own presence channels), those leads' rows of ``array``, and their names.
+
+    Attributing the presence channels too would make the reference "no lead recorded" rather than "a flat ECG on the
+    same leads", and would report leads the record does not have.
+    """
+    n = len(leads)
+    present = np.flatnonzero(array[n:, 0] > 0.5)
+    device = next(module.parameters()).device
+    wrapped = _WithPresence(module, torch.from_numpy(np.array(array[n:], dtype=np.float32)),
+                            torch.from_numpy(present))
+    return wrapped.to(device).eval(), array[present], tuple(leads[k] for k in present)
+
+
+class _WithPresence(nn.Module):
+    """``module`` on ``(B, leads read, T)``: those leads put back in their rows (the others zero, as the record was
+    read), the presence channels appended."""
+
+    def __init__(self, module: nn.Module, presence: torch.Tensor, rows: torch.Tensor):
+        super().__init__()
+        self.module = module
+        self.register_buffer("presence", presence)
+        self.register_buffer("rows", rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        full = x.new_zeros((x.shape[0], self.presence.shape[0], x.shape[2]))
+        full[:, self.rows] = x
+        return self.module(torch.cat([full, self.presence.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1))
+
+
 def _choose_labels(predictor: Predictor, probabilities: np.ndarray, labels: Sequence[str] | None,
                    max_labels: int) -> list[str]:
     if labels:
@@ -251,7 +288,6 @@ def _choose_labels(predictor: Predictor, probabilities: np.ndarray, labels: Sequ
 
 def _attribute(module, array: np.ndarray, targets: list[int], method: str, steps: int, internal_batch_size: int):
     """Attributions ``(targets, leads, samples)``, IG convergence deltas (or None) and the flat ECG's logits."""
-    import torch
     from captum.attr import FeatureAblation, IntegratedGradients
 
     module = module.eval()

@@ -48,12 +48,13 @@ DEFAULT_TIMEOUT_S = 30.0
 #: Predictions waiting for a thread beyond the running ones (more: 503): ~2 s of single-ECG work for the shipped model
 #: on 2 workers; a queued job whose request has timed out never runs, so waiting work never outlives its deadline.
 DEFAULT_QUEUE = 64
-#: Labels one /explain may ask for, and its integrated-gradients steps: 3 labels x 64 steps of the shipped model take
-#: ~17 s on one core (a 54-label request took 6 min); ecgfm.explain's defaults are 3 findings and 64 steps.
+#: Labels one /explain may ask for, and its integrated-gradients steps: 3 labels x 64 steps of default8 (the costliest
+#: shipped model) take ~17 s on one core (a 54-label request took 6 min); ecgfm.explain's defaults are 3 findings and
+#: 64 steps.
 DEFAULT_MAX_EXPLAIN_LABELS = 3
 DEFAULT_MAX_EXPLAIN_STEPS = 64
-#: Seconds an explanation may take: 3 labels x 64 steps of the shipped model take ~17 s on an idle core, over 30 s on a
-#: busy one (benchmarks/results/serve_load.json).
+#: Seconds an explanation may take: 3 labels x 64 steps of default8 take ~17 s on an idle core, over 30 s on a busy
+#: one (benchmarks/results/serve_load.json).
 DEFAULT_EXPLAIN_TIMEOUT_S = 60.0
 #: Resident memory of an explanation process: the shipped model loaded takes ~530 MB, a maximal explanation of a 10-s
 #: record peaks at ~890 MB (benchmarks/results/serve_load.json); longer records are explained in smaller passes.

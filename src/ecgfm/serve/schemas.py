@@ -22,6 +22,13 @@ class QualityOut(BaseModel):
     heart_rate: float | None = Field(None, description="Ventricular rate (bpm) from the detected beats.")
 
 
+class LeadsOut(BaseModel):
+    lead_set: str = Field(description="The model's lead set the record was read as, e.g. '12-lead', 'limb6', 'I'.")
+    used: list[str] = Field(description="The recorded leads the model read.")
+    derived: list[str] = Field(default_factory=list, description="Limb leads derived from I and II.")
+    ignored: list[str] = Field(default_factory=list, description="Recorded leads outside the set, not read.")
+
+
 class PredictionOut(BaseModel):
     record_id: str | None
     source: str | None = Field(description="The uploaded file the ECG was read from.")
@@ -32,6 +39,7 @@ class PredictionOut(BaseModel):
     abstained: str | None = Field(None, description="Why findings were withheld (on_poor_quality=abstain).")
     probabilities: dict[str, float] = Field(description="Calibrated probability of every label.")
     raw_probabilities: dict[str, float] | None = Field(None, description="The model's uncalibrated sigmoid outputs.")
+    leads: LeadsOut | None = Field(None, description="Which leads were read, for a model that reads lead sets.")
     findings: list[FindingOut] = Field(description="Labels at or above their threshold, most likely first.")
 
 

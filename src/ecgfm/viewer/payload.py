@@ -25,10 +25,10 @@ MAX_TEXT = 300
 MAX_STATEMENTS = 20
 #: Attribution bins sent to the page: 40 ms, the smoothing width of ``ecgfm.plotting.ecg`` (a QRS is ~100 ms wide).
 ATTRIBUTION_BIN_S = 0.04
-#: Integrated-gradients steps for the page's shading: half ecgfm.explain's default, so twice as fast; the completeness
-#: gap is then 1.1% of the logit change (median; 2.7% at the 90th percentile, benchmarks/results/explain.json), which
-#: 40-ms shading cannot show.
-VIEWER_IG_STEPS = 32
+#: Integrated-gradients steps for the page's shading: ecgfm.explain's default. For the default model the completeness
+#: gap is then 1.2% of the logit change (median; 13% at the 90th percentile, 4.9% and 25% at 32 steps;
+#: benchmarks/results/explain_anylead.json), and one label takes ~0.3 s on 2 threads.
+VIEWER_IG_STEPS = 64
 
 
 def ecg_payload(ecg: Any, file: str | None = None, start_s: float = 0.0, seconds: float | None = None,

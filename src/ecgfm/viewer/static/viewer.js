@@ -9,7 +9,8 @@
   const STANDARD_GRID = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]];
   const STANDARD_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"];
   const CSS_PX_PER_MM = 96 / 25.4;  // CSS pixels are 1/96 inch
-  const KNOWN_FIELDS = new Set(["record_id", "source", "probabilities", "findings", "quality", "leads_used"]);
+  const KNOWN_FIELDS = new Set(["record_id", "source", "probabilities", "raw_probabilities", "findings", "quality",
+                                "leads", "leads_used", "duration_s"]);
 
   const $ = (id) => document.getElementById(id);
   const state = { files: [], ecg: null, prediction: null, labels: {}, attribution: null, selected: null,
@@ -207,18 +208,31 @@
     const quality = $("quality");
     quality.replaceChildren();
     addMeta(quality, "Signal quality", qualityText(prediction.quality) || "not reported by this service");
-    addMeta(quality, "Leads used", prediction.leads_used || prediction["leads used"]);
+    addMeta(quality, "Leads read", leadsText(prediction.leads) || prediction.leads_used || prediction["leads used"]);
     for (const [key, value] of Object.entries(prediction)) {  // fields newer services add, shown as they come
       if (KNOWN_FIELDS.has(key) || key === "leads used" || value === null) continue;
+      if (Array.isArray(value) && !value.length) continue;
       addMeta(quality, key.replace(/_/g, " "), typeof value === "object" ? JSON.stringify(value).slice(0, 300) : value);
     }
     highlightSelected();
+  }
+
+  function leadsText(leads) {
+    if (!leads || !leads.lead_set) return null;
+    let text = `${leads.lead_set}: ${(leads.used || []).join(", ")}`;
+    if (leads.derived && leads.derived.length) text += `; ${leads.derived.join(", ")} derived from I and II`;
+    if (leads.ignored && leads.ignored.length) text += `; not read: ${leads.ignored.join(", ")}`;
+    return text;
   }
 
   function qualityText(quality) {
     if (quality === undefined || quality === null) return null;
     if (typeof quality === "string") return quality;
     if (Array.isArray(quality)) return quality.length ? quality.map(String).join("; ") : "ok";
+    if (typeof quality.ok === "boolean") {  // ecgfm serve: {ok, problems, heart_rate}
+      const rate = typeof quality.heart_rate === "number" ? `, ${Math.round(quality.heart_rate)} bpm` : "";
+      return quality.ok ? `ok${rate}` : (quality.problems || []).join("; ") + rate;
+    }
     const verdict = quality.verdict || quality.status || "";
     const problems = quality.problems || quality.issues || [];
     return [verdict].concat(problems.map((p) => (typeof p === "string" ? p : JSON.stringify(p)))).filter(Boolean).join("; ");
