@@ -1,6 +1,7 @@
 """Benchmark: are the shipped model's explanations (``ecgfm.explain``) exact, clinically plausible, and fast enough?
 
-Method. A shipped model (``--model``, default the shipped default), PTB-XL fold 10 (the test fold; each record read from its WFDB file as a user would).
+Method. A shipped model (``--model``; by default the shipped default), PTB-XL fold 10 (the test fold; each record read
+from its WFDB file as a user would).
 
 1. Face validity. For statements that cardiology localises to particular leads (``TEXTBOOK_LEADS``), each fold-10
    positive (at most ``--per-label``) is explained for that statement; per record, the share of the positive lead

@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         student_s = None
     model = load(run_dir / "pretrained")
-    entry = {"command": command_line(argv), "views": args.views, "epochs": args.epochs, "alpha": args.alpha, "teacher_s": teacher_s,
-             "student_s": student_s, "best_epoch": model.info.training.get("best_epoch"),
+    entry = {"command": command_line(argv), "views": args.views, "epochs": args.epochs, "alpha": args.alpha,
+             "teacher_s": teacher_s, "student_s": student_s, "best_epoch": model.info.training.get("best_epoch"),
              "fold9": fold_scores(model, data, "val")}
     if args.test:
         entry["fold10"] = fold_scores(model, data, "test")

@@ -32,6 +32,32 @@ def write_wfdb(folder: Path, name: str, fs: float = 500.0, seconds: float = 10.0
     return write_wfdb_record(folder, name, make_synthetic_ecg(fs, seconds, seed=seed))
 
 
+def lead_set_predictor(seed: int = 0):
+    """A Predictor around a random ``xresnet1d18`` that reads lead sets (lead-presence inputs, as the shipped
+    default), labels A and B, 100 Hz, whole 10-s records."""
+    import torch
+
+    from ecgfm.inference import Predictor
+    from ecgfm.models import ModelInfo, build_model
+    from ecgfm.models.leadsets import LEAD_SETS
+    from ecgfm.models.runner import TorchRunner
+    from ecgfm.signal import Pipeline
+
+    torch.manual_seed(seed)
+    info = ModelInfo(arch="xresnet1d18", labels=["A", "B"], lead_mask=True, fs=100.0, window=None,
+                     preprocess=Pipeline.default(fs=100.0, lead_sets=LEAD_SETS).to_dict())
+    return Predictor(TorchRunner(build_model(info).eval()), info)
+
+
+def write_chest_leads(folder: Path, name: str = "chest", seed: int = 5) -> Path:
+    """A synthetic 500-Hz recording of V1-V6 only, as a WFDB record; returns the header path."""
+    from ecgfm.models.leadsets import PRECORDIAL_LEADS
+    from ecgfm.signal.leads import reorder_leads
+
+    ecg = reorder_leads(make_synthetic_ecg(500.0, 10.0, seed=seed), PRECORDIAL_LEADS, derive=False)
+    return write_wfdb_record(folder, name, ecg)
+
+
 def make_tiny_model(folder: Path, window: int | None = 250, seed: int = 0) -> Path:
     """Save a small random ``resnet1d_small`` (3 labels, 100 Hz, 10 s, windows of 2.5 s) as a pretrained folder."""
     import torch

@@ -17,7 +17,8 @@ from ecgfm.io import read
 from ecgfm.io.writers import write
 from ecgfm.leads import STANDARD_LEADS
 from ecgfm.serve import create_app
-from predict_fixtures import LABELS, make_tiny_model, synthetic_signal, write_wfdb
+from predict_fixtures import (LABELS, lead_set_predictor, make_tiny_model, synthetic_signal, write_chest_leads,
+                              write_wfdb)
 
 torch.set_num_threads(1)
 
@@ -70,18 +71,10 @@ def test_predict_wfdb_upload_matches_predictor(client, predictor, record):
 def test_predict_says_which_leads_a_lead_set_model_read(tmp_path):
     """A model that reads lead sets (the shipped default): the response names the set a chest-lead recording was read
     as and its leads, as ``Prediction.to_dict`` does."""
-    from conftest import make_synthetic_ecg, write_wfdb_record
-    from ecgfm.models import ModelInfo, build_model
-    from ecgfm.models.leadsets import LEAD_SETS, PRECORDIAL_LEADS
-    from ecgfm.models.runner import TorchRunner
-    from ecgfm.signal import Pipeline
-    from ecgfm.signal.leads import reorder_leads
+    from ecgfm.models.leadsets import PRECORDIAL_LEADS
 
-    info = ModelInfo(arch="xresnet1d18", labels=["A", "B"], lead_mask=True, fs=100.0, window=None,
-                     preprocess=Pipeline.default(fs=100.0, lead_sets=LEAD_SETS).to_dict())
-    chest = write_wfdb_record(tmp_path, "chest", reorder_leads(make_synthetic_ecg(500.0, 10.0, seed=2),
-                                                                PRECORDIAL_LEADS, derive=False))
-    with TestClient(create_app(Predictor(TorchRunner(build_model(info).eval()), info))) as c:
+    chest = write_chest_leads(tmp_path, seed=2)
+    with TestClient(create_app(lead_set_predictor())) as c:
         response = c.post("/predict", files=_files(chest, chest.with_suffix(".dat")))
     assert response.status_code == 200, response.text
     assert response.json()["leads"] == {"lead_set": "V1-V6", "used": list(PRECORDIAL_LEADS), "derived": [],

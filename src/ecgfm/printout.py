@@ -298,8 +298,9 @@ def _header(page: _Page, record: _Record, notes: list[str], findings: Sequence[A
            {"M": "male", "F": "female"}.get(str(meta.get("sex") or ""), None),
            str(meta.get("acquisition_time") or meta.get("date") or "") or None]
     rate = heart_rate(record.signal, record.fs)
+    n_leads = len(record.by_lead)
     vitals = [f"rate {rate:.0f} bpm" if rate else "rate not measurable",
-              f"{record.duration:.1f} s at {record.fs:g} Hz, {len(record.by_lead)} lead{'s' * (len(record.by_lead) != 1)}",
+              f"{record.duration:.1f} s at {record.fs:g} Hz, {n_leads} lead{'s' * (n_leads != 1)}",
               f"{paper.speed:g} mm/s, {paper.gain:g} mm/mV, grid 1 mm / 5 mm"]
     lines = [", ".join(part for part in who if part) or "patient not identified", " \u00b7 ".join(vitals)]
     if meta.get("device"):
